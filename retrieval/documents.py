@@ -1,0 +1,69 @@
+"""Plain records passed between the retrieval stages: a loaded document and its chunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class LoadError(Exception):
+    """A file that cannot be indexed; the message is the one-line reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class TextBlock:
+    """A run of text that shares one page and one section heading.
+
+    Attributes:
+        text: The block's text, whitespace-normalized but otherwise as extracted.
+        page: 1-based page number for paged formats (pdf), else None.
+        section: The nearest heading above the block, else None.
+    """
+
+    text: str
+    page: int | None = None
+    section: str | None = None
+
+
+@dataclass
+class LoadedDocument:
+    """A file turned into text blocks, in reading order.
+
+    Attributes:
+        source: Path relative to the documents folder, with '/' separators.
+        blocks: Non-empty text blocks in reading order.
+    """
+
+    source: str
+    blocks: list[TextBlock] = field(default_factory=list)
+
+    BLOCK_SEPARATOR = "\n\n"
+
+    @property
+    def text(self) -> str:
+        """The whole document: blocks joined by a blank line (chunk offsets index into this)."""
+        return self.BLOCK_SEPARATOR.join(block.text for block in self.blocks)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One retrievable piece of a document.
+
+    Attributes:
+        chunk_id: Stable id: a hash of source, offset and text.
+        source: Path relative to the documents folder.
+        text: The chunk's text, exactly `document.text[start:end]`.
+        start: Character offset of the chunk in `LoadedDocument.text`.
+        end: Character offset one past the chunk's last character.
+        page: 1-based page, or None.
+        section: Section heading, or None.
+        position: Index of the chunk within its document.
+    """
+
+    chunk_id: str
+    source: str
+    text: str
+    start: int
+    end: int
+    page: int | None
+    section: str | None
+    position: int
