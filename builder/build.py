@@ -1,0 +1,300 @@
+"""`ragtune build`: documents → chunks → embeddings → a new index generation.
+
+Incremental: only new or changed files (by content hash) are loaded and embedded; chunks of
+deleted files are dropped. A file that fails to load is skipped with its reason; if an older
+version of it was indexed, that version is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from builder.project import Project
+from retrieval.chunking import chunk_document, indexed_text, make_splitter
+from retrieval.documents import Chunk, LoadError
+from retrieval.embeddings import Encoder, load_encoder
+from retrieval.index import (
+    CHUNKS_FILE,
+    KEYWORDS_DIR,
+    VECTORS_FILE,
+    IndexLayout,
+    Manifest,
+    read_manifest,
+)
+from retrieval.keyword_index import KeywordIndex
+from retrieval.loaders import SUPPORTED_SUFFIXES, load_document
+from retrieval.scan import FoundFile, file_sha256, scan_documents
+from retrieval.store import ChunkStore, FileRecord
+from retrieval.vector_index import build_vector_index, index_kind, save_vector_index
+
+# Bump when loaders or chunking change what a file turns into: forces a full rebuild.
+PIPELINE_VERSION = 1
+
+Progress = Callable[[str, int, int], None]
+"""Called as progress(stage, done, total) while a build runs."""
+
+
+class BuildError(Exception):
+    """The build produced nothing usable; the previous index, if any, is untouched."""
+
+
+@dataclass
+class Skip:
+    source: str
+    reason: str
+
+
+@dataclass
+class BuildReport:
+    """What a build did, file by file."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+    kept_previous: list[str] = field(default_factory=list)
+    """Changed files that failed to load, whose previously indexed version was kept."""
+    chunks_embedded: int = 0
+    total_files: int = 0
+    total_chunks: int = 0
+    generation: int | None = None
+    index_kind: str = ""
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+
+def _signature(project: Project) -> str:
+    """Everything that changes chunks or vectors: a different signature means a full rebuild."""
+    settings = {
+        "pipeline": PIPELINE_VERSION,
+        "model": project.config.embedding.model,
+        "chunk_tokens": project.config.ingest.chunk_tokens,
+        "chunk_overlap": project.config.ingest.chunk_overlap,
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Loaded:
+    found: FoundFile
+    sha256: str
+    chunks: list[Chunk] | None
+    error: str | None
+
+
+def _load_and_chunk(files: list[tuple[FoundFile, str]], project: Project, encoder: Encoder, out: queue.Queue) -> None:
+    """Producer thread: load and chunk files while the main thread embeds earlier ones."""
+    splitter = make_splitter(
+        encoder.count_tokens, project.config.ingest.chunk_tokens, project.config.ingest.chunk_overlap
+    )
+    max_bytes = int(project.config.ingest.max_file_mb * 1024 * 1024)
+    try:
+        for found, sha256 in files:
+            try:
+                document = load_document(found.path, found.source, max_bytes)
+                chunks = chunk_document(document, splitter)
+                if not chunks:
+                    raise LoadError("no text found")
+                out.put(_Loaded(found, sha256, chunks, None))
+            except LoadError as error:
+                out.put(_Loaded(found, sha256, None, str(error)))
+            except Exception as error:  # a library choking on a strange file must not stop the build
+                out.put(_Loaded(found, sha256, None, f"could not be read ({type(error).__name__}: {error})"))
+    finally:
+        out.put(None)
+
+
+def build(
+    project: Project,
+    *,
+    full: bool = False,
+    encoder: Encoder | None = None,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Bring the project's index up to date with its documents folder.
+
+    Args:
+        project: the opened project (settings already validated).
+        full: re-embed every file even if unchanged.
+        encoder: the embedding model; loaded from the settings when None (tests pass a fake).
+        progress: optional callback for progress bars.
+
+    Returns:
+        What was added, updated, removed, left unchanged and skipped.
+
+    Raises:
+        FileNotFoundError: the documents folder does not exist.
+        BuildError: nothing could be indexed; the previous index is kept.
+    """
+    started = time.perf_counter()
+    notify = progress or (lambda stage, done, total: None)
+    report = BuildReport()
+    found, scan_skips = scan_documents(project.docs_dir, SUPPORTED_SUFFIXES)
+    report.skipped.extend(Skip(s.source, s.reason) for s in scan_skips)
+
+    layout = IndexLayout(project.index_root)
+    previous = layout.current()
+    signature = _signature(project)
+    old_files: dict[str, FileRecord] = {}
+    reuse_previous = False
+    if previous is not None and previous.is_dir():
+        manifest = read_manifest(previous)
+        reuse_previous = manifest.signature == signature and not full
+        with ChunkStore(previous / CHUNKS_FILE, readonly=True) as old_store:
+            old_files = old_store.files()
+
+    to_process: list[tuple[FoundFile, str]] = []
+    for index, item in enumerate(found):
+        notify("scan", index, len(found))
+        try:
+            sha256 = file_sha256(item.path)
+        except OSError as error:
+            report.skipped.append(Skip(item.source, f"cannot read: {error.strerror or error}"))
+            continue
+        old = old_files.get(item.source)
+        if reuse_previous and old is not None and old.sha256 == sha256:
+            report.unchanged.append(item.source)
+        else:
+            to_process.append((item, sha256))
+    notify("scan", len(found), len(found))
+    present = {item.source for item in found}
+    report.removed = sorted(source for source in old_files if source not in present)
+
+    if reuse_previous and not to_process and not report.removed:
+        return _finish(report, previous, started)
+
+    encoder = encoder or load_encoder(
+        project.config.embedding.model,
+        device=project.config.embedding.device,
+        batch_size=project.config.embedding.batch_size,
+    )
+    number, partial = layout.start_generation()
+    try:
+        store_path = partial / CHUNKS_FILE
+        if reuse_previous:
+            with ChunkStore(previous / CHUNKS_FILE, readonly=True) as old_store:
+                old_store.backup_to(store_path)
+        with ChunkStore(store_path) as store:
+            for source in report.removed:
+                store.remove_file(source)
+            _embed_files(to_process, project, encoder, store, old_files, reuse_previous, report, notify)
+            total = store.renumber()
+            if total == 0:
+                raise BuildError(_nothing_indexed(project, report))
+            notify("index", 0, 2)
+            vectors = build_vector_index(store.embeddings(encoder.dim), project.config.index)
+            save_vector_index(vectors, partial / VECTORS_FILE)
+            notify("index", 1, 2)
+            keywords = KeywordIndex.build([indexed_text(c) for c in store.iter_chunks()])
+            (partial / KEYWORDS_DIR).mkdir()
+            keywords.save(partial / KEYWORDS_DIR)
+            notify("index", 2, 2)
+            n_files = len(store.files())
+        manifest = Manifest(
+            generation=number,
+            embedding_model=project.config.embedding.model,
+            dim=encoder.dim,
+            index_kind=index_kind(vectors),
+            signature=signature,
+            files=n_files,
+            chunks=total,
+        )
+        final = layout.commit(partial, manifest)
+    except BaseException:
+        layout.abandon(partial)
+        raise
+    return _finish(report, final, started)
+
+
+def _embed_files(
+    to_process: list[tuple[FoundFile, str]],
+    project: Project,
+    encoder: Encoder,
+    store: ChunkStore,
+    old_files: dict[str, FileRecord],
+    reuse_previous: bool,
+    report: BuildReport,
+    notify: Progress,
+) -> None:
+    """Load, chunk, embed and store the files, embedding many files' chunks per model call."""
+    if not to_process:
+        return
+    # Load the weights while the first files are read and chunked.
+    warm = threading.Thread(target=getattr(encoder, "load", lambda: None), daemon=True)
+    warm.start()
+    loaded: queue.Queue = queue.Queue(maxsize=256)
+    producer = threading.Thread(
+        target=_load_and_chunk, args=(to_process, project, encoder, loaded), daemon=True
+    )
+    producer.start()
+    batch_target = max(64, 8 * project.config.embedding.batch_size)
+    pending: list[_Loaded] = []
+    pending_chunks = 0
+    done = 0
+    notify("embed", 0, len(to_process))
+
+    def flush() -> None:
+        nonlocal pending, pending_chunks, done
+        if not pending:
+            return
+        warm.join()
+        texts = [indexed_text(chunk) for item in pending for chunk in item.chunks]
+        vectors = encoder.encode(texts)
+        offset = 0
+        for item in pending:
+            count = len(item.chunks)
+            record = FileRecord(item.found.source, item.sha256, item.found.size, count)
+            store.replace_file(record, item.chunks, vectors[offset : offset + count])
+            offset += count
+            is_update = item.found.source in old_files
+            (report.updated if is_update else report.added).append(item.found.source)
+        report.chunks_embedded += len(texts)
+        done += len(pending)
+        notify("embed", done, len(to_process))
+        pending, pending_chunks = [], 0
+
+    while (item := loaded.get()) is not None:
+        if item.error is not None:
+            report.skipped.append(Skip(item.found.source, item.error))
+            # A full rebuild starts from an empty store, so only an incremental one can keep
+            # the previously indexed version of a file that now fails.
+            if reuse_previous and item.found.source in old_files:
+                report.kept_previous.append(item.found.source)
+            done += 1
+            continue
+        pending.append(item)
+        pending_chunks += len(item.chunks)
+        if pending_chunks >= batch_target:
+            flush()
+    flush()
+    producer.join()
+
+
+def _nothing_indexed(project: Project, report: BuildReport) -> str:
+    if report.skipped:
+        return (
+            f"nothing could be indexed from {project.docs_dir}: every file was skipped "
+            f"({len(report.skipped)}); see the reasons above"
+        )
+    return f"no documents found in {project.docs_dir} (supported: {', '.join(SUPPORTED_SUFFIXES)})"
+
+
+def _finish(report: BuildReport, generation_dir, started: float) -> BuildReport:
+    manifest = read_manifest(generation_dir)
+    report.generation = manifest.generation
+    report.total_files = manifest.files
+    report.total_chunks = manifest.chunks
+    report.index_kind = manifest.index_kind
+    report.seconds = time.perf_counter() - started
+    report.skipped.sort(key=lambda s: s.source)
+    return report

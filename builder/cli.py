@@ -1,0 +1,244 @@
+"""The `ragtune` command: one subcommand per pipeline step."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+from builder.config import ConfigError
+
+err = Console(stderr=True, highlight=False)
+
+
+def _quiet_libraries() -> None:
+    """Hide the libraries' own progress bars and info logs; ours say what is going on."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+
+
+class _Bars:
+    """A rich progress bar per pipeline stage."""
+
+    LABELS = {"scan": "hashing files", "embed": "loading + embedding", "index": "writing indexes"}
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(self.LABELS.get(stage, stage), total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from builder.build import BuildError, build
+    from builder.project import open_project
+
+    project = open_project(args.project, args.set, docs=args.docs)
+    if not project.docs_dir.is_dir():
+        err.print(
+            f"[red]error:[/] documents folder {project.docs_dir} not found; "
+            "pass --docs DIR or set docs in ragtune.toml"
+        )
+        return 2
+    _quiet_libraries()
+    project.save_config()
+    try:
+        with _progress() as progress:
+            report = build(project, full=args.full, progress=_Bars(progress))
+    except BuildError as error:
+        err.print(f"[red]error:[/] {error}")
+        return 1
+    for skip in report.skipped:
+        err.print(f"[yellow]skipped[/] {skip.source}: {skip.reason}")
+    for source in report.kept_previous:
+        err.print(f"[yellow]kept previous version[/] of {source}")
+    if report.changed:
+        err.print(
+            f"added {len(report.added)}, updated {len(report.updated)}, removed "
+            f"{len(report.removed)}, unchanged {len(report.unchanged)}, skipped "
+            f"{len(report.skipped)} files; embedded {report.chunks_embedded} chunks"
+        )
+    else:
+        err.print(f"index is up to date ({len(report.unchanged)} files unchanged, "
+                  f"{len(report.skipped)} skipped)")
+    err.print(
+        f"[green]index[/] {project.index_root} (generation {report.generation}): "
+        f"{report.total_files} files, {report.total_chunks} chunks, {report.index_kind} vectors "
+        f"+ BM25, in {report.seconds:.1f}s"
+    )
+    return 0
+
+
+def _read_questions(path: Path) -> list[dict]:
+    """Read a JSONL question file; every bad line is reported, by number, before any model loads."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), [f"cannot read: {error}"]) from error
+    rows, problems = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            problems.append(f"line {number}: not valid JSON ({error.msg})")
+            continue
+        if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
+            problems.append(f'line {number}: expected an object with a non-empty "question" string')
+            continue
+        rows.append(row)
+    if problems:
+        raise ConfigError(str(path), problems)
+    if not rows:
+        raise ConfigError(str(path), ["no questions in the file"])
+    return rows
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    from builder.project import open_project
+
+    project = open_project(args.project, args.set)
+    if (args.question is None) == (args.questions is None):
+        err.print('[red]error:[/] give one question, or --questions FILE.jsonl')
+        return 2
+    rows = _read_questions(args.questions) if args.questions else [{"question": args.question}]
+    _quiet_libraries()
+    from retrieval.embeddings import load_encoder
+    from retrieval.search import Retriever
+
+    config = project.config
+    encoder = load_encoder(config.embedding.model, config.embedding.device, config.embedding.batch_size)
+    retriever = Retriever.open(project.index_root, encoder, config.retrieval, config.index)
+    try:
+        k = args.k or config.retrieval.top_k
+        results = retriever.search_many([row["question"] for row in rows], k)
+    finally:
+        retriever.close()
+    out = Console(highlight=False, soft_wrap=True)
+    for row, hits in zip(rows, results):
+        if args.json:
+            print(json.dumps({"question": row["question"], "hits": [h.to_dict() for h in hits]},
+                             ensure_ascii=False))
+            continue
+        out.print(f"[bold]{row['question']}[/]")
+        for rank, hit in enumerate(hits, start=1):
+            where = hit.source + (f" p.{hit.page}" if hit.page else "") + (
+                f" § {hit.section}" if hit.section else "")
+            snippet = " ".join(hit.text.split())
+            out.print(f"  {rank}. [cyan]{where}[/] ({hit.score:.4f})", markup=True)
+            out.print(f"     {snippet[:240]}{'…' if len(snippet) > 240 else ''}", markup=False)
+    gold = [(row, hits) for row, hits in zip(rows, results) if row.get("source")]
+    if gold:
+        found = sum(any(h.source == row["source"] for h in hits) for row, hits in gold)
+        err.print(f"gold source in the top {k}: {found}/{len(gold)} ({found / len(gold):.0%})")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from builder.sample_corpus import SAMPLE_QUESTIONS_PATH, write_sample_corpus
+
+    written = write_sample_corpus(args.dest)
+    err.print(f"wrote {len(written)} sample documents to {args.dest}; "
+              f"gold questions: {SAMPLE_QUESTIONS_PATH}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """Resolve (and convert, once) the configured models, then load each to prove it works."""
+    from builder.project import open_project
+
+    project = open_project(args.project, args.set)
+    _quiet_libraries()
+    from retrieval.embeddings import load_encoder
+    from retrieval.models import load_generator
+
+    config = project.config
+    encoder = load_encoder(config.embedding.model, config.embedding.device)
+    encoder.load()
+    err.print(f"embedding  {config.embedding.model} → {encoder.path} ({encoder.dim} dims)")
+    model, tokenizer, path = load_generator(config.generation)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    err.print(f"generator  {config.generation.model} → {path} ({params:.0f}M parameters)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ragtune", description="Turn a folder of documents into a cited assistant."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str, handler, project: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        if project:
+            sub.add_argument("project", type=Path, help="project folder (holds ragtune.toml)")
+            sub.add_argument(
+                "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                help="override a setting for this run, e.g. --set retrieval.top_k=8",
+            )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    build_cmd = add("build", "Index a documents folder (incremental).", cmd_build)
+    build_cmd.add_argument("--docs", type=Path, help="documents folder (recorded in ragtune.toml)")
+    build_cmd.add_argument("--full", action="store_true", help="re-embed every file")
+
+    retrieve = add("retrieve", "Show the chunks retrieved for questions.", cmd_retrieve)
+    retrieve.add_argument("question", nargs="?", help="the question")
+    retrieve.add_argument("--questions", type=Path, help='JSONL file of {"question": ...} lines')
+    retrieve.add_argument("-k", type=int, default=None, help="hits per question")
+    retrieve.add_argument("--json", action="store_true", help="one JSON object per question")
+
+    add("models", "Prepare and check the configured models.", cmd_models)
+
+    sample = add("sample", "Write the bundled sample corpus.", cmd_sample, project=False)
+    sample.add_argument("dest", type=Path, help="folder to write the documents into")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        err.print(f"[red]error:[/] {error}", markup=True)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted; the previous index is intact")
+        return 130
+    except Exception as error:  # user-facing failures are typed; show them in one line
+        from retrieval.index import IndexLoadError
+        from retrieval.models import ModelNotFoundError
+
+        if isinstance(error, (IndexLoadError, ModelNotFoundError, FileNotFoundError)):
+            err.print(f"[red]error:[/] {error}")
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

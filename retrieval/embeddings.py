@@ -1,0 +1,105 @@
+"""Encoders turn texts into L2-normalized float32 vectors; the chunker counts tokens with them."""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from retrieval.models import ModelNotFoundError, describe_load_failure, resolve_embedding_model
+
+
+class Encoder(Protocol):
+    """What the builder and the retriever need from an embedding model."""
+
+    name: str
+    dim: int
+    max_tokens: int
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Return an (n, dim) float32 array of unit-length rows."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Number of model tokens in `text`, special tokens excluded."""
+        ...
+
+
+def pick_device(setting: str) -> str:
+    """Resolve 'auto' to the best available torch device; pass anything else through."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model. The tokenizer loads at once (chunking needs only it); the
+    weights load on the first `encode`, or earlier through `load()` from a background thread."""
+
+    def __init__(self, model: str, device: str = "auto", batch_size: int = 32) -> None:
+        from transformers import AutoTokenizer
+
+        self.name = model
+        self.path = resolve_embedding_model(model)
+        self.device = device
+        self.batch_size = batch_size
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(self.path)
+        except (OSError, ValueError) as error:
+            raise describe_load_failure("embedding", self.path, error) from error
+        self._model = None
+        self.max_tokens = min(int(self._tokenizer.model_max_length), 512)
+        self.dim = self._read_dim()
+
+    def _read_dim(self) -> int:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(self.path)
+        return int(config.hidden_size)
+
+    def load(self):
+        """Load the weights (idempotent) and return the SentenceTransformer."""
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                self._model = SentenceTransformer(self.path, device=pick_device(self.device))
+            except (OSError, ValueError) as error:
+                raise describe_load_failure("embedding", self.path, error) from error
+            self.max_tokens = int(self._model.max_seq_length)
+            self.dim = int(self._model.get_embedding_dimension())
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.load().encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, text: str) -> int:
+        # The Rust backend directly: no "sequence longer than max length" warnings, and faster.
+        return len(self._tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def load_encoder(model: str, device: str = "auto", batch_size: int = 32) -> Encoder:
+    """Build the encoder named by the embedding settings.
+
+    Raises:
+        ModelNotFoundError: the model is neither embedded, a folder, nor reachable on the hub.
+    """
+    return SentenceTransformerEncoder(model, device=device, batch_size=batch_size)
+
+
+__all__ = ["Encoder", "ModelNotFoundError", "SentenceTransformerEncoder", "load_encoder", "pick_device"]

@@ -1,0 +1,213 @@
+"""The on-disk index of a project: generations committed atomically.
+
+    PROJECT/index/CURRENT             name of the live generation, e.g. "gen-000003"
+    PROJECT/index/gen-000003/
+        chunks.sqlite                 chunks, embeddings, file records
+        vectors.faiss                 FAISS index, row i = chunk row i
+        keywords/                     BM25 arrays (.npy) and vocabulary (.json)
+        manifest.json                 models, dimensions, counts, sha256 of every file above
+
+A build writes a new generation into `gen-N.partial/`, renames it to `gen-N/` when complete,
+then replaces CURRENT (temp file + rename). A build killed at any point leaves CURRENT naming the
+previous, complete generation, whose files were never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from retrieval.config import IndexConfig
+from retrieval.keyword_index import KeywordIndex
+from retrieval.store import ChunkStore
+from retrieval.vector_index import load_vector_index
+
+FORMAT_VERSION = 1
+CHUNKS_FILE = "chunks.sqlite"
+VECTORS_FILE = "vectors.faiss"
+KEYWORDS_DIR = "keywords"
+MANIFEST_FILE = "manifest.json"
+_CURRENT = "CURRENT"
+_PARTIAL_SUFFIX = ".partial"
+
+
+class IndexLoadError(Exception):
+    """A project index that is missing, incomplete or inconsistent."""
+
+
+
+@dataclass
+class Manifest:
+    """What a generation holds; written last, read first."""
+
+    generation: int
+    embedding_model: str
+    dim: int
+    index_kind: str
+    signature: str
+    """Hash of every setting that changes chunks or vectors; a change forces a full rebuild."""
+    files: int
+    chunks: int
+    checksums: dict[str, str] = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        data = json.loads(text)
+        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old or the new content, never a mix."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:  # platforms without directory handles (Windows)
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _data_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): _sha256(p) for p in _data_files(folder)}
+
+
+class IndexLayout:
+    """The generations folder of one project."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def current_name(self) -> str | None:
+        pointer = self.root / _CURRENT
+        if not pointer.is_file():
+            return None
+        name = pointer.read_text(encoding="utf-8").strip()
+        return name or None
+
+    def current(self) -> Path | None:
+        """The live generation's folder, or None before the first build."""
+        name = self.current_name()
+        return self.root / name if name else None
+
+    def start_generation(self) -> tuple[int, Path]:
+        """Create an empty partial folder for the next generation, clearing abandoned ones."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(f"gen-*{_PARTIAL_SUFFIX}"):
+            shutil.rmtree(stale, ignore_errors=True)
+        numbers = [
+            int(p.name.split("-")[1])
+            for p in self.root.glob("gen-*")
+            if p.is_dir() and p.name.split("-")[1].isdigit()
+        ]
+        number = max(numbers, default=0) + 1
+        partial = self.root / f"gen-{number:06d}{_PARTIAL_SUFFIX}"
+        partial.mkdir()
+        return number, partial
+
+    def commit(self, partial: Path, manifest: Manifest) -> Path:
+        """Seal a partial generation and make it the live one; then drop older generations."""
+        manifest.checksums = checksums(partial)
+        for path in _data_files(partial):
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        (partial / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+        final = partial.with_name(partial.name[: -len(_PARTIAL_SUFFIX)])
+        os.replace(partial, final)
+        _fsync_dir(self.root)
+        write_atomic(self.root / _CURRENT, f"{final.name}\n".encode())
+        for old in self.root.glob("gen-*"):
+            if old != final and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def abandon(self, partial: Path) -> None:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def read_manifest(generation: Path) -> Manifest:
+    path = generation / MANIFEST_FILE
+    try:
+        return Manifest.from_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise IndexLoadError(f"{path}: unreadable manifest ({error}); rebuild the index") from error
+
+
+@dataclass
+class LoadedIndex:
+    """A live generation opened for search."""
+
+    folder: Path
+    manifest: Manifest
+    store: ChunkStore
+    vectors: object
+    keywords: KeywordIndex
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_index(root: Path, config: IndexConfig, *, verify: bool = True) -> LoadedIndex:
+    """Open the live generation under `root` for search.
+
+    Args:
+        root: the project's index folder.
+        config: search-time index settings.
+        verify: compare every file with the manifest's sha256 first.
+
+    Raises:
+        IndexLoadError: no build yet, or files that do not match their manifest.
+    """
+    layout = IndexLayout(root)
+    folder = layout.current()
+    if folder is None or not folder.is_dir():
+        raise IndexLoadError(f"no index in {root}; run `ragtune build PROJECT --docs DIR` first")
+    manifest = read_manifest(folder)
+    if verify:
+        found = checksums(folder)
+        if found != manifest.checksums:
+            bad = sorted(set(found.items()) ^ set(manifest.checksums.items()))
+            names = sorted({name for name, _ in bad})
+            raise IndexLoadError(
+                f"{folder}: {', '.join(names)} changed since the build (checksum mismatch); "
+                "rebuild with `ragtune build PROJECT --full`"
+            )
+    store = ChunkStore(folder / CHUNKS_FILE, readonly=True)
+    vectors = load_vector_index(folder / VECTORS_FILE, config)
+    keywords = KeywordIndex.load(folder / KEYWORDS_DIR)
+    counts = {"manifest": manifest.chunks, "vectors": vectors.ntotal, "keywords": keywords.size}
+    if len(set(counts.values())) != 1:
+        store.close()
+        raise IndexLoadError(f"{folder}: inconsistent chunk counts {counts}; rebuild with --full")
+    return LoadedIndex(folder, manifest, store, vectors, keywords)

@@ -1,0 +1,60 @@
+from retrieval.chunking import chunk_document, chunk_id, indexed_text, make_splitter
+from retrieval.documents import LoadedDocument, TextBlock
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def long_document() -> LoadedDocument:
+    paragraph = " ".join(f"word{i}." for i in range(60))
+    return LoadedDocument(
+        source="a/b.pdf",
+        blocks=[
+            TextBlock(paragraph, page=1, section="Intro"),
+            TextBlock("Short second page.", page=2, section="Intro"),
+            TextBlock(paragraph + "\n\n" + paragraph, page=3, section="Details"),
+        ],
+    )
+
+
+def test_offsets_point_at_the_chunk_text():
+    document = long_document()
+    chunks = chunk_document(document, make_splitter(count_words, 20, 4))
+    assert len(chunks) > 5
+    for chunk in chunks:
+        assert document.text[chunk.start : chunk.end] == chunk.text
+    assert [c.position for c in chunks] == list(range(len(chunks)))
+
+
+def test_chunks_respect_the_token_budget_and_overlap():
+    chunks = chunk_document(long_document(), make_splitter(count_words, 20, 4))
+    assert all(count_words(c.text) <= 20 for c in chunks)
+    first_page = [c for c in chunks if c.page == 1]
+    # Consecutive chunks of one block share their boundary words.
+    assert first_page[0].text.split()[-1] in first_page[1].text.split()[:6]
+
+
+def test_chunks_never_straddle_pages_and_keep_sections():
+    chunks = chunk_document(long_document(), make_splitter(count_words, 20, 4))
+    assert {c.page for c in chunks} == {1, 2, 3}
+    assert [c.text for c in chunks if c.page == 2] == ["Short second page."]
+    assert {c.section for c in chunks if c.page == 3} == {"Details"}
+
+
+def test_ids_are_stable_and_distinct():
+    first = chunk_document(long_document(), make_splitter(count_words, 20, 4))
+    second = chunk_document(long_document(), make_splitter(count_words, 20, 4))
+    assert [c.chunk_id for c in first] == [c.chunk_id for c in second]
+    assert len({c.chunk_id for c in first}) == len(first)
+    assert chunk_id("x.md", 0, "t") != chunk_id("y.md", 0, "t")
+
+
+def test_indexed_text_adds_the_section_once():
+    chunks = chunk_document(
+        LoadedDocument("x.md", [TextBlock("# Warranty\n\nClaims within 30 days.", section="Warranty"),
+                                TextBlock("More claims text.", section="Warranty")]),
+        make_splitter(count_words, 50, 5),
+    )
+    assert indexed_text(chunks[0]) == chunks[0].text
+    assert indexed_text(chunks[1]) == "Warranty\nMore claims text."
