@@ -41,7 +41,15 @@ Progress = Callable[[str, int, int], None]
 
 
 class BuildError(Exception):
-    """The build produced nothing usable; the previous index, if any, is untouched."""
+    """The build produced nothing usable; the previous index, if any, is untouched.
+
+    Attributes:
+        report: what was found and skipped, for the user to see why.
+    """
+
+    def __init__(self, message: str, report: "BuildReport") -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -190,7 +198,7 @@ def build(
             _embed_files(to_process, project, encoder, store, old_files, reuse_previous, report, notify)
             total = store.renumber()
             if total == 0:
-                raise BuildError(_nothing_indexed(project, report))
+                raise BuildError(_nothing_indexed(project, report), report)
             notify("index", 0, 2)
             vectors = build_vector_index(store.embeddings(encoder.dim), project.config.index)
             save_vector_index(vectors, partial / VECTORS_FILE)
@@ -284,7 +292,7 @@ def _nothing_indexed(project: Project, report: BuildReport) -> str:
     if report.skipped:
         return (
             f"nothing could be indexed from {project.docs_dir}: every file was skipped "
-            f"({len(report.skipped)}); see the reasons above"
+            f"({len(report.skipped)} skipped)"
         )
     return f"no documents found in {project.docs_dir} (supported: {', '.join(SUPPORTED_SUFFIXES)})"
 

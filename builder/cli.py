@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from builder.config import ConfigError
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _quiet_libraries() -> None:
@@ -54,27 +55,28 @@ def _progress() -> Progress:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from builder.build import BuildError, build
-    from builder.project import open_project
+    from builder.project import open_project, record_docs
 
     project = open_project(args.project, args.set, docs=args.docs)
     if not project.docs_dir.is_dir():
         err.print(
-            f"[red]error:[/] documents folder {project.docs_dir} not found; "
+            f"[red]error:[/] documents folder {escape(str(project.docs_dir))} not found; "
             "pass --docs DIR or set docs in ragtune.toml"
         )
         return 2
     _quiet_libraries()
-    project.save_config()
+    if args.docs is not None or not project.config_path.exists():
+        record_docs(args.project, args.docs)
     try:
         with _progress() as progress:
             report = build(project, full=args.full, progress=_Bars(progress))
     except BuildError as error:
-        err.print(f"[red]error:[/] {error}")
+        _print_skips(error.report)
+        err.print(f"[red]error:[/] {escape(str(error))}")
         return 1
-    for skip in report.skipped:
-        err.print(f"[yellow]skipped[/] {skip.source}: {skip.reason}")
+    _print_skips(report)
     for source in report.kept_previous:
-        err.print(f"[yellow]kept previous version[/] of {source}")
+        err.print(f"[yellow]kept previous version[/] of {escape(source)}")
     if report.changed:
         err.print(
             f"added {len(report.added)}, updated {len(report.updated)}, removed "
@@ -85,11 +87,16 @@ def cmd_build(args: argparse.Namespace) -> int:
         err.print(f"index is up to date ({len(report.unchanged)} files unchanged, "
                   f"{len(report.skipped)} skipped)")
     err.print(
-        f"[green]index[/] {project.index_root} (generation {report.generation}): "
+        f"[green]index[/] {escape(str(project.index_root))} (generation {report.generation}): "
         f"{report.total_files} files, {report.total_chunks} chunks, {report.index_kind} vectors "
         f"+ BM25, in {report.seconds:.1f}s"
     )
     return 0
+
+
+def _print_skips(report) -> None:
+    for skip in report.skipped:
+        err.print(f"[yellow]skipped[/] {escape(skip.source)}: {escape(skip.reason)}")
 
 
 def _read_questions(path: Path) -> list[dict]:
@@ -144,12 +151,12 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
             print(json.dumps({"question": row["question"], "hits": [h.to_dict() for h in hits]},
                              ensure_ascii=False))
             continue
-        out.print(f"[bold]{row['question']}[/]")
+        out.print(f"[bold]{escape(row['question'])}[/]")
         for rank, hit in enumerate(hits, start=1):
             where = hit.source + (f" p.{hit.page}" if hit.page else "") + (
                 f" § {hit.section}" if hit.section else "")
             snippet = " ".join(hit.text.split())
-            out.print(f"  {rank}. [cyan]{where}[/] ({hit.score:.4f})", markup=True)
+            out.print(f"  {rank}. [cyan]{escape(where)}[/] ({hit.score:.4f})")
             out.print(f"     {snippet[:240]}{'…' if len(snippet) > 240 else ''}", markup=False)
     gold = [(row, hits) for row, hits in zip(rows, results) if row.get("source")]
     if gold:
@@ -162,7 +169,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from builder.sample_corpus import SAMPLE_QUESTIONS_PATH, write_sample_corpus
 
     written = write_sample_corpus(args.dest)
-    err.print(f"wrote {len(written)} sample documents to {args.dest}; "
+    err.print(f"wrote {len(written)} sample documents to {escape(str(args.dest))}; "
               f"gold questions: {SAMPLE_QUESTIONS_PATH}")
     return 0
 
@@ -225,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except ConfigError as error:
-        err.print(f"[red]error:[/] {error}", markup=True)
+        err.print(f"[red]error:[/] {escape(str(error))}")
         return 2
     except KeyboardInterrupt:
         err.print("interrupted; the previous index is intact")
@@ -235,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         from retrieval.models import ModelNotFoundError
 
         if isinstance(error, (IndexLoadError, ModelNotFoundError, FileNotFoundError)):
-            err.print(f"[red]error:[/] {error}")
+            err.print(f"[red]error:[/] {escape(str(error))}")
             return 2
         raise
 

@@ -43,7 +43,7 @@ def open_project(
     Args:
         root: the project folder; it need not exist yet.
         overrides: `section.key=value` strings, applied for this run only.
-        docs: a documents folder given on the command line; it is recorded in the settings.
+        docs: a documents folder to use instead of the configured one.
 
     Raises:
         ConfigError: invalid settings, all reported at once.
@@ -53,6 +53,12 @@ def open_project(
     if docs is not None:
         config.docs = _relative_if_inside(Path(docs), root)
     return Project(root=root, config=config)
+
+
+def record_docs(root: Path, docs: Path | None) -> None:
+    """Write the settings file with `docs` as the documents folder (creating the file with every
+    default for a new project), leaving out any command-line overrides."""
+    open_project(root, docs=docs).save_config()
 
 
 def _relative_if_inside(docs: Path, root: Path) -> str:

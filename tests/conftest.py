@@ -78,6 +78,8 @@ def project_factory(tmp_path: Path):
         docs.mkdir(exist_ok=True)
         write_docs(docs, BASIC_DOCS if files is None else files)
         settings = ["ingest.chunk_tokens=40", "ingest.chunk_overlap=5", *(overrides or [])]
-        return open_project(tmp_path / "project", settings, docs=docs)
+        project = open_project(tmp_path / "project", settings, docs=docs)
+        project.save_config()
+        return project
 
     return make
