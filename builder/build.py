@@ -12,8 +12,8 @@ import json
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from builder.project import Project
 from retrieval.chunking import chunk_document, indexed_text, make_splitter
@@ -47,7 +47,7 @@ class BuildError(Exception):
         report: what was found and skipped, for the user to see why.
     """
 
-    def __init__(self, message: str, report: "BuildReport") -> None:
+    def __init__(self, message: str, report: BuildReport) -> None:
         super().__init__(message)
         self.report = report
 
@@ -100,10 +100,14 @@ class _Loaded:
     error: str | None
 
 
-def _load_and_chunk(files: list[tuple[FoundFile, str]], project: Project, encoder: Encoder, out: queue.Queue) -> None:
+def _load_and_chunk(
+    files: list[tuple[FoundFile, str]], project: Project, encoder: Encoder, out: queue.Queue
+) -> None:
     """Producer thread: load and chunk files while the main thread embeds earlier ones."""
     splitter = make_splitter(
-        encoder.count_tokens, project.config.ingest.chunk_tokens, project.config.ingest.chunk_overlap
+        encoder.count_tokens,
+        project.config.ingest.chunk_tokens,
+        project.config.ingest.chunk_overlap,
     )
     max_bytes = int(project.config.ingest.max_file_mb * 1024 * 1024)
     try:
@@ -116,8 +120,14 @@ def _load_and_chunk(files: list[tuple[FoundFile, str]], project: Project, encode
                 out.put(_Loaded(found, sha256, chunks, None))
             except LoadError as error:
                 out.put(_Loaded(found, sha256, None, str(error)))
-            except Exception as error:  # a library choking on a strange file must not stop the build
-                out.put(_Loaded(found, sha256, None, f"could not be read ({type(error).__name__}: {error})"))
+            except (
+                Exception
+            ) as error:  # a library choking on a strange file must not stop the build
+                out.put(
+                    _Loaded(
+                        found, sha256, None, f"could not be read ({type(error).__name__}: {error})"
+                    )
+                )
     finally:
         out.put(None)
 
@@ -195,7 +205,9 @@ def build(
         with ChunkStore(store_path) as store:
             for source in report.removed:
                 store.remove_file(source)
-            _embed_files(to_process, project, encoder, store, old_files, reuse_previous, report, notify)
+            _embed_files(
+                to_process, project, encoder, store, old_files, reuse_previous, report, notify
+            )
             total = store.renumber()
             if total == 0:
                 raise BuildError(_nothing_indexed(project, report), report)

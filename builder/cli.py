@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -30,7 +31,7 @@ def _quiet_libraries() -> None:
 class _Bars:
     """A rich progress bar per pipeline stage."""
 
-    LABELS = {"scan": "hashing files", "embed": "loading + embedding", "index": "writing indexes"}
+    LABELS: ClassVar[dict[str, str]] = {"scan": "hashing files", "embed": "loading + embedding", "index": "writing indexes"}
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
@@ -84,8 +85,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             f"{len(report.skipped)} files; embedded {report.chunks_embedded} chunks"
         )
     else:
-        err.print(f"index is up to date ({len(report.unchanged)} files unchanged, "
-                  f"{len(report.skipped)} skipped)")
+        err.print(
+            f"index is up to date ({len(report.unchanged)} files unchanged, "
+            f"{len(report.skipped)} skipped)"
+        )
     err.print(
         f"[green]index[/] {escape(str(project.index_root))} (generation {report.generation}): "
         f"{report.total_files} files, {report.total_chunks} chunks, {report.index_kind} vectors "
@@ -114,7 +117,11 @@ def _read_questions(path: Path) -> list[dict]:
         except json.JSONDecodeError as error:
             problems.append(f"line {number}: not valid JSON ({error.msg})")
             continue
-        if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("question"), str)
+            or not row["question"].strip()
+        ):
             problems.append(f'line {number}: expected an object with a non-empty "question" string')
             continue
         rows.append(row)
@@ -130,7 +137,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
     project = open_project(args.project, args.set)
     if (args.question is None) == (args.questions is None):
-        err.print('[red]error:[/] give one question, or --questions FILE.jsonl')
+        err.print("[red]error:[/] give one question, or --questions FILE.jsonl")
         return 2
     rows = _read_questions(args.questions) if args.questions else [{"question": args.question}]
     _quiet_libraries()
@@ -138,7 +145,9 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     from retrieval.search import Retriever
 
     config = project.config
-    encoder = load_encoder(config.embedding.model, config.embedding.device, config.embedding.batch_size)
+    encoder = load_encoder(
+        config.embedding.model, config.embedding.device, config.embedding.batch_size
+    )
     retriever = Retriever.open(project.index_root, encoder, config.retrieval, config.index)
     try:
         k = args.k or config.retrieval.top_k
@@ -148,13 +157,20 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     out = Console(highlight=False, soft_wrap=True)
     for row, hits in zip(rows, results):
         if args.json:
-            print(json.dumps({"question": row["question"], "hits": [h.to_dict() for h in hits]},
-                             ensure_ascii=False))
+            print(
+                json.dumps(
+                    {"question": row["question"], "hits": [h.to_dict() for h in hits]},
+                    ensure_ascii=False,
+                )
+            )
             continue
         out.print(f"[bold]{escape(row['question'])}[/]")
         for rank, hit in enumerate(hits, start=1):
-            where = hit.source + (f" p.{hit.page}" if hit.page else "") + (
-                f" § {hit.section}" if hit.section else "")
+            where = (
+                hit.source
+                + (f" p.{hit.page}" if hit.page else "")
+                + (f" § {hit.section}" if hit.section else "")
+            )
             snippet = " ".join(hit.text.split())
             out.print(f"  {rank}. [cyan]{escape(where)}[/] ({hit.score:.4f})")
             out.print(f"     {snippet[:240]}{'…' if len(snippet) > 240 else ''}", markup=False)
@@ -169,8 +185,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from builder.sample_corpus import SAMPLE_QUESTIONS_PATH, write_sample_corpus
 
     written = write_sample_corpus(args.dest)
-    err.print(f"wrote {len(written)} sample documents to {escape(str(args.dest))}; "
-              f"gold questions: {SAMPLE_QUESTIONS_PATH}")
+    err.print(
+        f"wrote {len(written)} sample documents to {escape(str(args.dest))}; "
+        f"gold questions: {SAMPLE_QUESTIONS_PATH}"
+    )
     return 0
 
 
@@ -187,7 +205,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     encoder = load_encoder(config.embedding.model, config.embedding.device)
     encoder.load()
     err.print(f"embedding  {config.embedding.model} → {encoder.path} ({encoder.dim} dims)")
-    model, tokenizer, path = load_generator(config.generation)
+    model, _tokenizer, path = load_generator(config.generation)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     err.print(f"generator  {config.generation.model} → {path} ({params:.0f}M parameters)")
     return 0
@@ -204,7 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
         if project:
             sub.add_argument("project", type=Path, help="project folder (holds ragtune.toml)")
             sub.add_argument(
-                "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                "--set",
+                action="append",
+                default=[],
+                metavar="SECTION.KEY=VALUE",
                 help="override a setting for this run, e.g. --set retrieval.top_k=8",
             )
         sub.set_defaults(handler=handler)

@@ -80,7 +80,9 @@ def _coerce(path: str, value: Any, expected: type, problems: list[str]) -> Any:
 
 def _parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
-        raise ConfigError("--set", [f"{text!r}: expected section.key=value, e.g. retrieval.top_k=8"])
+        raise ConfigError(
+            "--set", [f"{text!r}: expected section.key=value, e.g. retrieval.top_k=8"]
+        )
     key, raw = (part.strip() for part in text.split("=", 1))
     try:
         value = tomllib.loads(f"v = {raw}")["v"]

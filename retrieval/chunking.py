@@ -1,9 +1,9 @@
-"""Cut loaded documents into token-bounded chunks that keep their source, page, section and offsets."""
+"""Cut documents into token-bounded chunks that keep their source, page, section and offsets."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from collections.abc import Callable
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
@@ -29,11 +29,13 @@ def make_splitter(
 
 def chunk_id(source: str, start: int, text: str) -> str:
     """Stable id of a chunk: the same file content always gives the same ids."""
-    digest = hashlib.sha256(f"{source}\0{start}\0{text}".encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(f"{source}\0{start}\0{text}".encode()).hexdigest()
     return digest[:20]
 
 
-def chunk_document(document: LoadedDocument, splitter: RecursiveCharacterTextSplitter) -> list[Chunk]:
+def chunk_document(
+    document: LoadedDocument, splitter: RecursiveCharacterTextSplitter
+) -> list[Chunk]:
     """Split each block of `document` (chunks never straddle a page or a section).
 
     Returns:
@@ -49,7 +51,9 @@ def chunk_document(document: LoadedDocument, splitter: RecursiveCharacterTextSpl
             found = block.text.find(piece, cursor)
             if found < 0:
                 found = block.text.find(piece)
-            if found < 0:  # the splitter changed the text: keep the piece, offsets point at its block
+            if (
+                found < 0
+            ):  # the splitter changed the text: keep the piece, offsets point at its block
                 found = cursor
             start = block_start + found
             chunks.append(
@@ -70,8 +74,11 @@ def chunk_document(document: LoadedDocument, splitter: RecursiveCharacterTextSpl
 
 
 def indexed_text(chunk: Chunk) -> str:
-    """The text that is embedded and keyword-indexed: the section heading gives a chunk its
-    context ("Warranty" over "Claims must be filed within 30 days"), unless the chunk starts with it."""
+    """The text that is embedded and keyword-indexed.
+
+    The section heading gives a chunk its context ("Warranty" over "Claims must be filed within
+    30 days"), unless the chunk already starts with it.
+    """
     section = chunk.section
     if section and not chunk.text.lstrip("# ").startswith(section):
         return f"{section}\n{chunk.text}"

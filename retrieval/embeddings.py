@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -102,4 +103,10 @@ def load_encoder(model: str, device: str = "auto", batch_size: int = 32) -> Enco
     return SentenceTransformerEncoder(model, device=device, batch_size=batch_size)
 
 
-__all__ = ["Encoder", "ModelNotFoundError", "SentenceTransformerEncoder", "load_encoder", "pick_device"]
+__all__ = [
+    "Encoder",
+    "ModelNotFoundError",
+    "SentenceTransformerEncoder",
+    "load_encoder",
+    "pick_device",
+]

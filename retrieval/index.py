@@ -39,7 +39,6 @@ class IndexLoadError(Exception):
     """A project index that is missing, incomplete or inconsistent."""
 
 
-
 @dataclass
 class Manifest:
     """What a generation holds; written last, read first."""
@@ -59,7 +58,7 @@ class Manifest:
         return json.dumps(self.__dict__, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Manifest":
+    def from_json(cls, text: str) -> Manifest:
         data = json.loads(text)
         return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
 

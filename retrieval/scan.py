@@ -24,7 +24,9 @@ class ScanSkip:
     reason: str
 
 
-def scan_documents(docs_dir: Path, suffixes: tuple[str, ...]) -> tuple[list[FoundFile], list[ScanSkip]]:
+def scan_documents(
+    docs_dir: Path, suffixes: tuple[str, ...]
+) -> tuple[list[FoundFile], list[ScanSkip]]:
     """Walk `docs_dir` and return the files to index and those passed over.
 
     Hidden files and folders (name starting with '.') are ignored silently. Symlinks are followed
@@ -44,7 +46,9 @@ def scan_documents(docs_dir: Path, suffixes: tuple[str, ...]) -> tuple[list[Foun
         for dirname in dirnames:
             link = Path(folder) / dirname
             if link.is_symlink() and not _inside(link.resolve(), root):
-                skipped.append(ScanSkip(_source(link, root), "symlink points outside the documents folder"))
+                skipped.append(
+                    ScanSkip(_source(link, root), "symlink points outside the documents folder")
+                )
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -60,8 +64,11 @@ def scan_documents(docs_dir: Path, suffixes: tuple[str, ...]) -> tuple[list[Foun
                 continue
             if path.suffix.lower() not in suffixes:
                 skipped.append(
-                    ScanSkip(source, f"unsupported file type {path.suffix or '(none)'!r} "
-                             f"(supported: {', '.join(suffixes)})")
+                    ScanSkip(
+                        source,
+                        f"unsupported file type {path.suffix or '(none)'!r} "
+                        f"(supported: {', '.join(suffixes)})",
+                    )
                 )
                 continue
             found.append(FoundFile(source, path, path.stat().st_size))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 from retrieval.config import IndexConfig, RetrievalConfig
 from retrieval.embeddings import Encoder
@@ -75,7 +75,7 @@ class Retriever:
         encoder: Encoder,
         config: RetrievalConfig | None = None,
         index_config: IndexConfig | None = None,
-    ) -> "Retriever":
+    ) -> Retriever:
         index = open_index(index_root, index_config or IndexConfig())
         return cls(index, encoder, config or RetrievalConfig())
 

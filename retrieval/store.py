@@ -6,9 +6,9 @@ Row numbers (`chunks.row`) are the positions of the chunks in the vector and key
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _CHUNK_COLUMNS = "chunk_id, source, text, start, end, page, section, position"
+_MARKS = ", ".join("?" * 9)  # the chunk columns and the embedding
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class ChunkStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "ChunkStore":
+    def __enter__(self) -> ChunkStore:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -109,10 +110,19 @@ class ChunkStore:
                 (record.source, record.sha256, record.size, len(chunks)),
             )
             self._db.executemany(
-                f"INSERT INTO chunks({_CHUNK_COLUMNS}, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO chunks({_CHUNK_COLUMNS}, embedding) VALUES ({_MARKS})",
                 (
-                    (c.chunk_id, c.source, c.text, c.start, c.end, c.page, c.section, c.position,
-                     vector.tobytes())
+                    (
+                        c.chunk_id,
+                        c.source,
+                        c.text,
+                        c.start,
+                        c.end,
+                        c.page,
+                        c.section,
+                        c.position,
+                        vector.tobytes(),
+                    )
                     for c, vector in zip(chunks, vectors)
                 ),
             )
@@ -129,11 +139,14 @@ class ChunkStore:
 
     def renumber(self) -> int:
         """Give chunks dense row numbers 0..n-1 in (source, position) order; return n."""
-        ids = [row[0] for row in self._db.execute("SELECT id FROM chunks ORDER BY source, position")]
+        ids = [
+            row[0] for row in self._db.execute("SELECT id FROM chunks ORDER BY source, position")
+        ]
         with self._db:
             self._db.execute("UPDATE chunks SET row = NULL")
             self._db.executemany(
-                "UPDATE chunks SET row = ? WHERE id = ?", ((row, id_) for row, id_ in enumerate(ids))
+                "UPDATE chunks SET row = ? WHERE id = ?",
+                ((row, id_) for row, id_ in enumerate(ids)),
             )
         return len(ids)
 

@@ -11,8 +11,22 @@ import pytest
 from builder.project import Project, open_project
 
 KEYWORDS = (
-    "centrifuge", "rotor", "warranty", "vacation", "laptop", "password", "invoice", "refund",
-    "badge", "parking", "printer", "firmware", "calibration", "error", "battery", "shipping",
+    "centrifuge",
+    "rotor",
+    "warranty",
+    "vacation",
+    "laptop",
+    "password",
+    "invoice",
+    "refund",
+    "badge",
+    "parking",
+    "printer",
+    "firmware",
+    "calibration",
+    "error",
+    "battery",
+    "shipping",
 )
 
 
@@ -73,7 +87,9 @@ BASIC_DOCS = {
 def project_factory(tmp_path: Path):
     """Make a project over a documents folder; small chunks so that tests see several."""
 
-    def make(files: dict[str, str | bytes] | None = None, overrides: list[str] | None = None) -> Project:
+    def make(
+        files: dict[str, str | bytes] | None = None, overrides: list[str] | None = None
+    ) -> Project:
         docs = tmp_path / "docs"
         docs.mkdir(exist_ok=True)
         write_docs(docs, BASIC_DOCS if files is None else files)

@@ -29,14 +29,19 @@ def test_first_build_indexes_every_file(project_factory, encoder):
     project = project_factory()
     report = build(project, encoder=encoder)
     assert sorted(report.added) == [
-        "billing/refunds.md", "handbook/laptops.md", "handbook/vacation.txt", "manuals/centrifuge.md"
+        "billing/refunds.md",
+        "handbook/laptops.md",
+        "handbook/vacation.txt",
+        "manuals/centrifuge.md",
     ]
     assert report.skipped == [] and report.generation == 1
     assert report.total_files == 4 and report.total_chunks == report.chunks_embedded >= 4
     chunks = all_chunks(project)
     rotor = next(c for c in chunks if "rotor" in c.text)
     assert rotor.source == "manuals/centrifuge.md" and rotor.section == "Centrifuge"
-    assert sources_for(project, encoder, "when is the rotor replaced?")[0] == "manuals/centrifuge.md"
+    assert (
+        sources_for(project, encoder, "when is the rotor replaced?")[0] == "manuals/centrifuge.md"
+    )
 
 
 def test_unchanged_rebuild_embeds_nothing(project_factory, encoder):
@@ -114,7 +119,13 @@ def test_bad_files_are_skipped_with_reasons(project_factory, encoder, tmp_path: 
     report = build(project, encoder=encoder)
     reasons = {skip.source: skip.reason for skip in report.skipped}
     assert set(reasons) == {
-        "broken.pdf", "not-a-pdf.pdf", "binary.txt", "empty.md", "fake.docx", "image.png", "escape.md"
+        "broken.pdf",
+        "not-a-pdf.pdf",
+        "binary.txt",
+        "empty.md",
+        "fake.docx",
+        "image.png",
+        "escape.md",
     }
     assert "PDF" in reasons["broken.pdf"] and "PDF" in reasons["not-a-pdf.pdf"]
     assert "binary" in reasons["binary.txt"]
@@ -158,7 +169,9 @@ def test_empty_folder_raises(project_factory, encoder):
 
 
 def test_file_that_breaks_keeps_its_previous_version(project_factory, encoder):
-    project = project_factory({"manual.md": "# Rotor\n\nrotor lasts 5 years\n", "b.md": "# Refund\n\nrefund\n"})
+    project = project_factory(
+        {"manual.md": "# Rotor\n\nrotor lasts 5 years\n", "b.md": "# Refund\n\nrefund\n"}
+    )
     build(project, encoder=encoder)
     (project.docs_dir / "manual.md").write_bytes(b"\x00\xff" * 64)
     (project.docs_dir / "b.md").write_text("# Refund\n\nrefund within 9 days\n")

@@ -52,8 +52,13 @@ def test_ids_are_stable_and_distinct():
 
 def test_indexed_text_adds_the_section_once():
     chunks = chunk_document(
-        LoadedDocument("x.md", [TextBlock("# Warranty\n\nClaims within 30 days.", section="Warranty"),
-                                TextBlock("More claims text.", section="Warranty")]),
+        LoadedDocument(
+            "x.md",
+            [
+                TextBlock("# Warranty\n\nClaims within 30 days.", section="Warranty"),
+                TextBlock("More claims text.", section="Warranty"),
+            ],
+        ),
         make_splitter(count_words, 50, 5),
     )
     assert indexed_text(chunks[0]) == chunks[0].text

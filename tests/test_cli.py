@@ -3,11 +3,11 @@
 import json
 
 import pytest
+from conftest import BASIC_DOCS, KeywordEncoder, write_docs
 
 import builder.build
 import retrieval.embeddings
 from builder.cli import main
-from conftest import BASIC_DOCS, KeywordEncoder, write_docs
 
 
 @pytest.fixture(autouse=True)
@@ -55,14 +55,19 @@ def test_questions_file(tmp_path, docs, capsys):
     main(["build", str(project), "--docs", str(docs)])
     questions = tmp_path / "q.jsonl"
     questions.write_text(
-        json.dumps({"question": "vacation days", "source": "handbook/vacation.txt"}) + "\n\n"
-        + json.dumps({"question": "refund invoice", "source": "billing/refunds.md"}) + "\n"
+        json.dumps({"question": "vacation days", "source": "handbook/vacation.txt"})
+        + "\n\n"
+        + json.dumps({"question": "refund invoice", "source": "billing/refunds.md"})
+        + "\n"
     )
     capsys.readouterr()
     assert main(["retrieve", str(project), "--questions", str(questions), "--json", "-k", "1"]) == 0
     captured = capsys.readouterr()
     lines = [json.loads(line) for line in captured.out.splitlines()]
-    assert [line["hits"][0]["source"] for line in lines] == ["handbook/vacation.txt", "billing/refunds.md"]
+    assert [line["hits"][0]["source"] for line in lines] == [
+        "handbook/vacation.txt",
+        "billing/refunds.md",
+    ]
     assert "2/2" in captured.err
 
 
@@ -95,6 +100,8 @@ def test_build_nothing_indexable_exits_1(tmp_path, capsys):
 
 
 def test_bad_setting_exits_2_before_work(tmp_path, docs, capsys):
-    assert main(["build", str(tmp_path / "p"), "--docs", str(docs), "--set", "index.kind=tree"]) == 2
+    assert (
+        main(["build", str(tmp_path / "p"), "--docs", str(docs), "--set", "index.kind=tree"]) == 2
+    )
     assert "index.kind = 'tree'" in capsys.readouterr().err
     assert not (tmp_path / "p" / "index").exists()

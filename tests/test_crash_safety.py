@@ -1,6 +1,5 @@
 """A build killed at any point leaves the previous index loadable and consistent."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -75,7 +74,11 @@ def test_killed_build_keeps_previous_index(point, project_factory, encoder):
     (docs / "new.md").write_text("# Printer\n\nprinter firmware\n")
     script = CHILD.format(tests=str(TESTS), point=point, project=str(project.root))
     child = subprocess.run(
-        [sys.executable, "-c", script], cwd=TESTS.parent, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        cwd=TESTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert child.returncode == -signal.SIGKILL, child.stdout + child.stderr
 
@@ -85,7 +88,9 @@ def test_killed_build_keeps_previous_index(point, project_factory, encoder):
         chunks = list(index.store.iter_chunks())
         assert index.vectors.ntotal == index.keywords.size == len(chunks)
         assert {c.source for c in chunks} == {
-            "billing/refunds.md", "handbook/laptops.md", "handbook/vacation.txt",
+            "billing/refunds.md",
+            "handbook/laptops.md",
+            "handbook/vacation.txt",
             "manuals/centrifuge.md",
         }
         assert any("password" in c.text for c in chunks)  # the old laptops.md

@@ -1,0 +1,104 @@
+"""PDF loader: one block per page with text, its section taken from the outline."""
+
+from __future__ import annotations
+
+import re
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+
+from retrieval.documents import LoadError, TextBlock
+from retrieval.loaders._text import clean_block
+
+NO_TEXT_LAYER = "no extractable text (scanned PDF? run OCR first)"
+
+_HEADER_WINDOW = 1024  # Readers accept a %PDF- header anywhere in the first KiB.
+_OPEN_REASONS = {
+    pdfium_c.FPDF_ERR_FILE: "the file cannot be opened",
+    pdfium_c.FPDF_ERR_FORMAT: "damaged file or not a PDF",
+    pdfium_c.FPDF_ERR_PAGE: "page tree is damaged",
+}
+# PDFium can leave NULs and other C0 controls in extracted text; tab and newline are kept.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def load_pdf(data: bytes) -> list[TextBlock]:
+    """Load a PDF's text layer, page by page.
+
+    Args:
+        data: The file's bytes.
+
+    Returns:
+        One block per page with text; `page` is 1-based, `section` is the title of the last
+        outline entry that starts on or before the page (None without an outline).
+
+    Raises:
+        LoadError: The file is not a PDF, is damaged or encrypted, or has no text layer.
+    """
+    if b"%PDF-" not in data[:_HEADER_WINDOW]:
+        raise LoadError("not a valid PDF: no %PDF header (wrong file extension?)")
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        raise _open_error(exc) from exc
+    try:
+        sections = _page_sections(pdf)
+        blocks = []
+        for index, section in enumerate(sections):
+            text = _page_text(pdf, index)
+            if text:
+                blocks.append(TextBlock(text=text, page=index + 1, section=section))
+    finally:
+        pdf.close()
+    if not blocks:
+        raise LoadError(NO_TEXT_LAYER)
+    return blocks
+
+
+def _open_error(exc: pdfium.PdfiumError) -> LoadError:
+    """Turn PDFium's load failure into a reason the user can act on."""
+    if exc.err_code == pdfium_c.FPDF_ERR_PASSWORD:
+        return LoadError("encrypted PDF (password required); decrypt it first")
+    if exc.err_code == pdfium_c.FPDF_ERR_SECURITY:
+        return LoadError("encrypted PDF (unsupported security scheme); decrypt it first")
+    return LoadError(f"not a valid PDF: {_OPEN_REASONS.get(exc.err_code, 'unknown PDFium error')}")
+
+
+def _page_sections(pdf: pdfium.PdfDocument) -> list[str | None]:
+    """The section title of every page, from the outline (bookmarks)."""
+    starts = []  # (page index, position in the outline, title)
+    for position, bookmark in enumerate(pdf.get_toc()):
+        title = " ".join(bookmark.get_title().split())
+        dest = bookmark.get_dest()
+        page_index = dest.get_index() if dest is not None else None
+        if title and page_index is not None:
+            starts.append((page_index, position, title))
+    # Sorted by page, then outline order: on a shared page the later (deeper) entry wins.
+    starts.sort()
+    sections: list[str | None] = []
+    current = None
+    next_start = 0
+    for page_index in range(len(pdf)):
+        while next_start < len(starts) and starts[next_start][0] <= page_index:
+            current = starts[next_start][2]
+            next_start += 1
+        sections.append(current)
+    return sections
+
+
+def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:
+    """The cleaned text of one page ('' when it has none)."""
+    page = textpage = None
+    try:
+        page = pdf[index]
+        textpage = page.get_textpage()
+        raw = textpage.get_text_range()
+    except pdfium.PdfiumError as exc:
+        raise LoadError(f"not a valid PDF: page {index + 1} cannot be read") from exc
+    finally:
+        if textpage is not None:
+            textpage.close()
+        if page is not None:
+            page.close()
+    text = _CONTROL_CHARS.sub("", raw.replace("\r\n", "\n").replace("\r", "\n"))
+    return clean_block("\n".join(" ".join(line.split()) for line in text.split("\n")))
