@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from retrieval.config import IndexConfig, RetrievalConfig
 from retrieval.embeddings import Encoder
 from retrieval.index import LoadedIndex, open_index
@@ -89,8 +91,19 @@ class Retriever:
     def search(self, question: str, k: int | None = None) -> list[Hit]:
         return self.search_many([question], k)[0]
 
-    def search_many(self, questions: Sequence[str], k: int | None = None) -> list[list[Hit]]:
-        """Top-k hits for each question: one encoder call and one index pass for all of them."""
+    def search_many(
+        self,
+        questions: Sequence[str],
+        k: int | None = None,
+        query_vectors: np.ndarray | None = None,
+    ) -> list[list[Hit]]:
+        """Top-k hits for each question: one encoder call and one index pass for all of them.
+
+        Args:
+            questions: the questions.
+            k: hits per question (default: the config's top_k).
+            query_vectors: the questions' embeddings, when the caller already has them.
+        """
         k = k or self.config.top_k
         if not questions:
             return []
@@ -101,7 +114,9 @@ class Retriever:
         dense: list[list[tuple[int, float]]] = [[] for _ in questions]
         keyword: list[list[tuple[int, float]]] = [[] for _ in questions]
         if mode in ("hybrid", "dense"):
-            rows, scores = search_vectors(self.index.vectors, self.encoder.encode(questions), depth)
+            if query_vectors is None:
+                query_vectors = self.encoder.encode(questions)
+            rows, scores = search_vectors(self.index.vectors, query_vectors, depth)
             dense = [
                 [(int(r), float(s)) for r, s in zip(row, score) if r >= 0]
                 for row, score in zip(rows, scores)
