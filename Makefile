@@ -27,7 +27,7 @@ demo: install
 	$(BIN)/ragtune build $(DEMO) --docs $(DEMO)/docs
 	$(BIN)/ragtune retrieve $(DEMO) --questions builder/sample/questions.jsonl --json > $(DEMO)/retrieval.jsonl
 	@echo "retrieval results for every gold question: $(DEMO)/retrieval.jsonl"
-	$(BIN)/ragtune retrieve $(DEMO) "How often must the rotor be replaced?" -k 3
+	$(BIN)/ragtune retrieve $(DEMO) "How many runs before the MX-30 rotor has to be retired?" -k 3
 
 test: install
 	$(BIN)/python -m pytest

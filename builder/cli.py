@@ -31,7 +31,12 @@ def _quiet_libraries() -> None:
 class _Bars:
     """A rich progress bar per pipeline stage."""
 
-    LABELS: ClassVar[dict[str, str]] = {"scan": "hashing files", "embed": "loading + embedding", "index": "writing indexes"}
+    LABELS: ClassVar[dict[str, str]] = {
+        "scan": "hashing files",
+        "load": "loading + chunking",
+        "embed": "embedding chunks",
+        "index": "writing indexes",
+    }
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress

@@ -39,7 +39,7 @@ class IndexConfig:
     """How the vector index is laid out."""
 
     kind: str = "auto"
-    """'auto', 'flat', 'hnsw' or 'ivf'; 'auto' is flat below `approximate_from` chunks, else hnsw."""
+    """'auto', 'flat', 'hnsw' or 'ivf'; 'auto': flat below `approximate_from` chunks, else hnsw."""
     approximate_from: int = 50_000
     hnsw_m: int = 32
     hnsw_ef_search: int = 128

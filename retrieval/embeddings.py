@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -75,6 +75,8 @@ class SentenceTransformerEncoder:
                 raise describe_load_failure("embedding", self.path, error) from error
             self.max_tokens = int(self._model.max_seq_length)
             self.dim = int(self._model.get_embedding_dimension())
+            # The first forward pass pays one-off allocations; pay them here, off the hot path.
+            self._model.encode(["warm-up"], show_progress_bar=False)
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -92,6 +94,24 @@ class SentenceTransformerEncoder:
     def count_tokens(self, text: str) -> int:
         # The Rust backend directly: no "sequence longer than max length" warnings, and faster.
         return len(self._tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def encode_in_length_order(
+    encoder: Encoder,
+    texts: Sequence[str],
+    slice_size: int = 256,
+    on_progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Encode texts sorted by length, so each batch pads to similar lengths, in slices that
+    report progress; rows come back in the order of `texts`."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    vectors = np.empty((len(texts), encoder.dim), dtype=np.float32)
+    for start in range(0, len(order), slice_size):
+        rows = order[start : start + slice_size]
+        vectors[rows] = encoder.encode([texts[i] for i in rows])
+        if on_progress:
+            on_progress(len(rows))
+    return vectors
 
 
 def load_encoder(model: str, device: str = "auto", batch_size: int = 32) -> Encoder:

@@ -1,0 +1,118 @@
+"""End to end on the real embedded models and the sample corpus, through the CLI (`slow` tier)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builder.sample_corpus import SAMPLE_QUESTIONS_PATH, load_sample_questions
+
+pytestmark = pytest.mark.slow
+
+
+def ragtune(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "builder.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+
+
+@pytest.fixture(scope="module")
+def sample_project(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("e2e")
+    assert ragtune("sample", str(work / "docs"), cwd=work).returncode == 0
+    built = ragtune("build", str(work / "project"), "--docs", str(work / "docs"), cwd=work)
+    assert built.returncode == 0, built.stderr
+    assert "skipped 0 files" in built.stderr and "21 files" in built.stderr
+    return work / "project"
+
+
+def test_gold_sources_come_back_in_the_top_5(sample_project):
+    result = ragtune(
+        "retrieve",
+        str(sample_project),
+        "--questions",
+        str(SAMPLE_QUESTIONS_PATH),
+        "--json",
+        "-k",
+        "5",
+        cwd=sample_project.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    gold = load_sample_questions()
+    assert len(answers) == len(gold)
+    missed = [
+        (row["question"], row["source"], [h["source"] for h in answer["hits"]])
+        for row, answer in zip(gold, answers)
+        if row["source"] not in {h["source"] for h in answer["hits"]}
+    ]
+    assert not missed, missed
+    for answer in answers:
+        for hit in answer["hits"]:
+            assert hit["text"] and hit["chunk_id"]
+            if hit["source"].endswith(".pdf"):
+                assert hit["page"] >= 1
+
+
+def test_rebuild_is_incremental(sample_project):
+    docs = sample_project.parent / "docs"
+    (docs / "support" / "new-note.md").write_text(
+        "# Loaner units\n\nLoaner centrifuges are shipped within 3 working days.\n"
+    )
+    built = ragtune("build", str(sample_project), cwd=sample_project.parent)
+    assert built.returncode == 0, built.stderr
+    assert "added 1, updated 0, removed 0, unchanged 21" in built.stderr
+    hits = ragtune(
+        "retrieve",
+        str(sample_project),
+        "How fast are loaner centrifuges shipped?",
+        "--json",
+        cwd=sample_project.parent,
+    )
+    assert json.loads(hits.stdout)["hits"][0]["source"] == "support/new-note.md"
+
+
+def test_embedded_generator_converts_once_and_answers(tmp_path, monkeypatch):
+    cache = Path(os.environ.get("RAGTUNE_TEST_CACHE", tmp_path / "cache"))
+    monkeypatch.setenv("RAGTUNE_CACHE_DIR", str(cache))
+    from retrieval.config import GenerationConfig
+    from retrieval.models import load_generator
+
+    model, tokenizer, path = load_generator(GenerationConfig())
+    assert (Path(path) / "model.safetensors").is_file()
+    assert not list(Path(path).parent.glob(".*"))  # no staging folder left behind
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    inputs = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    output = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    reply = tokenizer.decode(output[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert "Paris" in reply
+
+
+def test_unknown_hub_model_fails_with_instructions(tmp_path):
+    project = tmp_path / "p"
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\n\ntext\n")
+    result = ragtune(
+        "build",
+        str(project),
+        "--docs",
+        str(tmp_path / "docs"),
+        "--set",
+        "embedding.model=no-such-org/no-such-model",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "no-such-org/no-such-model" in result.stderr
+    assert "huggingface-cli download" in result.stderr
+    assert not (project / "index").exists()
