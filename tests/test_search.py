@@ -82,3 +82,26 @@ def test_langchain_retriever(retriever_for):
     assert documents[0].metadata["source"] == "warranty.md"
     assert "two years" in documents[0].page_content
     assert "text" not in documents[0].metadata
+
+
+@pytest.mark.parametrize(
+    ("settings", "kind"),
+    [
+        (["index.kind=hnsw"], "hnsw"),
+        (["index.kind=ivf"], "ivf"),
+        (["index.approximate_from=3"], "hnsw"),  # auto switches past the threshold
+        ([], "flat"),
+    ],
+)
+def test_index_kinds_search_alike(project_factory, encoder, settings, kind):
+    project = project_factory(DOCS, settings)
+    report = build(project, encoder=encoder)
+    assert report.index_kind == kind
+    retriever = Retriever.open(
+        project.index_root, encoder, RetrievalConfig(mode="dense"), project.config.index
+    )
+    try:
+        assert retriever.search("warranty")[0].source == "warranty.md"
+        assert retriever.search("parking badges")[0].source == "parking.md"
+    finally:
+        retriever.close()
