@@ -1,0 +1,79 @@
+"""Typed settings of `finetune.train`: which weights change, how fast, and how often a run is
+checkpointed. `builder.config` composes this into the project file; `problems()` checks the
+values so that a bad setting fails before any model loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TUNE_METHODS = ("lora", "dora", "full", "qlora")
+
+
+@dataclass
+class TuneConfig:
+    """How a model is fine-tuned on question/answer pairs."""
+
+    method: str = "lora"
+    """'lora' (low-rank adapters), 'dora' (LoRA with a learned magnitude), 'full' (every weight)
+    or 'qlora' (LoRA on a 4-bit base; needs a CUDA GPU and bitsandbytes)."""
+    lora_rank: int = 16
+    """Rank r of the adapter matrices; more means more capacity and a bigger adapter."""
+    lora_alpha: int = 32
+    """Adapter scaling: the update is multiplied by lora_alpha / lora_rank."""
+    lora_dropout: float = 0.05
+    """Dropout on the adapter input during training."""
+    target_modules: str = "all-linear"
+    """Layers that get adapters: 'all-linear' (every linear layer but the output head) or a
+    comma-separated list of module names such as 'q_proj,v_proj'."""
+    learning_rate: float = 2e-4
+    """Peak AdamW learning rate; 2e-4 suits adapters, use ~1e-5 for method='full'."""
+    epochs: float = 2.0
+    """Passes over the training pairs (fractions allowed)."""
+    max_steps: int = -1
+    """Optimizer steps to run; when more than 0 it overrides `epochs`."""
+    batch_size: int = 8
+    """Examples per forward pass."""
+    gradient_accumulation: int = 1
+    """Forward passes per optimizer step: the effective batch is batch_size * this."""
+    max_seq_tokens: int = 1024
+    """Conversations are cut to this many tokens; ones whose answer falls entirely beyond it are
+    dropped."""
+    save_every_steps: int = 50
+    """A resumable checkpoint is written every this many optimizer steps."""
+    seed: int = 0
+    """Seeds adapter initialisation and data order, so a run can be repeated."""
+    packing: bool = False
+    """Pack several short conversations into one sequence of max_seq_tokens (faster on GPU;
+    trl then trains padding-free, which wants FlashAttention)."""
+    group_by_length: bool = True
+    """Batch conversations of similar length together to waste less compute on padding."""
+
+    def target_module_list(self) -> str | list[str]:
+        """`target_modules` as peft takes it: 'all-linear' or a list of module names."""
+        if self.target_modules == "all-linear":
+            return "all-linear"
+        return [name.strip() for name in self.target_modules.split(",") if name.strip()]
+
+    def problems(self) -> list[str]:
+        """Every invalid value, each with what to do; empty when the config is usable."""
+        problems = []
+        if self.method not in TUNE_METHODS:
+            problems.append(f"method = {self.method!r}: choose one of {', '.join(TUNE_METHODS)}")
+        positive = ("lora_rank", "lora_alpha", "learning_rate", "batch_size")
+        positive += ("gradient_accumulation", "max_seq_tokens", "save_every_steps")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} = {getattr(self, name)}: must be more than 0")
+        if not 0 <= self.lora_dropout < 1:
+            problems.append(f"lora_dropout = {self.lora_dropout}: must be in [0, 1)")
+        if self.max_steps <= 0 and self.epochs <= 0:
+            problems.append(
+                f"epochs = {self.epochs} and max_steps = {self.max_steps}: set epochs > 0, or "
+                "max_steps > 0 to run a fixed number of steps"
+            )
+        if not self.target_module_list():
+            problems.append(
+                f"target_modules = {self.target_modules!r}: give 'all-linear' or module names "
+                "such as 'q_proj,v_proj'"
+            )
+        return problems
