@@ -14,7 +14,6 @@ previous, complete generation, whose files were never touched.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from retrieval.config import IndexConfig
 from retrieval.keyword_index import KeywordIndex
+from retrieval.scan import file_sha256
 from retrieval.store import ChunkStore
 from retrieval.vector_index import load_vector_index
 
@@ -86,20 +86,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(descriptor)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _data_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
 
 
 def checksums(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): _sha256(p) for p in _data_files(folder)}
+    return {p.relative_to(folder).as_posix(): file_sha256(p) for p in _data_files(folder)}
 
 
 class IndexLayout:
