@@ -169,13 +169,12 @@ class LoadedIndex:
         self.store.close()
 
 
-def open_index(root: Path, config: IndexConfig, *, verify: bool = True) -> LoadedIndex:
+def open_index(root: Path, config: IndexConfig) -> LoadedIndex:
     """Open the live generation under `root` for search.
 
     Args:
         root: the project's index folder.
         config: search-time index settings.
-        verify: compare every file with the manifest's sha256 first.
 
     Raises:
         IndexLoadError: no build yet, or files that do not match their manifest.
@@ -185,15 +184,14 @@ def open_index(root: Path, config: IndexConfig, *, verify: bool = True) -> Loade
     if folder is None or not folder.is_dir():
         raise IndexLoadError(f"no index in {root}; run `ragtune build PROJECT --docs DIR` first")
     manifest = read_manifest(folder)
-    if verify:
-        found = checksums(folder)
-        if found != manifest.checksums:
-            bad = sorted(set(found.items()) ^ set(manifest.checksums.items()))
-            names = sorted({name for name, _ in bad})
-            raise IndexLoadError(
-                f"{folder}: {', '.join(names)} changed since the build (checksum mismatch); "
-                "rebuild with `ragtune build PROJECT --full`"
-            )
+    found = checksums(folder)
+    if found != manifest.checksums:
+        bad = sorted(set(found.items()) ^ set(manifest.checksums.items()))
+        names = sorted({name for name, _ in bad})
+        raise IndexLoadError(
+            f"{folder}: {', '.join(names)} changed since the build (checksum mismatch); "
+            "rebuild with `ragtune build PROJECT --full`"
+        )
     store = ChunkStore(folder / CHUNKS_FILE, readonly=True)
     vectors = load_vector_index(folder / VECTORS_FILE, config)
     keywords = KeywordIndex.load(folder / KEYWORDS_DIR)

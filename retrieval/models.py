@@ -45,10 +45,6 @@ def _package_dir(module: str, pip_name: str, install_hint: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def embedded_names() -> tuple[str, ...]:
-    return (EMBEDDED_EMBEDDING, EMBEDDED_GENERATOR)
-
-
 def resolve_embedding_model(spec: str) -> str:
     """Turn an embedding-model setting into something `SentenceTransformer()` loads.
 

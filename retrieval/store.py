@@ -36,7 +36,6 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source, position);
 CREATE UNIQUE INDEX IF NOT EXISTS chunks_row ON chunks(row);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _CHUNK_COLUMNS = "chunk_id, source, text, start, end, page, section, position"
@@ -79,16 +78,6 @@ class ChunkStore:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-    # -- metadata ---------------------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        found = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return found[0] if found else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
-        self._db.commit()
 
     # -- files ------------------------------------------------------------------------------
 
@@ -149,9 +138,6 @@ class ChunkStore:
                 ((row, id_) for row, id_ in enumerate(ids)),
             )
         return len(ids)
-
-    def count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
     def embeddings(self, dim: int) -> np.ndarray:
         """All embeddings in row order, as one (n, dim) float32 array."""
