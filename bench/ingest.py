@@ -36,19 +36,10 @@ from retrieval.chunking import indexed_text
 from retrieval.config import IndexConfig, RetrievalConfig
 from retrieval.documents import Chunk
 from retrieval.embeddings import load_encoder
-from retrieval.index import (
-    CHUNKS_FILE,
-    KEYWORDS_DIR,
-    VECTORS_FILE,
-    IndexLayout,
-    Manifest,
-    open_index,
-)
-from retrieval.keyword_index import KeywordIndex
+from retrieval.index import CHUNKS_FILE, IndexLayout, Manifest, open_index, write_search_indexes
 from retrieval.models import EMBEDDED_EMBEDDING, resolve_embedding_model
 from retrieval.search import Retriever
 from retrieval.store import ChunkStore, FileRecord
-from retrieval.vector_index import build_vector_index, index_kind, save_vector_index
 
 
 def write_pubmedqa_docs(data: Path, folder: Path, limit: int) -> list[str]:
@@ -139,19 +130,13 @@ def synthetic_index(texts: list[str], vectors: np.ndarray, n: int, root: Path) -
             store.replace_file(FileRecord(source, "0", 0, per_file), chunks, block)
         total = store.renumber()
         started = time.perf_counter()
-        index = build_vector_index(store.embeddings(dim), IndexConfig())
+        kind = write_search_indexes(store, partial, dim, IndexConfig())
         print(
-            f"  {index_kind(index)} index over {total} vectors built in "
+            f"  {kind} index over {total} vectors and BM25 written in "
             f"{time.perf_counter() - started:.0f}s",
             file=sys.stderr,
         )
-        save_vector_index(index, partial / VECTORS_FILE)
-        keywords = KeywordIndex.build([chunk.text for chunk in store.iter_chunks()])
-        (partial / KEYWORDS_DIR).mkdir()
-        keywords.save(partial / KEYWORDS_DIR)
-    manifest = Manifest(
-        number, EMBEDDED_EMBEDDING, dim, index_kind(index), "bench", n // per_file, total
-    )
+    manifest = Manifest(number, EMBEDDED_EMBEDDING, dim, kind, "bench", n // per_file, total)
     layout.commit(partial, manifest)
 
 

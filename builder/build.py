@@ -19,19 +19,10 @@ from builder.project import Project
 from retrieval.chunking import chunk_document, indexed_text, make_splitter
 from retrieval.documents import Chunk, LoadError
 from retrieval.embeddings import Encoder, encode_in_length_order, load_encoder
-from retrieval.index import (
-    CHUNKS_FILE,
-    KEYWORDS_DIR,
-    VECTORS_FILE,
-    IndexLayout,
-    Manifest,
-    read_manifest,
-)
-from retrieval.keyword_index import KeywordIndex
+from retrieval.index import CHUNKS_FILE, IndexLayout, Manifest, read_manifest, write_search_indexes
 from retrieval.loaders import SUPPORTED_SUFFIXES, load_document
 from retrieval.scan import FoundFile, file_sha256, scan_documents
 from retrieval.store import ChunkStore, FileRecord
-from retrieval.vector_index import build_vector_index, index_kind, save_vector_index
 
 # Bump when loaders or chunking change what a file turns into: forces a full rebuild.
 PIPELINE_VERSION = 1
@@ -123,14 +114,10 @@ def _load_and_chunk(
                 out.put(_Loaded(found, sha256, chunks, None))
             except LoadError as error:
                 out.put(_Loaded(found, sha256, None, str(error)))
-            except (
-                Exception
-            ) as error:  # a library choking on a strange file must not stop the build
-                out.put(
-                    _Loaded(
-                        found, sha256, None, f"could not be read ({type(error).__name__}: {error})"
-                    )
-                )
+            # A library choking on a strange file must not stop the build.
+            except Exception as error:
+                reason = f"could not be read ({type(error).__name__}: {error})"
+                out.put(_Loaded(found, sha256, None, reason))
     finally:
         out.put(None)
 
@@ -214,20 +201,15 @@ def build(
             total = store.renumber()
             if total == 0:
                 raise BuildError(_nothing_indexed(project, report), report)
-            notify("index", 0, 2)
-            vectors = build_vector_index(store.embeddings(encoder.dim), project.config.index)
-            save_vector_index(vectors, partial / VECTORS_FILE)
-            notify("index", 1, 2)
-            keywords = KeywordIndex.build([indexed_text(c) for c in store.iter_chunks()])
-            (partial / KEYWORDS_DIR).mkdir()
-            keywords.save(partial / KEYWORDS_DIR)
-            notify("index", 2, 2)
+            notify("index", 0, 1)
+            kind = write_search_indexes(store, partial, encoder.dim, project.config.index)
+            notify("index", 1, 1)
             n_files = len(store.files())
         manifest = Manifest(
             generation=number,
             embedding_model=project.config.embedding.model,
             dim=encoder.dim,
-            index_kind=index_kind(vectors),
+            index_kind=kind,
             signature=signature,
             files=n_files,
             chunks=total,
@@ -253,7 +235,7 @@ def _embed_files(
     if not to_process:
         return
     # Load the weights while the first files are read and chunked.
-    warm = threading.Thread(target=getattr(encoder, "load", lambda: None), daemon=True)
+    warm = threading.Thread(target=encoder.load, daemon=True)
     warm.start()
     loaded: queue.Queue = queue.Queue(maxsize=256)
     producer = threading.Thread(
@@ -261,10 +243,11 @@ def _embed_files(
     )
     producer.start()
     pending: list[_Loaded] = []
-    files_done = chunks_seen = 0
+    files_done = chunks_seen = pending_chunks = 0
     notify("load", 0, len(to_process))
 
     def flush() -> None:
+        nonlocal pending_chunks
         warm.join()
         texts = [indexed_text(chunk) for item in pending for chunk in item.chunks]
 
@@ -282,6 +265,7 @@ def _embed_files(
             is_update = item.found.source in old_files
             (report.updated if is_update else report.added).append(item.found.source)
         pending.clear()
+        pending_chunks = 0
 
     while (item := loaded.get()) is not None:
         files_done += 1
@@ -295,7 +279,8 @@ def _embed_files(
             continue
         pending.append(item)
         chunks_seen += len(item.chunks)
-        if sum(len(p.chunks) for p in pending) >= EMBED_WINDOW:
+        pending_chunks += len(item.chunks)
+        if pending_chunks >= EMBED_WINDOW:
             flush()
     if pending:
         flush()

@@ -17,6 +17,10 @@ class Encoder(Protocol):
     dim: int
     max_tokens: int
 
+    def load(self) -> object:
+        """Load the weights now (idempotent), e.g. from a thread while files are chunked."""
+        ...
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Return an (n, dim) float32 array of unit-length rows."""
         ...

@@ -20,11 +20,17 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from retrieval.chunking import indexed_text
 from retrieval.config import IndexConfig
 from retrieval.keyword_index import KeywordIndex
 from retrieval.scan import file_sha256
 from retrieval.store import ChunkStore
-from retrieval.vector_index import load_vector_index
+from retrieval.vector_index import (
+    build_vector_index,
+    index_kind,
+    load_vector_index,
+    save_vector_index,
+)
 
 FORMAT_VERSION = 1
 CHUNKS_FILE = "chunks.sqlite"
@@ -145,6 +151,17 @@ class IndexLayout:
 
     def abandon(self, partial: Path) -> None:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def write_search_indexes(store: ChunkStore, folder: Path, dim: int, config: IndexConfig) -> str:
+    """Write the FAISS and BM25 indexes of every chunk in `store` (already renumbered) into a
+    partial generation folder; return the vector index kind chosen."""
+    vectors = build_vector_index(store.embeddings(dim), config)
+    save_vector_index(vectors, folder / VECTORS_FILE)
+    keywords = KeywordIndex.build([indexed_text(chunk) for chunk in store.iter_chunks()])
+    (folder / KEYWORDS_DIR).mkdir()
+    keywords.save(folder / KEYWORDS_DIR)
+    return index_kind(vectors)
 
 
 def read_manifest(generation: Path) -> Manifest:

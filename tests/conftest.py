@@ -43,6 +43,9 @@ class KeywordEncoder:
         self.calls = 0
         self.texts_encoded = 0
 
+    def load(self) -> None:
+        """Nothing to load: the vectors are computed from the text."""
+
     def encode(self, texts):
         self.calls += 1
         self.texts_encoded += len(texts)

@@ -48,9 +48,11 @@ CHILD = textwrap.dedent(
                 die()
         b.ChunkStore.replace_file = replace_then_die
     elif point == "vectors":
-        b.save_vector_index = lambda index, path: half_write_then_die(path)
+        index_module.save_vector_index = lambda index, path: half_write_then_die(path)
     elif point == "keywords":
-        b.KeywordIndex.save = lambda self, folder: half_write_then_die(folder / "vocab.index.json")
+        index_module.KeywordIndex.save = lambda self, folder: half_write_then_die(
+            folder / "vocab.index.json"
+        )
     elif point == "pointer":
         original_replace = os.replace
         def replace(src, dst):
