@@ -186,6 +186,66 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _where(item) -> str:
+    return (
+        item.source
+        + (f" p.{item.page}" if item.page else "")
+        + (f" § {item.section}" if item.section else "")
+    )
+
+
+def _print_answer(out: Console, answer) -> None:
+    for citation in answer.citations:
+        out.print(f"  [{citation.n}] [cyan]{escape(_where(citation))}[/]")
+        out.print(f"      {citation.snippet}", markup=False)
+    if answer.dropped_citations:
+        out.print(
+            f"  [yellow]{answer.dropped_citations} citation(s) pointed at no retrieved "
+            "chunk and were removed[/]"
+        )
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from builder.project import open_project
+
+    project = open_project(args.project, args.set)
+    if (args.question is None) == (args.questions is None):
+        err.print("[red]error:[/] give one question, or --questions FILE.jsonl")
+        return 2
+    rows = _read_questions(args.questions) if args.questions else [{"question": args.question}]
+    _quiet_libraries()
+    from builder.engine import open_engine
+    from retrieval.answer import Answer
+
+    engine = open_engine(project, args.adapter)
+    mode = engine.check_mode(args.mode)
+    out = Console(highlight=False, soft_wrap=True)
+    if not args.json and len(rows) == 1:
+        err.print(f"[dim]mode: {mode}[/]")
+        for piece in engine.stream(rows[0]["question"], mode):
+            if isinstance(piece, Answer):
+                out.print()
+                _print_answer(out, piece)
+            else:
+                out.print(piece, end="", markup=False)
+        return 0
+    with _progress() as progress:
+        task = progress.add_task(f"answering ({mode})", total=len(rows))
+        answers = engine.answer_many(
+            [row["question"] for row in rows],
+            mode,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    for answer in answers:
+        if args.json:
+            print(json.dumps(answer.to_dict(), ensure_ascii=False))
+            continue
+        out.print(f"[bold]{escape(answer.question)}[/]")
+        out.print(answer.answer, markup=False)
+        _print_answer(out, answer)
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from builder.sample_corpus import SAMPLE_QUESTIONS_PATH, write_sample_corpus
 
@@ -246,6 +306,19 @@ def build_parser() -> argparse.ArgumentParser:
     retrieve.add_argument("-k", type=int, default=None, help="hits per question")
     retrieve.add_argument("--json", action="store_true", help="one JSON object per question")
 
+    ask = add("ask", "Answer questions from the documents, with citations.", cmd_ask)
+    ask.add_argument("question", nargs="?", help="the question")
+    ask.add_argument("--questions", type=Path, help='JSONL file of {"question": ...} lines')
+    ask.add_argument(
+        "--mode",
+        choices=["base", "rag", "tuned", "rag+tuned"],
+        help="default: rag+tuned when the project has a tuned adapter, else rag",
+    )
+    ask.add_argument(
+        "--adapter", help="adapter folder to use instead of the project's current one, or 'none'"
+    )
+    ask.add_argument("--json", action="store_true", help="one JSON object per question")
+
     add("models", "Prepare and check the configured models.", cmd_models)
 
     sample = add("sample", "Write the bundled sample corpus.", cmd_sample, project=False)
@@ -264,10 +337,13 @@ def main(argv: list[str] | None = None) -> int:
         err.print("interrupted; the previous index is intact")
         return 130
     except Exception as error:  # user-facing failures are typed; show them in one line
+        from retrieval.answer import ModeError
+        from retrieval.generation import AdapterError
         from retrieval.index import IndexLoadError
         from retrieval.models import ModelNotFoundError
 
-        if isinstance(error, (IndexLoadError, ModelNotFoundError, FileNotFoundError)):
+        user_errors = (IndexLoadError, ModelNotFoundError, AdapterError, ModeError)
+        if isinstance(error, (*user_errors, FileNotFoundError)):
             err.print(f"[red]error:[/] {escape(str(error))}")
             return 2
         raise

@@ -13,8 +13,10 @@ from typing import Any
 import tomli_w
 
 from retrieval.config import (
+    ANSWER_MODES,
     INDEX_KINDS,
     RETRIEVAL_MODES,
+    AnswerConfig,
     EmbeddingConfig,
     GenerationConfig,
     IndexConfig,
@@ -36,13 +38,15 @@ class ProjectConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    answer: AnswerConfig = field(default_factory=AnswerConfig)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "index.kind": INDEX_KINDS,
     "retrieval.mode": RETRIEVAL_MODES,
+    "answer.mode": ANSWER_MODES,
 }
-_AT_LEAST_ZERO = {"ingest.chunk_overlap", "generation.temperature"}
+_AT_LEAST_ZERO = {"ingest.chunk_overlap", "generation.temperature", "answer.min_relevance"}
 
 
 class ConfigError(Exception):

@@ -9,6 +9,8 @@ from pathlib import Path
 from builder.config import CONFIG_FILE, ProjectConfig, config_to_toml, load_config
 from retrieval.index import write_atomic
 
+CURRENT_ADAPTER = "CURRENT"
+
 
 @dataclass
 class Project:
@@ -28,6 +30,31 @@ class Project:
     @property
     def index_root(self) -> Path:
         return self.root / "index"
+
+    @property
+    def tune_dir(self) -> Path:
+        """Synthesized pairs, the train/eval split and the formatted training set."""
+        return self.root / "tune"
+
+    @property
+    def adapters_dir(self) -> Path:
+        """One folder per tuning run; `CURRENT` names the run the engine uses."""
+        return self.root / "adapters"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    def current_adapter(self) -> Path | None:
+        """The adapter of the newest finished tuning run, or None when there is none."""
+        pointer = self.adapters_dir / CURRENT_ADAPTER
+        if not pointer.is_file():
+            return None
+        run = self.adapters_dir / pointer.read_text(encoding="utf-8").strip() / "adapter"
+        return run if run.is_dir() else None
+
+    def set_current_adapter(self, run_name: str) -> None:
+        write_atomic(self.adapters_dir / CURRENT_ADAPTER, f"{run_name}\n".encode())
 
     def save_config(self) -> None:
         """Write the settings file (atomically), e.g. after the documents folder changed."""

@@ -75,3 +75,20 @@ class GenerationConfig:
     """0 means greedy decoding."""
     trust_remote_code: bool = False
     """Run code shipped inside a model folder. Only for models whose code you have read."""
+
+
+ANSWER_MODES = ("auto", "base", "rag", "tuned", "rag+tuned")
+
+
+@dataclass
+class AnswerConfig:
+    """How the answer engine uses retrieval and the tuned adapter."""
+
+    mode: str = "auto"
+    """'auto' (rag+tuned when the project has a tuned adapter, else rag), 'base', 'rag',
+    'tuned' or 'rag+tuned'."""
+    min_relevance: float = 0.3
+    """Cosine similarity the best retrieved chunk needs; below it the engine answers that it
+    found nothing in the documents instead of letting the model guess."""
+    batch_size: int = 8
+    """Questions generated together when many are asked at once (eval, --questions)."""

@@ -1,0 +1,45 @@
+"""Open a project's answer engine: its index, its generator and its current tuned adapter, each
+loaded once. The CLI, the app and the API server all start here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from builder.project import Project
+from retrieval.answer import AnswerEngine
+
+NO_ADAPTER = "none"
+
+
+def open_engine(project: Project, adapter: str | Path | None = None) -> AnswerEngine:
+    """Load everything the project's answers need.
+
+    Args:
+        project: the opened project.
+        adapter: an adapter folder to use instead of the project's current one, or "none" to
+            answer without any.
+
+    Raises:
+        ModelNotFoundError: a configured model cannot be found.
+        AdapterError: the adapter folder is unusable.
+    """
+    from retrieval.embeddings import load_encoder
+    from retrieval.generation import load_generator_with_adapter
+    from retrieval.index import IndexLayout
+    from retrieval.search import Retriever
+
+    config = project.config
+    if adapter == NO_ADAPTER:
+        adapter_dir = None
+    elif adapter is not None:
+        adapter_dir = Path(adapter)
+    else:
+        adapter_dir = project.current_adapter()
+    retriever = None
+    if IndexLayout(project.index_root).current() is not None:
+        encoder = load_encoder(
+            config.embedding.model, config.embedding.device, config.embedding.batch_size
+        )
+        retriever = Retriever.open(project.index_root, encoder, config.retrieval, config.index)
+    generator, _path = load_generator_with_adapter(config.generation, adapter_dir)
+    return AnswerEngine(generator, retriever, config.answer, config.retrieval.top_k)

@@ -1,0 +1,293 @@
+"""The answer engine shared by `ragtune ask`, the app, the API server and the evaluation:
+retrieve, build the prompt, generate with or without the tuned adapter, keep honest citations.
+
+Modes:
+    base        the model alone
+    rag         the model reading the retrieved chunks
+    tuned       the tuned model alone
+    rag+tuned   the tuned model reading the retrieved chunks
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+
+from retrieval.config import AnswerConfig
+from retrieval.generation import Generator
+from retrieval.prompt import (
+    NO_ANSWER,
+    PromptDocument,
+    closed_book_messages,
+    parse_citations,
+    rag_messages,
+)
+from retrieval.search import Hit, Retriever
+
+MODES = ("base", "rag", "tuned", "rag+tuned")
+
+
+class ModeError(ValueError):
+    """A mode that is unknown or not available in this project."""
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A retrieved chunk that the answer cites as [n]."""
+
+    n: int
+    source: str
+    page: int | None
+    section: str | None
+    chunk_id: str
+    score: float
+    snippet: str
+    """The sentences of the chunk that share the most words with the answer (for display)."""
+    text: str
+    """The whole chunk, for checking the answer against it."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    """One answered question, as plain data."""
+
+    question: str
+    mode: str
+    answer: str
+    citations: list[Citation] = field(default_factory=list)
+    retrieved: list[Hit] = field(default_factory=list)
+    refused: bool = False
+    """True when the engine found nothing relevant or the model said it could not answer."""
+    dropped_citations: int = 0
+    """[n] markers that pointed at no shown document and were removed from the answer."""
+    seconds: float = 0.0
+    """Wall time spent on this answer (a batch's time divided by its size when batched)."""
+
+    def to_dict(self, with_retrieved: bool = False) -> dict:
+        data = {
+            "question": self.question,
+            "mode": self.mode,
+            "answer": self.answer,
+            "citations": [c.to_dict() for c in self.citations],
+            "refused": self.refused,
+            "dropped_citations": self.dropped_citations,
+            "seconds": round(self.seconds, 3),
+        }
+        if with_retrieved:
+            data["retrieved"] = [h.to_dict() for h in self.retrieved]
+        return data
+
+
+def uses_retrieval(mode: str) -> bool:
+    return mode.startswith("rag")
+
+
+def uses_adapter(mode: str) -> bool:
+    return mode.endswith("tuned")
+
+
+def prompt_documents(hits: Sequence[Hit]) -> list[PromptDocument]:
+    return [PromptDocument(h.source, h.text, h.page, h.section) for h in hits]
+
+
+_WORD = re.compile(r"\w+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def best_snippet(text: str, answer: str, limit: int = 320) -> str:
+    """The chunk's sentence (plus its neighbour when short) sharing the most words with the
+    answer: what the user should read to check the claim."""
+    sentences = [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if s.strip()]
+    if not sentences:
+        return ""
+    wanted = {w.lower() for w in _WORD.findall(answer) if len(w) > 2}
+    overlaps = [len(wanted & {w.lower() for w in _WORD.findall(s)}) for s in sentences]
+    best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
+    snippet = sentences[best]
+    if len(snippet) < limit // 2 and best + 1 < len(sentences):
+        snippet += " " + sentences[best + 1]
+    return snippet if len(snippet) <= limit else snippet[: limit - 1].rstrip() + "…"
+
+
+class AnswerEngine:
+    """Answers questions in any of the four modes with one loaded model.
+
+    Args:
+        generator: the loaded model (with its adapter, when the project has one).
+        retriever: the project's index; None disables the RAG modes.
+        config: refusal threshold, batch size and default mode.
+        top_k: chunks put into the prompt.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        retriever: Retriever | None,
+        config: AnswerConfig,
+        top_k: int = 5,
+    ) -> None:
+        self.generator = generator
+        self.retriever = retriever
+        self.config = config
+        self.top_k = top_k
+
+    @property
+    def modes(self) -> list[str]:
+        """The modes this engine can answer in."""
+        return [
+            m
+            for m in MODES
+            if (self.retriever is not None or not uses_retrieval(m))
+            and (self.generator.has_tuned or not uses_adapter(m))
+        ]
+
+    @property
+    def default_mode(self) -> str:
+        if self.config.mode != "auto":
+            return self.config.mode
+        if self.retriever is None:
+            return "tuned" if self.generator.has_tuned else "base"
+        return "rag+tuned" if self.generator.has_tuned else "rag"
+
+    def check_mode(self, mode: str | None) -> str:
+        """The mode to use for `mode` (None: the default).
+
+        Raises:
+            ModeError: unknown mode, or one this project cannot serve (and why).
+        """
+        mode = mode or self.default_mode
+        if mode not in MODES:
+            raise ModeError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        if uses_adapter(mode) and not self.generator.has_tuned:
+            raise ModeError(f"mode {mode!r} needs a tuned adapter: run `ragtune tune PROJECT`")
+        if uses_retrieval(mode) and self.retriever is None:
+            raise ModeError(f"mode {mode!r} needs an index: run `ragtune build PROJECT`")
+        return mode
+
+    def retrieve(self, questions: Sequence[str]) -> list[list[Hit]]:
+        if self.retriever is None:
+            raise ModeError("this engine has no index: run `ragtune build PROJECT`")
+        return self.retriever.search_many(list(questions), self.top_k)
+
+    def relevant(self, hits: Sequence[Hit]) -> bool:
+        """Whether any hit is similar enough to the question to be worth reading.
+
+        The fused hybrid score is a rank statistic with no absolute meaning, so the threshold
+        applies to the cosine similarity of the dense candidates; a keyword-only index trusts
+        any BM25 match.
+        """
+        if not hits:
+            return False
+        dense = [h.dense_score for h in hits if h.dense_score is not None]
+        if not dense:
+            return True
+        return max(dense) >= self.config.min_relevance
+
+    def _messages(self, question: str, mode: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
+        if uses_retrieval(mode):
+            return rag_messages(question, prompt_documents(hits))
+        return closed_book_messages(question)
+
+    def _finish(
+        self, question: str, mode: str, hits: list[Hit], text: str, seconds: float
+    ) -> Answer:
+        if not uses_retrieval(mode):
+            refused = NO_ANSWER.lower().rstrip(".") in text.lower()
+            return Answer(question, mode, text, refused=refused, seconds=seconds)
+        cleaned, cited, dropped = parse_citations(text, len(hits))
+        citations = [
+            Citation(
+                n=n,
+                source=hits[n - 1].source,
+                page=hits[n - 1].page,
+                section=hits[n - 1].section,
+                chunk_id=hits[n - 1].chunk_id,
+                score=hits[n - 1].score,
+                snippet=best_snippet(hits[n - 1].text, cleaned),
+                text=hits[n - 1].text,
+            )
+            for n in cited
+        ]
+        refused = NO_ANSWER.lower().rstrip(".") in cleaned.lower()
+        return Answer(
+            question,
+            mode,
+            cleaned,
+            citations=[] if refused else citations,
+            retrieved=hits,
+            refused=refused,
+            dropped_citations=dropped,
+            seconds=seconds,
+        )
+
+    def _refusal(self, question: str, mode: str, hits: list[Hit]) -> Answer:
+        return Answer(question, mode, NO_ANSWER, retrieved=hits, refused=True)
+
+    def answer(self, question: str, mode: str | None = None) -> Answer:
+        return self.answer_many([question], mode)[0]
+
+    def answer_many(
+        self,
+        questions: Sequence[str],
+        mode: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Answer]:
+        """Answer many questions with one retrieval pass and batched generation.
+
+        Prompts are grouped by length so a batch wastes little work on padding.
+
+        Raises:
+            ModeError: see `check_mode`.
+        """
+        mode = self.check_mode(mode)
+        began = time.monotonic()
+        hits = self.retrieve(questions) if uses_retrieval(mode) else [[] for _ in questions]
+        retrieval_seconds = (time.monotonic() - began) / max(len(questions), 1)
+        answers: list[Answer | None] = [None] * len(questions)
+        pending = []
+        for i, (question, found) in enumerate(zip(questions, hits)):
+            if uses_retrieval(mode) and not self.relevant(found):
+                answers[i] = self._refusal(question, mode, found)
+            else:
+                pending.append((i, self._messages(question, mode, found)))
+        pending.sort(key=lambda item: sum(len(m["content"]) for m in item[1]))
+        size = self.config.batch_size
+        done = len(questions) - len(pending)
+        for start in range(0, len(pending), size):
+            batch = pending[start : start + size]
+            began = time.monotonic()
+            texts = self.generator.generate([m for _, m in batch], tuned=uses_adapter(mode))
+            each = (time.monotonic() - began) / len(batch) + retrieval_seconds
+            for (i, _), text in zip(batch, texts):
+                answers[i] = self._finish(questions[i], mode, hits[i], text, each)
+            done += len(batch)
+            if progress:
+                progress(done, len(questions))
+        return [a for a in answers if a is not None]
+
+    def stream(self, question: str, mode: str | None = None) -> Iterator[str | Answer]:
+        """Yield the answer's text as it is generated, then the finished `Answer` (whose text
+        has the invalid citation markers removed).
+
+        Raises:
+            ModeError: see `check_mode`.
+        """
+        mode = self.check_mode(mode)
+        began = time.monotonic()
+        hits = self.retrieve([question])[0] if uses_retrieval(mode) else []
+        if uses_retrieval(mode) and not self.relevant(hits):
+            yield NO_ANSWER
+            yield self._refusal(question, mode, hits)
+            return
+        pieces = []
+        messages = self._messages(question, mode, hits)
+        for piece in self.generator.stream(messages, tuned=uses_adapter(mode)):
+            pieces.append(piece)
+            yield piece
+        text = "".join(pieces).strip()
+        yield self._finish(question, mode, hits, text, time.monotonic() - began)
