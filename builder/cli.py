@@ -246,6 +246,27 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from builder.project import open_project
+
+    project = open_project(args.project, args.set)
+    if args.max_queue < 1:
+        err.print(f"[red]error:[/] --max-queue must be at least 1, got {args.max_queue}")
+        return 2
+    api_key = args.api_key or os.environ.get("RAGTUNE_API_KEY") or None
+    if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"[yellow]warning:[/] serving on {escape(args.host)} without an API key: anyone who "
+            "can reach this port can query your documents; set RAGTUNE_API_KEY"
+        )
+    _quiet_libraries()
+    # The CLI may launch an app; library code never imports apps/.
+    from apps.server import serve
+
+    serve(project, args.host, args.port, api_key, args.max_queue, args.adapter)
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from builder.sample_corpus import SAMPLE_QUESTIONS_PATH, write_sample_corpus
 
@@ -321,9 +342,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("models", "Prepare and check the configured models.", cmd_models)
 
+    from builder.tune_cli import add_commands as add_tune_commands
+
+    add_tune_commands(add)
+
+    serve = add("serve", "Answer over an OpenAI-compatible HTTP API.", cmd_serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--api-key",
+        help="require 'Authorization: Bearer KEY' (default: $RAGTUNE_API_KEY; unset: no key)",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=int,
+        default=64,
+        help="requests held at once (answered one at a time); beyond it clients get 429",
+    )
+    serve.add_argument(
+        "--adapter", help="adapter folder to use instead of the project's current one, or 'none'"
+    )
+
     sample = add("sample", "Write the bundled sample corpus.", cmd_sample, project=False)
     sample.add_argument("dest", type=Path, help="folder to write the documents into")
     return parser
+
+
+def _tuning_errors() -> tuple[type[Exception], ...]:
+    from builder.export import ExportError
+    from builder.tune import TuneError
+    from finetune.checkpoints import ResumeError
+    from finetune.formatting import ChatTemplateError
+    from finetune.train import TrainError
+
+    return (TuneError, ExportError, TrainError, ResumeError, ChatTemplateError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"[red]error:[/] {escape(str(error))}")
         return 2
     except KeyboardInterrupt:
-        err.print("interrupted; the previous index is intact")
+        err.print("interrupted; what was built before is intact (tune: use --resume)")
         return 130
     except Exception as error:  # user-facing failures are typed; show them in one line
         from retrieval.answer import ModeError
@@ -343,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         from retrieval.models import ModelNotFoundError
 
         user_errors = (IndexLoadError, ModelNotFoundError, AdapterError, ModeError)
+        user_errors += _tuning_errors()
         if isinstance(error, (*user_errors, FileNotFoundError)):
             err.print(f"[red]error:[/] {escape(str(error))}")
             return 2

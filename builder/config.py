@@ -12,6 +12,7 @@ from typing import Any
 
 import tomli_w
 
+from finetune.config import RaftConfig, TuneConfig
 from retrieval.config import (
     ANSWER_MODES,
     INDEX_KINDS,
@@ -39,6 +40,8 @@ class ProjectConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)
+    raft: RaftConfig = field(default_factory=RaftConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -147,6 +150,9 @@ def _check_values(config: ProjectConfig) -> list[str]:
     problems = []
     for section_name in _sections():
         section = getattr(config, section_name)
+        if hasattr(section, "problems"):  # sections with their own rules check themselves
+            problems.extend(f"{section_name}.{problem}" for problem in section.problems())
+            continue
         for f in fields(section):
             path = f"{section_name}.{f.name}"
             value = getattr(section, f.name)

@@ -42,4 +42,4 @@ def open_engine(project: Project, adapter: str | Path | None = None) -> AnswerEn
         )
         retriever = Retriever.open(project.index_root, encoder, config.retrieval, config.index)
     generator, _path = load_generator_with_adapter(config.generation, adapter_dir)
-    return AnswerEngine(generator, retriever, config.answer, config.retrieval.top_k)
+    return AnswerEngine(generator, retriever, config.answer, config.answer.documents)

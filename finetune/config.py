@@ -25,13 +25,17 @@ class TuneConfig:
     target_modules: str = "all-linear"
     """Layers that get adapters: 'all-linear' (every linear layer but the output head) or a
     comma-separated list of module names such as 'q_proj,v_proj'."""
-    learning_rate: float = 2e-4
-    """Peak AdamW learning rate; 2e-4 suits adapters, use ~1e-5 for method='full'."""
-    epochs: float = 2.0
+    learning_rate: float = 3e-4
+    """Peak AdamW learning rate; 2e-4 to 3e-4 suits adapters, use ~1e-5 for method='full'."""
+    max_examples: int = 120
+    """Synthesized pairs trained on (a seeded sample when there are more; 0 uses all). The
+    default keeps `ragtune tune` on the sample corpus to a few minutes on a 2-core laptop;
+    raise it, and `epochs`, when you have the time or a GPU."""
+    epochs: float = 1.0
     """Passes over the training pairs (fractions allowed)."""
     max_steps: int = -1
     """Optimizer steps to run; when more than 0 it overrides `epochs`."""
-    batch_size: int = 8
+    batch_size: int = 4
     """Examples per forward pass."""
     gradient_accumulation: int = 1
     """Forward passes per optimizer step: the effective batch is batch_size * this."""
@@ -66,6 +70,8 @@ class TuneConfig:
                 problems.append(f"{name} = {getattr(self, name)}: must be more than 0")
         if not 0 <= self.lora_dropout < 1:
             problems.append(f"lora_dropout = {self.lora_dropout}: must be in [0, 1)")
+        if self.max_examples < 0:
+            problems.append(f"max_examples = {self.max_examples}: must be 0 (all) or more")
         if self.max_steps <= 0 and self.epochs <= 0:
             problems.append(
                 f"epochs = {self.epochs} and max_steps = {self.max_steps}: set epochs > 0, or "
@@ -76,4 +82,23 @@ class TuneConfig:
                 f"target_modules = {self.target_modules!r}: give 'all-linear' or module names "
                 "such as 'q_proj,v_proj'"
             )
+        return problems
+
+
+@dataclass
+class RaftConfig:
+    """How synthesized pairs become training conversations."""
+
+    without_oracle: float = 0.15
+    """Share of examples whose oracle chunk is left out (target: the refusal sentence)."""
+    closed_book: float = 0.15
+    """Share of extra examples with the question alone (trains the `tuned` mode)."""
+    seed: int = 0
+
+    def problems(self) -> list[str]:
+        problems = []
+        for name in ("without_oracle", "closed_book"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                problems.append(f"{name} = {value}: must be in [0, 1)")
         return problems

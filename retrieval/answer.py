@@ -121,7 +121,7 @@ class AnswerEngine:
         generator: the loaded model (with its adapter, when the project has one).
         retriever: the project's index; None disables the RAG modes.
         config: refusal threshold, batch size and default mode.
-        top_k: chunks put into the prompt.
+        documents: retrieved chunks put into the prompt.
     """
 
     def __init__(
@@ -129,12 +129,12 @@ class AnswerEngine:
         generator: Generator,
         retriever: Retriever | None,
         config: AnswerConfig,
-        top_k: int = 5,
+        documents: int = 3,
     ) -> None:
         self.generator = generator
         self.retriever = retriever
         self.config = config
-        self.top_k = top_k
+        self.documents = documents
 
     @property
     def modes(self) -> list[str]:
@@ -172,7 +172,7 @@ class AnswerEngine:
     def retrieve(self, questions: Sequence[str]) -> list[list[Hit]]:
         if self.retriever is None:
             raise ModeError("this engine has no index: run `ragtune build PROJECT`")
-        return self.retriever.search_many(list(questions), self.top_k)
+        return self.retriever.search_many(list(questions), self.documents)
 
     def relevant(self, hits: Sequence[Hit]) -> bool:
         """Whether any hit is similar enough to the question to be worth reading.
@@ -270,9 +270,16 @@ class AnswerEngine:
                 progress(done, len(questions))
         return [a for a in answers if a is not None]
 
-    def stream(self, question: str, mode: str | None = None) -> Iterator[str | Answer]:
+    def stream(
+        self, question: str, mode: str | None = None, max_new_tokens: int | None = None
+    ) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the finished `Answer` (whose text
         has the invalid citation markers removed).
+
+        Args:
+            question: the question.
+            mode: one of `modes` (None: the default mode).
+            max_new_tokens: a limit on the answer's length (None: the generation setting).
 
         Raises:
             ModeError: see `check_mode`.
@@ -286,7 +293,9 @@ class AnswerEngine:
             return
         pieces = []
         messages = self._messages(question, mode, hits)
-        for piece in self.generator.stream(messages, tuned=uses_adapter(mode)):
+        for piece in self.generator.stream(
+            messages, tuned=uses_adapter(mode), max_new_tokens=max_new_tokens
+        ):
             pieces.append(piece)
             yield piece
         text = "".join(pieces).strip()

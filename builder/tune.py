@@ -1,0 +1,439 @@
+"""`ragtune tune`: the project's documents → a tuned adapter, in resumable stages.
+
+    synthesize  question/answer pairs from the indexed chunks (rules + a teacher model), filtered
+    split       leakage-aware train / evaluation split; the evaluation questions are saved for
+                `ragtune eval`
+    format      RAFT conversations: oracle chunk among hard-negative distractors, cited answers
+    train       LoRA (or DoRA / full / QLoRA) with checkpoints; `--resume` continues a run
+    check       general questions before and after tuning (catastrophic-forgetting guard)
+
+Every stage records a hash of its inputs beside its outputs and is skipped when they did not
+change, so running `ragtune tune` twice trains once.
+
+Layout under PROJECT/:
+    tune/pairs.jsonl, tune/synthesis.json         kept pairs and the synthesis report
+    tune/train_pairs.jsonl, tune/eval_questions.jsonl, tune/split.json
+    tune/train.jsonl, tune/format.json            the training conversations (messages JSONL)
+    tune/status.json                              live progress for the app
+    adapters/run-<hash>/adapter/                  the peft adapter (safetensors) + tokenizer
+    adapters/run-<hash>/run_card.json             base model, data hash, config, loss curve
+    adapters/CURRENT                              the run the answer engine uses
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from builder.project import Project
+from retrieval.index import write_atomic
+
+PAIRS = "pairs.jsonl"
+TRAIN_PAIRS = "train_pairs.jsonl"
+EVAL_QUESTIONS = "eval_questions.jsonl"
+TRAIN_SET = "train.jsonl"
+STATUS = "status.json"
+RUN_CARD = "run_card.json"
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class TuneError(Exception):
+    """Tuning cannot run as asked; the message says what to do."""
+
+
+@dataclass
+class TuneReport:
+    """What one `tune` call did, stage by stage."""
+
+    stages: dict[str, str] = field(default_factory=dict)
+    """stage → 'ran' or 'skipped (inputs unchanged)'."""
+    synthesis: dict[str, Any] = field(default_factory=dict)
+    split: dict[str, int] = field(default_factory=dict)
+    format: dict[str, Any] = field(default_factory=dict)
+    run_dir: Path | None = None
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["run_dir"] = str(self.run_dir) if self.run_dir else None
+        return data
+
+
+def _digest(*parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(data, indent=2, default=str).encode("utf-8"))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _up_to_date(stamp: Path, inputs: str, *outputs: Path) -> bool:
+    return _read_json(stamp).get("inputs") == inputs and all(p.is_file() for p in outputs)
+
+
+class StatusFile:
+    """`tune/status.json`, rewritten atomically so the app can poll it at any moment."""
+
+    def __init__(self, path: Path, forward: Progress | None) -> None:
+        self.path = path
+        self.forward = forward
+        self._last_write = 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.forward:
+            self.forward(event)
+        final = event.get("stage") in ("done", "failed", "cancelled")
+        now = time.time()
+        if final or event.get("done") == event.get("total") or now - self._last_write >= 1.0:
+            status = {
+                "stage": event.get("stage"),
+                "step": event.get("done", 0),
+                "max_steps": event.get("total", 0),
+                "loss": event.get("loss"),
+                "eta_s": event.get("eta_s"),
+                "message": event.get("message", ""),
+                "updated": now,
+            }
+            _write_json(self.path, status)
+            self._last_write = now
+
+
+class _ProjectSearch:
+    """The project's retriever, loaded once and shared by the synthesis and format stages."""
+
+    def __init__(self, project: Project) -> None:
+        from retrieval.embeddings import load_encoder
+        from retrieval.search import Retriever
+
+        config = project.config
+        encoder = load_encoder(
+            config.embedding.model, config.embedding.device, config.embedding.batch_size
+        )
+        self.retriever = Retriever.open(project.index_root, encoder, config.retrieval, config.index)
+
+    def hits(self, questions: list[str], k: int) -> list[list[Any]]:
+        return self.retriever.search_many(questions, k)
+
+    def chunk_ids(self, questions: list[str], k: int) -> list[list[str]]:
+        return [[h.chunk_id for h in hits] for hits in self.hits(questions, k)]
+
+    def close(self) -> None:
+        self.retriever.close()
+
+
+def _index_identity(project: Project) -> str:
+    from retrieval.index import IndexLayout
+
+    generation = IndexLayout(project.index_root).current()
+    if generation is None:
+        raise TuneError(
+            f"{project.root} has no index yet: run `ragtune build {project.root} --docs DIR` first"
+        )
+    return _file_digest(generation / "manifest.json")
+
+
+def _synthesize(
+    project: Project, search: _ProjectSearch, index_id: str, report: TuneReport, progress: Progress
+) -> Path:
+    from finetune.pairs import write_pairs_jsonl
+    from finetune.synthesize import synthesize
+    from finetune.teacher import make_teacher
+
+    config = project.config.synthesis
+    out = project.tune_dir / PAIRS
+    stamp = project.tune_dir / "synthesis.json"
+    inputs = _digest(index_id, asdict(config), asdict(project.config.retrieval))
+    if _up_to_date(stamp, inputs, out):
+        report.stages["synthesize"] = "skipped (inputs unchanged)"
+        report.synthesis = _read_json(stamp).get("report", {})
+        return out
+    chunks = list(search.retriever.index.store.iter_chunks())
+    teacher = make_teacher(config.teacher, config) if config.teacher_max_chunks else None
+
+    def tell(stage: str, done: int, total: int) -> None:
+        progress({"stage": "synthesize", "message": stage, "done": done, "total": total})
+
+    pairs, filter_report = synthesize(chunks, config, search.chunk_ids, teacher, tell)
+    if not pairs:
+        raise TuneError(
+            "no question/answer pair survived the filters: add documents, or give your own "
+            "pairs with --data FILE"
+        )
+    write_pairs_jsonl(out, pairs)
+    report.synthesis = filter_report.to_dict()
+    _write_json(stamp, {"inputs": inputs, "report": report.synthesis})
+    report.stages["synthesize"] = "ran"
+    return out
+
+
+def _split(project: Project, pairs_path: Path, report: TuneReport) -> Path:
+    from finetune.pairs import read_pairs_jsonl, write_pairs_jsonl
+    from finetune.split import split_pairs, write_eval_questions
+
+    config = project.config.synthesis
+    train_out = project.tune_dir / TRAIN_PAIRS
+    eval_out = project.tune_dir / EVAL_QUESTIONS
+    stamp = project.tune_dir / "split.json"
+    inputs = _digest(_file_digest(pairs_path), config.eval_fraction, config.max_eval, config.seed)
+    if _up_to_date(stamp, inputs, train_out, eval_out):
+        report.stages["split"] = "skipped (inputs unchanged)"
+        report.split = _read_json(stamp).get("counts", {})
+        return train_out
+    train, held_out = split_pairs(
+        read_pairs_jsonl(pairs_path), config.eval_fraction, config.max_eval, config.seed
+    )
+    write_pairs_jsonl(train_out, train)
+    write_eval_questions(eval_out, held_out)
+    report.split = {"train": len(train), "eval": len(held_out)}
+    _write_json(stamp, {"inputs": inputs, "counts": report.split})
+    report.stages["split"] = "ran"
+    return train_out
+
+
+def _format(
+    project: Project,
+    search: _ProjectSearch,
+    train_pairs: Path | None,
+    user_data: list[Any],
+    index_id: str,
+    report: TuneReport,
+) -> Path:
+    from finetune.data import write_examples_jsonl
+    from finetune.pairs import read_pairs_jsonl
+    from finetune.raft import raft_examples
+    from retrieval.search import Hit
+
+    config = project.config
+    out = project.tune_dir / TRAIN_SET
+    stamp = project.tune_dir / "format.json"
+    user_key = [asdict(example) for example in user_data]
+    inputs = _digest(
+        _file_digest(train_pairs) if train_pairs else None,
+        user_key,
+        index_id,
+        asdict(config.raft),
+        config.answer.documents,
+        config.tune.max_examples,
+    )
+    if _up_to_date(stamp, inputs, out):
+        report.stages["format"] = "skipped (inputs unchanged)"
+        report.format = _read_json(stamp).get("report", {})
+        return out
+    examples = []
+    details: dict[str, Any] = {}
+    if train_pairs is not None:
+        pairs = read_pairs_jsonl(train_pairs)
+        if config.tune.max_examples and len(pairs) > config.tune.max_examples:
+            # A seeded sample keeps the default run within the laptop budget.
+            pairs = random.Random(config.raft.seed).sample(pairs, config.tune.max_examples)
+        store = search.retriever.index.store
+        by_id = {c.chunk_id: c for c in store.iter_chunks()}
+        oracles = {
+            p.chunk_id: Hit(
+                source=c.source,
+                page=c.page,
+                section=c.section,
+                chunk_id=c.chunk_id,
+                score=1.0,
+                text=c.text,
+            )
+            for p in pairs
+            if (c := by_id.get(p.chunk_id)) is not None
+        }
+        usable = [p for p in pairs if p.chunk_id in oracles]
+        synthesized, raft_report = raft_examples(
+            usable, oracles, search.hits, config.answer.documents, config.raft
+        )
+        examples.extend(synthesized)
+        details = raft_report.to_dict()
+    if user_data:
+        examples.extend(_with_context(user_data, search, config.answer.documents))
+        details["user_examples"] = len(user_data)
+    if not examples:
+        raise TuneError("nothing to train on: no synthesized pairs and no --data examples")
+    write_examples_jsonl(examples, out, "messages")
+    report.format = details
+    _write_json(stamp, {"inputs": inputs, "report": details})
+    report.stages["format"] = "ran"
+    return out
+
+
+def _with_context(examples: list[Any], search: _ProjectSearch, documents: int) -> list[Any]:
+    """User pairs in the answer engine's RAG prompt: each single-turn question is shown with
+    what the project's index retrieves for it, so that `rag+tuned` sees its training layout.
+    Multi-turn conversations are kept as written."""
+    from finetune.data import ChatExample
+    from retrieval.answer import prompt_documents
+    from retrieval.prompt import rag_messages
+
+    single = [
+        i
+        for i, e in enumerate(examples)
+        if [m["role"] for m in e.messages if m["role"] != "system"] == ["user", "assistant"]
+    ]
+    questions = [next(m for m in examples[i].messages if m["role"] == "user") for i in single]
+    hits = search.hits([q["content"] for q in questions], documents) if single else []
+    wrapped = list(examples)
+    for i, question, found in zip(single, questions, hits):
+        messages = rag_messages(question["content"], prompt_documents(found))
+        wrapped[i] = ChatExample([*messages, examples[i].messages[-1]])
+    return wrapped
+
+
+def _train(
+    project: Project,
+    train_set: Path,
+    resume: bool,
+    progress: Progress,
+    report: TuneReport,
+) -> Path:
+    from finetune.data import read_examples
+    from finetune.train import train
+    from retrieval.models import resolve_generator_model
+
+    config = project.config
+    data_hash = _file_digest(train_set)
+    run_name = "run-" + _digest(data_hash, asdict(config.tune), config.generation.model)[:10]
+    run_dir = project.adapters_dir / run_name
+    report.run_dir = run_dir
+    card_path = run_dir / RUN_CARD
+    if card_path.is_file() and (run_dir / "adapter").is_dir():
+        report.stages["train"] = "skipped (this data and config are already trained)"
+        report.card = _read_json(card_path)
+        return run_dir
+    examples, _ = read_examples(train_set)
+    model_path = resolve_generator_model(config.generation.model)
+
+    def tell(event: dict[str, Any]) -> None:
+        progress(
+            {
+                "stage": "train",
+                "done": event["step"],
+                "total": event["max_steps"],
+                "loss": event["loss"],
+                "eta_s": event["eta_s"],
+            }
+        )
+
+    result = train(model_path, examples, run_dir, config.tune, resume=resume, progress=tell)
+    report.card = {
+        "run": run_name,
+        "base_model": config.generation.model,
+        "base_model_path": model_path,
+        "data": str(train_set),
+        "data_sha256": data_hash,
+        "examples": len(examples),
+        "tune": asdict(config.tune),
+        "raft": asdict(config.raft),
+        "synthesis": report.synthesis,
+        "split": report.split,
+        "format": report.format,
+        "steps": result.steps,
+        "train_loss": result.train_loss,
+        "loss_curve": result.loss_curve,
+        "resumed_from": result.resumed_from,
+        "seconds": round(result.seconds, 1),
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "notes": result.notes,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    report.stages["train"] = "ran"
+    return run_dir
+
+
+def _check_forgetting(
+    project: Project, run_dir: Path, report: TuneReport, progress: Progress
+) -> None:
+    from finetune.general_check import GENERAL_FILE, check_forgetting, write_general_questions
+    from retrieval.generation import load_generator_with_adapter
+
+    if "forgetting" in report.card:
+        return
+    progress({"stage": "check", "message": "general questions, base vs tuned"})
+    write_general_questions(project.tune_dir / GENERAL_FILE)
+    generator, _ = load_generator_with_adapter(project.config.generation, run_dir / "adapter")
+    result = check_forgetting(lambda convs, tuned: generator.generate(convs, tuned=tuned))
+    report.card["forgetting"] = {**result.to_dict(), "summary": result.sentence()}
+    report.stages["check"] = "ran"
+
+
+def tune(
+    project: Project,
+    *,
+    data: list[Any] | None = None,
+    data_only: bool = False,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> TuneReport:
+    """Run every stage that is out of date and make the new adapter the project's current one.
+
+    Args:
+        project: an opened project with a built index.
+        data: user-provided training conversations (already read and checked), trained beside
+            the synthesized pairs, or instead of them with `data_only`.
+        data_only: skip synthesis; train on `data` alone.
+        resume: continue the interrupted training run from its newest complete checkpoint.
+        progress: called with {"stage", "done", "total", "loss", "eta_s", "message"}.
+
+    Raises:
+        TuneError, TrainError, ResumeError, ChatTemplateError: see their messages.
+        KeyboardInterrupt: the user stopped the run; complete checkpoints stay for `resume`.
+    """
+    if data_only and not data:
+        raise TuneError("--data-only needs --data FILE")
+    problems = [f"raft.{p}" for p in project.config.raft.problems()]
+    problems += [f"tune.{p}" for p in project.config.tune.problems()]
+    if problems:
+        raise TuneError("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
+    status = StatusFile(project.tune_dir / STATUS, progress)
+    report = TuneReport()
+    index_id = _index_identity(project)
+    project.tune_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        search = _ProjectSearch(project)
+        try:
+            train_pairs = None
+            if not data_only:
+                pairs = _synthesize(project, search, index_id, report, status)
+                status({"stage": "split"})
+                train_pairs = _split(project, pairs, report)
+            status({"stage": "format"})
+            train_set = _format(project, search, train_pairs, data or [], index_id, report)
+        finally:
+            search.close()
+        status({"stage": "train", "message": "loading the model"})
+        run_dir = _train(project, train_set, resume, status, report)
+        _check_forgetting(project, run_dir, report, status)
+        _write_json(run_dir / RUN_CARD, report.card)
+        project.set_current_adapter(run_dir.name)
+    except BaseException as error:
+        cancelled = isinstance(error, KeyboardInterrupt)
+        status(
+            {
+                "stage": "cancelled" if cancelled else "failed",
+                "message": str(error) or type(error).__name__,
+            }
+        )
+        raise
+    status({"stage": "done", "message": str(report.run_dir)})
+    return report

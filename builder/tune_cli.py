@@ -1,0 +1,192 @@
+"""The `ragtune tune` and `ragtune export` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from builder.config import ConfigError
+
+
+def _console():
+    from builder.cli import err
+
+    return err
+
+
+class _StageBars:
+    """One bar per stage; training shows the loss and the trainer's ETA."""
+
+    LABELS = {  # noqa: RUF012
+        "synthesize": "synthesizing pairs",
+        "train": "training",
+    }
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        stage = event.get("stage")
+        if stage not in self.LABELS or event.get("total") is None:
+            if event.get("message") and stage not in ("done", "failed", "cancelled"):
+                self.progress.console.print(f"[dim]{stage}: {escape(event['message'])}[/]")
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(self.LABELS[stage], total=event["total"])
+        label = self.LABELS[stage]
+        if event.get("loss") is not None:
+            label += f"  loss {event['loss']:.3f}"
+        elif event.get("message"):
+            label += f"  ({event['message']})"
+        self.progress.update(
+            self.tasks[stage], completed=event["done"], total=event["total"], description=label
+        )
+
+
+def _stop_on_sigterm() -> None:
+    """`kill PID` (the app's cancel button) stops like Ctrl-C: checkpoints stay resumable."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from builder.cli import _quiet_libraries
+    from builder.project import open_project
+
+    err = _console()
+    project = open_project(args.project, args.set)
+    data = []
+    if args.data:
+        from finetune.data import DataFormatError, read_examples
+
+        for path in args.data:
+            try:
+                examples, skipped = read_examples(path, skip_bad=args.skip_bad_lines)
+            except DataFormatError as error:
+                raise ConfigError(str(path), error.problems) from error
+            for problem in skipped:
+                err.print(f"[yellow]skipped[/] {escape(str(path))} {escape(problem)}")
+            data.extend(examples)
+    _stop_on_sigterm()
+    _quiet_libraries()
+    from builder.tune import tune
+
+    progress = Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    )
+    with progress:
+        report = tune(
+            project,
+            data=data,
+            data_only=args.data_only,
+            resume=args.resume,
+            progress=_StageBars(progress),
+        )
+    _print_report(report)
+    return 0
+
+
+def _print_report(report) -> None:
+    err = _console()
+    for stage, what in report.stages.items():
+        err.print(f"{stage:<11} {what}")
+    synthesis = report.synthesis
+    if synthesis:
+        dropped = ", ".join(f"{n} {why}" for why, n in synthesis.get("dropped", {}).items())
+        err.print(
+            f"pairs: {synthesis.get('generated', 0)} generated, {synthesis.get('kept', 0)} kept"
+            + (f" (dropped: {escape(dropped)})" if dropped else "")
+        )
+    if report.split:
+        err.print(
+            f"split: {report.split['train']} train pairs, {report.split['eval']} held out for "
+            "`ragtune eval`"
+        )
+    card = report.card
+    if card.get("steps"):
+        err.print(
+            f"trained {card['steps']} steps on {card['examples']} examples in "
+            f"{card['seconds']:.0f}s, final loss {card['loss_curve'][-1][1]:.3f}"
+            if card.get("loss_curve")
+            else f"trained {card['steps']} steps"
+        )
+    if "forgetting" in card:
+        err.print(card["forgetting"]["summary"])
+    err.print(f"adapter: {escape(str(report.run_dir / 'adapter'))} (now the project's current)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from builder.export import export_adapter, export_dataset, export_merged
+    from builder.project import open_project
+
+    err = _console()
+    project = open_project(args.project, args.set)
+    if args.dataset:
+        for path in export_dataset(project, args.out, args.dataset):
+            err.print(f"wrote {escape(str(path))}")
+        return 0
+    if args.merge:
+        from builder.cli import _quiet_libraries
+
+        _quiet_libraries()
+        out = export_merged(project, args.out)
+        err.print(f"merged model: {escape(str(out))} (AutoModelForCausalLM.from_pretrained)")
+    else:
+        out = export_adapter(project, args.out)
+        err.print(f"adapter: {escape(str(out))} (PeftModel.from_pretrained(base, DIR))")
+    return 0
+
+
+def add_commands(add) -> None:
+    """Register `tune` and `export` with the CLI's `add(name, help, handler)` helper."""
+    tune = add("tune", "Tune the generator on the project's documents (resumable).", cmd_tune)
+    tune.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        help="your own pairs (alpaca, ShareGPT or messages JSONL), trained beside the "
+        "synthesized ones; repeatable",
+    )
+    tune.add_argument(
+        "--data-only", action="store_true", help="train on --data alone, no synthesis"
+    )
+    tune.add_argument(
+        "--skip-bad-lines",
+        action="store_true",
+        help="train on the good lines of a --data file that has bad ones",
+    )
+    tune.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its newest complete checkpoint",
+    )
+
+    export = add("export", "Export the adapter, a merged model, or the training data.", cmd_export)
+    export.add_argument("--out", type=Path, required=True, help="target folder")
+    export.add_argument(
+        "--merge", action="store_true", help="merge the adapter into the base weights"
+    )
+    export.add_argument(
+        "--dataset",
+        choices=["sharegpt", "messages", "alpaca"],
+        help="export the training conversations instead (LLaMA-Factory / ms-swift JSONL)",
+    )

@@ -1,0 +1,117 @@
+"""RAFT-style training examples (retrieval-augmented fine-tuning, Zhang et al. 2024).
+
+Each question is shown with its oracle chunk among distractors that the project's own index
+retrieves for it (hard negatives: similar text that does not hold the answer), in the exact
+prompt the answer engine uses (`retrieval.prompt`), and the target answer cites the document
+that holds the answer as [n]. Two kinds of examples teach the rest of the behaviour:
+
+- oracle left out: the distractors alone, and the target is the engine's refusal sentence, so
+  the model learns to say it found nothing rather than invent an answer with a citation;
+- closed book: the question alone, answered without citations, so the `tuned` mode (adapter
+  without retrieval) is trained on the prompt it will see.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from finetune.config import RaftConfig
+from finetune.data import ChatExample
+from finetune.pairs import QAPair
+from retrieval.prompt import NO_ANSWER, PromptDocument, closed_book_messages, rag_messages
+from retrieval.search import Hit
+
+
+@dataclass
+class RaftReport:
+    examples: int = 0
+    with_oracle: int = 0
+    without_oracle: int = 0
+    closed_book: int = 0
+    oracle_duplicates: int = 0
+    """Distractors that also held the evidence (overlapping chunks); cited like the oracle."""
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def _squash(text: str) -> str:
+    return _SPACE.sub(" ", text).strip().lower()
+
+
+def _holds_evidence(text: str, pair: QAPair) -> bool:
+    evidence = _squash(pair.evidence or pair.answer)
+    return bool(evidence) and evidence in _squash(text)
+
+
+def cited_answer(answer: str, numbers: Sequence[int]) -> str:
+    """`answer` ending with its citation markers, e.g. 'Two years [2].'"""
+    marks = "".join(f"[{n}]" for n in numbers)
+    text = answer.strip()
+    if text.endswith((".", "!", "?")):
+        return f"{text[:-1].rstrip()} {marks}{text[-1]}"
+    return f"{text} {marks}"
+
+
+def raft_examples(
+    pairs: Sequence[QAPair],
+    oracle_hits: dict[str, Hit],
+    search_many: Callable[[list[str], int], list[list[Hit]]],
+    documents: int,
+    config: RaftConfig,
+) -> tuple[list[ChatExample], RaftReport]:
+    """Turn question/answer pairs into RAFT training conversations.
+
+    Args:
+        pairs: the training pairs (never the evaluation split).
+        oracle_hits: the chunk each pair was written from, by chunk id, as a `Hit`.
+        search_many: the project's retriever: questions and k → hits per question.
+        documents: chunks shown per example, oracle included: the answer engine's count, so
+            that training sees the prompt length and layout of inference.
+        config: the shares of the special kinds of example.
+
+    Returns:
+        The conversations (shuffled with the config's seed) and what they contain.
+    """
+    rng = random.Random(config.seed)
+    report = RaftReport()
+    distractor_count = documents - 1
+    # One batched search for all questions; the extra depth leaves room to skip the oracle.
+    retrieved = search_many([p.question for p in pairs], documents + 2)
+    examples: list[ChatExample] = []
+    for pair, hits in zip(pairs, retrieved):
+        oracle = oracle_hits[pair.chunk_id]
+        distractors = [h for h in hits if h.chunk_id != pair.chunk_id][:distractor_count]
+        keep_oracle = rng.random() >= config.without_oracle
+        shown = [*distractors, oracle] if keep_oracle else list(distractors)
+        if keep_oracle:
+            rng.shuffle(shown)
+        prompt_docs = [PromptDocument(h.source, h.text, h.page, h.section) for h in shown]
+        holders = [n for n, hit in enumerate(shown, start=1) if _holds_evidence(hit.text, pair)]
+        if any(_holds_evidence(h.text, pair) for h in distractors):
+            report.oracle_duplicates += 1
+        if keep_oracle and not holders:  # evidence not found verbatim: cite the oracle itself
+            holders = [shown.index(oracle) + 1]
+        if holders:
+            target = cited_answer(pair.answer, holders[:1])
+            report.with_oracle += 1
+        else:
+            target = NO_ANSWER
+            report.without_oracle += 1
+        messages = rag_messages(pair.question, prompt_docs)
+        examples.append(ChatExample([*messages, {"role": "assistant", "content": target}]))
+        if rng.random() < config.closed_book:
+            closed = closed_book_messages(pair.question)
+            examples.append(
+                ChatExample([*closed, {"role": "assistant", "content": pair.answer.strip()}])
+            )
+            report.closed_book += 1
+    rng.shuffle(examples)
+    report.examples = len(examples)
+    return examples, report
