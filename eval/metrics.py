@@ -1,0 +1,403 @@
+"""Per-question scores of one answer: correctness, faithfulness, citations, retrieval, refusal.
+
+Every metric returns a float, or None where it is undefined for that question (no gold
+sources, nothing cited, a closed-book mode...); None is left out of the mode's mean, so each
+mean is over the questions where the metric makes sense, and the report gives that count.
+
+Answers come as dicts (or dataclasses, e.g. the engine's `Answer`) with the fields `answer`,
+`citations` (each with `source`, `text`), `retrieved` (each with `source`, `chunk_id`),
+`mode`, `refused` and `latency_s` (or `seconds`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import string
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eval.questions import EvalQuestion
+from retrieval.prompt import NO_ANSWER
+
+DEFAULT_FAITHFULNESS_THRESHOLD = 0.5
+LABELS = ("yes", "no", "maybe")
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+_CITATION_MARKER = re.compile(r"\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,;:!?])")
+# A sentence ends at . ! or ? followed by space and a capital, digit or quote: "2.1 days" and
+# "e.g. the" stay whole.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])|\n+")
+_DOCS = r"(documents?|context|texts?|sources?|passages?|excerpts?)"
+_REFUSALS = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"\b(could|can) ?not find\b",
+        r"\b(couldn't|can't|unable to|not able to) find\b",
+        r"\b(cannot|can not|can't|unable to|not able to) answer\b",
+        rf"\b{_DOCS} (do|does|did)(?: not|n't) (contain|mention|say|provide|include|specify|state)",
+        rf"\bnot (mentioned|stated|specified|provided|found|given|available) in the "
+        rf"(provided |given )?{_DOCS}",
+        r"\bi (do not|don't) (know|have (enough )?information)\b",
+        r"\b(there is|there's) no information\b",
+    )
+)
+# Function words that carry no claim: a sentence's support is judged on its other words.
+_STOPWORD_TEXT = (
+    "a an the and or but if then of to in on at by for with from as into about over under "
+    "is are was were be been being am do does did has have had having will would shall should "
+    "can could may might must this that these those it its they them their there here "
+    "he she his her him we our us you your i me my which who whom whose what when where why "
+    "how so than too very also just only such not any all each both some most more other "
+    "same own up down out off again further once per via"
+)
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How one metric reads in the report."""
+
+    key: str
+    label: str
+    higher_is_better: bool | None
+    """None: neither direction is better in itself (the report says 'higher' or 'lower')."""
+    bounded: bool = True
+    """The value lies in [0, 1]."""
+
+
+METRICS = (
+    MetricInfo("token_f1", "token F1", True),
+    MetricInfo("exact_match", "exact match", True),
+    MetricInfo("label_accuracy", "label accuracy", True),
+    MetricInfo("judge_score", "judge score (1-5)", True, bounded=False),
+    MetricInfo("faithfulness", "faithfulness", True),
+    MetricInfo("citation_precision", "citation precision", True),
+    MetricInfo("citation_recall", "citation recall", True),
+    MetricInfo("hit_at_k", "retrieval hit@k", True),
+    MetricInfo("mrr", "retrieval MRR", True),
+    MetricInfo("refusal", "refusal rate", None),
+    MetricInfo("latency_s", "latency (s)", False, bounded=False),
+)
+METRIC_INFO = {info.key: info for info in METRICS}
+
+
+def metric_definitions(faithfulness_threshold: float = DEFAULT_FAITHFULNESS_THRESHOLD) -> dict:
+    """How each metric is computed, in words, for the report."""
+    percent = f"{faithfulness_threshold:.0%}"
+    return {
+        "token_f1": "Harmonic mean of token precision and recall between the answer and the "
+        "reference after SQuAD normalization (lower case, punctuation, articles and [n] "
+        "citation markers removed). A refusal scores 1 only when the reference is a refusal.",
+        "exact_match": "1 when the normalized answer equals the normalized reference, else 0.",
+        "label_accuracy": "Only for yes/no/maybe references: 1 when the first of the words "
+        "yes, no, maybe in the answer is the reference label, else 0.",
+        "judge_score": "Correctness from 1 (wrong) to 5 (fully correct) given by the judge "
+        "model, which sees the question, the reference and the answer.",
+        "faithfulness": "Share of the answer's sentences supported by the chunks it cites. "
+        "Citation markers are removed and refusal sentences skipped; a sentence is supported "
+        f"when at least {percent} of its content words (lower-cased, without punctuation and "
+        "function words) occur in one cited chunk. An answer that cites nothing scores 0. "
+        "Lexical overlap: a paraphrase can miss and a contradiction using the chunk's words can "
+        "pass. Defined for the RAG modes only; refusals are left out.",
+        "citation_precision": "Share of the distinct cited sources that are gold sources. Left "
+        "out when the answer cites nothing, refuses, or the question has no gold sources. RAG "
+        "modes only.",
+        "citation_recall": "Share of the gold sources that the answer cites (0 when it cites "
+        "nothing). Left out for refusals and when the question has no gold sources. RAG modes "
+        "only.",
+        "hit_at_k": "1 when a gold chunk (or, without one, a chunk of a gold source) is among the "
+        "k retrieved chunks. RAG modes only.",
+        "mrr": "Reciprocal rank of the first retrieved chunk that is gold (0 when none is). RAG "
+        "modes only.",
+        "refusal": "Share of answers that decline to answer: the engine's refusal text or a "
+        "common phrasing such as 'the documents do not mention' in every sentence, or an empty "
+        "answer.",
+        "latency_s": "Seconds to produce the answer, retrieval included.",
+        "sources": "A source matches a gold source when the paths are equal or one ends with "
+        "the other ('leave.md' matches 'handbook/leave.md'), ignoring case and slashes.",
+    }
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalization: lower case, no [n] markers, punctuation or articles, single spaces."""
+    text = _CITATION_MARKER.sub(" ", text).lower().translate(_PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def _tokens(text: str) -> list[str]:
+    return normalize_answer(text).split()
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """SQuAD token F1 between a prediction and a reference (1.0 when both are empty)."""
+    predicted, gold = _tokens(prediction), _tokens(reference)
+    if not predicted or not gold:
+        return float(predicted == gold)
+    common = sum((Counter(predicted) & Counter(gold)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def exact_match(prediction: str, reference: str) -> float:
+    """1.0 when the normalized strings are equal, else 0.0."""
+    return float(normalize_answer(prediction) == normalize_answer(reference))
+
+
+def _refusal_sentence(sentence: str) -> bool:
+    text = " ".join(sentence.lower().replace("\u2019", "'").split())
+    if text.rstrip(".") == NO_ANSWER.lower().rstrip("."):
+        return True
+    return any(pattern.search(text) for pattern in _REFUSALS)
+
+
+def is_refusal(answer: str) -> bool:
+    """True when the answer declines to answer: it is empty, or each of its sentences is a
+    refusal.
+
+    A refusal sentence is the engine's `NO_ANSWER` text or a common phrasing ('I could not
+    find', 'the documents do not mention', 'I don't know', 'there is no information'). An
+    answer that refuses in one sentence and answers in another is not a refusal.
+    """
+    return all(_refusal_sentence(sentence) for sentence in split_sentences(answer))
+
+
+def extract_label(answer: str, labels: Sequence[str] = LABELS) -> str | None:
+    """The first label word (as a whole word) in the answer, or None (also for refusals)."""
+    if is_refusal(answer):
+        return None
+    wanted = set(labels)
+    return next((word for word in _tokens(answer) if word in wanted), None)
+
+
+def label_accuracy(
+    answer: str,
+    reference: str,
+    extractor: Callable[[str], str | None] = extract_label,
+    labels: Sequence[str] = LABELS,
+) -> float | None:
+    """1.0 when the label extracted from the answer is the reference label, else 0.0.
+
+    Returns:
+        None when the reference is not one of `labels` (not a label question).
+    """
+    gold = normalize_answer(reference)
+    if gold not in labels:
+        return None
+    return float(extractor(answer) == gold)
+
+
+def _normalize_source(source: str) -> str:
+    source = source.strip().replace("\\", "/").casefold()
+    while source.startswith("./"):
+        source = source[2:]
+    return source.strip("/")
+
+
+def same_source(a: str, b: str) -> bool:
+    """Equal paths, or one path ends with the other at a folder boundary (case-insensitive)."""
+    a, b = _normalize_source(a), _normalize_source(b)
+    if not a or not b:
+        return False
+    shorter, longer = sorted((a, b), key=len)
+    return longer == shorter or longer.endswith("/" + shorter)
+
+
+def citation_precision_recall(
+    cited_sources: Sequence[str], gold_sources: Collection[str]
+) -> tuple[float | None, float | None]:
+    """Precision and recall of the cited sources against the gold sources.
+
+    Sources are compared with `same_source`, and each distinct cited source counts once.
+
+    Returns:
+        (precision, recall): precision is None when nothing is cited or there is no gold
+        source; recall is None when there is no gold source, and 0.0 when nothing is cited.
+    """
+    gold = list(dict.fromkeys(gold_sources))
+    if not gold:
+        return None, None
+    cited = list(dict.fromkeys(cited_sources))
+    if not cited:
+        return None, 0.0
+    correct = sum(any(same_source(c, g) for g in gold) for c in cited)
+    found = sum(any(same_source(c, g) for c in cited) for g in gold)
+    return correct / len(cited), found / len(gold)
+
+
+def split_sentences(answer: str) -> list[str]:
+    """The answer's sentences, without citation markers; empty pieces dropped."""
+    pieces = _SENTENCE_END.split(answer.strip())
+    cleaned = (
+        _SPACE_BEFORE_PUNCTUATION.sub(r"\1", " ".join(_CITATION_MARKER.sub(" ", piece).split()))
+        for piece in pieces
+    )
+    return [piece for piece in cleaned if piece.strip(string.punctuation + " ")]
+
+
+def content_tokens(text: str) -> set[str]:
+    """Normalized words of a text minus function words."""
+    return {token for token in _tokens(text) if token not in _STOPWORDS}
+
+
+def faithfulness(
+    answer: str,
+    cited_texts: Sequence[str],
+    threshold: float = DEFAULT_FAITHFULNESS_THRESHOLD,
+) -> float | None:
+    """Share of the answer's sentences supported by at least one cited chunk.
+
+    A sentence is supported when at least `threshold` of its content tokens occur in one cited
+    chunk. Refusal sentences and sentences with no content token are not judged.
+
+    Args:
+        answer: the answer text, with or without [n] markers.
+        cited_texts: the full text of each cited chunk.
+        threshold: the share of a sentence's content tokens one chunk must contain.
+
+    Returns:
+        The share in [0, 1] (0.0 when claims are made and nothing is cited), or None when the
+        answer makes no claim to check (a refusal, or empty).
+    """
+    claims = [
+        words
+        for sentence in split_sentences(answer)
+        if not _refusal_sentence(sentence) and (words := content_tokens(sentence))
+    ]
+    if not claims:
+        return None
+    chunks = [set(_tokens(text)) for text in cited_texts]
+    supported = sum(
+        any(len(words & chunk) >= threshold * len(words) for chunk in chunks) for words in claims
+    )
+    return supported / len(claims)
+
+
+def _first_gold_rank(retrieved: Sequence[str], gold: Collection[str], exact: bool) -> int | None:
+    for rank, item in enumerate(retrieved, 1):
+        if any(item == g if exact else same_source(item, g) for g in gold):
+            return rank
+    return None
+
+
+def hit_at_k(
+    retrieved: Sequence[str], gold: Collection[str], k: int, *, exact: bool = False
+) -> float | None:
+    """1.0 when a gold item is among the first `k` retrieved, else 0.0.
+
+    Args:
+        retrieved: retrieved sources (or chunk ids), best first.
+        gold: the gold sources (or chunk ids).
+        k: how many retrieved items count.
+        exact: compare with `==` (chunk ids) instead of `same_source` (paths).
+
+    Returns:
+        None when there is no gold item.
+    """
+    if not gold:
+        return None
+    rank = _first_gold_rank(retrieved[:k], gold, exact)
+    return float(rank is not None)
+
+
+def reciprocal_rank(
+    retrieved: Sequence[str], gold: Collection[str], *, exact: bool = False
+) -> float | None:
+    """1 / rank of the first gold item among `retrieved` (0.0 when absent; None without gold)."""
+    if not gold:
+        return None
+    rank = _first_gold_rank(retrieved, gold, exact)
+    return 0.0 if rank is None else 1.0 / rank
+
+
+def uses_retrieval(mode: str) -> bool:
+    """True for the modes that read retrieved chunks ('rag', 'rag+tuned')."""
+    return "rag" in mode.split("+")
+
+
+def as_record(answer: Any) -> dict:
+    """An answer (dict, or a dataclass such as the engine's Answer) as a plain dict."""
+    if dataclasses.is_dataclass(answer) and not isinstance(answer, type):
+        return dataclasses.asdict(answer)
+    if isinstance(answer, Mapping):
+        return dict(answer)
+    raise TypeError(f"expected an answer dict or dataclass, got {type(answer).__name__}")
+
+
+def _items(record: dict, key: str) -> list[dict]:
+    return [as_record(item) for item in record.get(key) or []]
+
+
+def latency(record: dict) -> float | None:
+    """The answer's latency in seconds (`latency_s`, or the engine's `seconds`)."""
+    value = record.get("latency_s", record.get("seconds"))
+    return None if value is None else float(value)
+
+
+def score_answer(
+    question: EvalQuestion,
+    answer: Any,
+    *,
+    k: int | None = None,
+    faithfulness_threshold: float = DEFAULT_FAITHFULNESS_THRESHOLD,
+    label_extractor: Callable[[str], str | None] = extract_label,
+    judge_score: float | None = None,
+) -> dict[str, float | None]:
+    """Every metric of one answer to one question.
+
+    Args:
+        question: the question with its reference answer and gold sources.
+        answer: the engine's answer (dict or dataclass; see the module docstring).
+        k: retrieved chunks counted by hit@k; None counts all that were retrieved.
+        faithfulness_threshold: see `faithfulness`.
+        label_extractor: turns a free-form answer into a label for `label_accuracy`.
+        judge_score: the judge model's 1-5 score, when a judge ran.
+
+    Returns:
+        {metric key: value or None}, with the keys of `METRICS`.
+    """
+    record = as_record(answer)
+    text = record.get("answer") or ""
+    refused = bool(record.get("refused")) or is_refusal(text)
+    if is_refusal(question.answer):  # an unanswerable question: refusing is the right answer
+        f1 = em = float(refused)
+    else:
+        f1 = 0.0 if refused else token_f1(text, question.answer)
+        em = 0.0 if refused else exact_match(text, question.answer)
+    row: dict[str, float | None] = {
+        "token_f1": f1,
+        "exact_match": em,
+        "label_accuracy": label_accuracy(text, question.answer, label_extractor),
+        "judge_score": judge_score,
+        "faithfulness": None,
+        "citation_precision": None,
+        "citation_recall": None,
+        "hit_at_k": None,
+        "mrr": None,
+        "refusal": float(refused),
+        "latency_s": latency(record),
+    }
+    if not uses_retrieval(str(record.get("mode", ""))):
+        return row
+    citations = _items(record, "citations")
+    if not refused:
+        cited_texts = [c.get("text", "") for c in citations]
+        row["faithfulness"] = faithfulness(text, cited_texts, faithfulness_threshold)
+        precision, recall = citation_precision_recall(
+            [c["source"] for c in citations], question.sources
+        )
+        row["citation_precision"], row["citation_recall"] = precision, recall
+    retrieved = _items(record, "retrieved")
+    if question.chunk_id:
+        ranked, gold, exact = [h["chunk_id"] for h in retrieved], [question.chunk_id], True
+    else:
+        ranked, gold, exact = [h["source"] for h in retrieved], question.sources, False
+    row["hit_at_k"] = hit_at_k(ranked, gold, len(ranked) if k is None else k, exact=exact)
+    row["mrr"] = reciprocal_rank(ranked, gold, exact=exact)
+    return row

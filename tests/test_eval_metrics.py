@@ -1,0 +1,512 @@
+"""Evaluation measurements on hand-made cases: correctness, faithfulness, citations, retrieval,
+refusals, labels, the bootstrap, the question file, the config and the judge."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from eval.bootstrap import bootstrap_ci, paired_difference_ci
+from eval.config import EvalConfig
+from eval.judge import EndpointJudge, JudgeError, ModelJudge, make_judge, parse_score
+from eval.metrics import (
+    citation_precision_recall,
+    exact_match,
+    extract_label,
+    faithfulness,
+    hit_at_k,
+    is_refusal,
+    label_accuracy,
+    normalize_answer,
+    reciprocal_rank,
+    same_source,
+    score_answer,
+    split_sentences,
+    token_f1,
+)
+from eval.questions import EvalDataError, EvalQuestion, read_eval_questions
+from retrieval.prompt import NO_ANSWER
+
+CHUNK = "The MX-30 rotor must be retired after 5000 runs. Inspect it every 500 runs."
+
+
+# --- correctness -------------------------------------------------------------------------------
+
+
+def test_normalization_drops_case_punctuation_articles_and_citation_markers():
+    assert normalize_answer("The  Rotor, an MX-30! [1]") == "rotor mx30"
+    assert normalize_answer("A cat [1, 2].") == "cat"
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "f1", "em"),
+    [
+        ("Maren Oduya", "Maren Oduya", 1.0, 1.0),
+        ("maren oduya.", "Maren Oduya", 1.0, 1.0),
+        ("The answer is 18 weeks [2].", "18 weeks", 2 * (2 / 4) * 1 / (2 / 4 + 1), 0.0),
+        ("the 18 weeks", "18 weeks", 1.0, 1.0),
+        ("20 weeks", "18 weeks", 0.5, 0.0),
+        ("nothing alike", "18 weeks", 0.0, 0.0),
+        ("", "", 1.0, 1.0),
+        ("", "18 weeks", 0.0, 0.0),
+    ],
+)
+def test_token_f1_and_exact_match(prediction, reference, f1, em):
+    assert token_f1(prediction, reference) == pytest.approx(f1)
+    assert exact_match(prediction, reference) == em
+
+
+def test_token_f1_counts_repeated_tokens_once_per_occurrence():
+    # 'days days days' shares one 'days' with the reference: precision 1/3, recall 1/2.
+    assert token_f1("days days days", "2.1 days") == pytest.approx(
+        2 * (1 / 3) * 0.5 / (1 / 3 + 0.5)
+    )
+
+
+# --- refusals and labels -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        NO_ANSWER,
+        "I could not find this in the documents",
+        "I couldn't find that in the documents.",
+        "The documents do not mention the parking rules.",
+        "The provided context doesn't specify this.",
+        "That is not mentioned in the provided documents.",
+        "I don't know.",
+        "There is no information about that.",
+        "I cannot answer this question from the documents.",
+        "",
+        "  [1] ",
+    ],
+)
+def test_refusals_are_detected(answer):
+    assert is_refusal(answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The warranty lasts two years [1].",
+        "The samples do not contain lead.",  # 'do not contain' about the world, not the documents
+        "No, the rotor must be retired after 5000 runs.",
+        "I could not find the exact date. The policy started in 2021 [1].",  # a partial answer
+    ],
+)
+def test_answers_are_not_refusals(answer):
+    assert not is_refusal(answer)
+
+
+def test_label_extraction_takes_the_first_label_word():
+    assert extract_label("Yes. The trial showed no effect.") == "yes"
+    assert extract_label("No; maybe later.") == "no"
+    assert extract_label("It is unclear.") is None
+    assert extract_label(NO_ANSWER) is None
+    assert extract_label("Yesterday's results, then maybe.") == "maybe"  # whole words only
+
+
+def test_label_accuracy_only_for_label_references():
+    assert label_accuracy("Yes, it does [1].", "yes") == 1.0
+    assert label_accuracy("Maybe.", "no") == 0.0
+    assert label_accuracy("It is unclear.", "maybe") == 0.0
+    assert label_accuracy("Yes", "18 weeks") is None
+    assert label_accuracy("whatever", "No", extractor=lambda _: "no") == 1.0
+
+
+# --- citations, faithfulness, retrieval --------------------------------------------------------
+
+
+def test_same_source_matches_paths_and_path_suffixes():
+    assert same_source("handbook/leave.md", "handbook/leave.md")
+    assert same_source("leave.md", "./handbook/Leave.md")
+    assert same_source("handbook\\leave.md", "handbook/leave.md")
+    assert not same_source("eave.md", "handbook/leave.md")
+    assert not same_source("", "leave.md")
+
+
+@pytest.mark.parametrize(
+    ("cited", "gold", "expected"),
+    [
+        (["a.md"], ["a.md"], (1.0, 1.0)),
+        (["a.md", "b.md"], ["a.md"], (0.5, 1.0)),
+        (["a.md", "a.md"], ["a.md", "c.md"], (1.0, 0.5)),  # a source cited twice counts once
+        (["b.md"], ["a.md"], (0.0, 0.0)),
+        ([], ["a.md"], (None, 0.0)),  # nothing cited: precision undefined, recall 0
+        (["a.md"], [], (None, None)),  # no gold: both undefined
+        ([], [], (None, None)),
+        (["docs/a.md"], ["a.md"], (1.0, 1.0)),
+    ],
+)
+def test_citation_precision_recall(cited, gold, expected):
+    assert citation_precision_recall(cited, gold) == expected
+
+
+def test_sentences_lose_their_citation_markers_and_keep_decimals():
+    answer = "Accrual is 2.1 days a month [1]. E.g. staff [2] accrue it. [3]"
+    assert split_sentences(answer) == ["Accrual is 2.1 days a month.", "E.g. staff accrue it."]
+
+
+def test_faithfulness_counts_supported_sentences():
+    supported = "The MX-30 rotor is retired after 5000 runs [1]."
+    unsupported = "The warranty covers water damage for ten years [1]."
+    assert faithfulness(supported, [CHUNK]) == 1.0
+    assert faithfulness(unsupported, [CHUNK]) == 0.0
+    assert faithfulness(f"{supported} {unsupported}", [CHUNK]) == 0.5
+    # Support comes from one chunk: the other cited chunk does not help or hurt.
+    assert faithfulness(supported, ["Parking is free.", CHUNK]) == 1.0
+
+
+def test_faithfulness_threshold_and_edge_cases():
+    half = "The rotor needs new paint."  # content words: rotor, needs, new, paint -> 1 of 4
+    assert faithfulness(half, [CHUNK], threshold=0.25) == 1.0
+    assert faithfulness(half, [CHUNK], threshold=0.5) == 0.0
+    assert faithfulness("The rotor is retired after 5000 runs.", []) == 0.0  # cites nothing
+    assert faithfulness(NO_ANSWER, [CHUNK]) is None
+    # A refusal sentence inside an answer is not judged.
+    assert faithfulness(f"I could not find the price. {CHUNK}", [CHUNK]) == 1.0
+
+
+def test_hit_at_k_and_reciprocal_rank():
+    ranked = ["x.md", "handbook/a.md", "y.md"]
+    assert hit_at_k(ranked, ["a.md"], 1) == 0.0
+    assert hit_at_k(ranked, ["a.md"], 2) == 1.0
+    assert reciprocal_rank(ranked, ["a.md"]) == 0.5
+    assert reciprocal_rank(ranked, ["z.md"]) == 0.0
+    assert hit_at_k(ranked, [], 3) is None
+    assert reciprocal_rank(ranked, []) is None
+    # chunk ids compare exactly, not as paths
+    assert reciprocal_rank(["c/1", "c1"], ["c1"], exact=True) == 0.5
+
+
+def _rag_answer(text: str, cited_source: str = "manual/rotor.md", **fields) -> dict:
+    return {
+        "question": "When is the rotor retired?",
+        "mode": "rag",
+        "answer": text,
+        "citations": [
+            {
+                "n": 1,
+                "source": cited_source,
+                "page": 3,
+                "section": None,
+                "chunk_id": "c2",
+                "score": 0.9,
+                "snippet": CHUNK[:40],
+                "text": CHUNK,
+            }
+        ],
+        "retrieved": [
+            {"source": "handbook/leave.md", "chunk_id": "c1", "score": 1.0, "text": "..."},
+            {"source": "manual/rotor.md", "chunk_id": "c2", "score": 0.9, "text": CHUNK},
+        ],
+        "refused": False,
+        "dropped_citations": 0,
+        "seconds": 0.25,
+        **fields,
+    }
+
+
+def test_score_answer_for_a_rag_answer():
+    question = EvalQuestion("When is the rotor retired?", "after 5000 runs", ["rotor.md"])
+    row = score_answer(question, _rag_answer("The rotor is retired after 5000 runs [1]."))
+    assert row["exact_match"] == 0.0
+    assert 0 < row["token_f1"] < 1
+    assert row["faithfulness"] == 1.0
+    assert (row["citation_precision"], row["citation_recall"]) == (1.0, 1.0)
+    assert (row["hit_at_k"], row["mrr"]) == (1.0, 0.5)
+    assert row["refusal"] == 0.0
+    assert row["latency_s"] == 0.25
+    assert row["label_accuracy"] is None and row["judge_score"] is None
+    assert score_answer(question, _rag_answer("x [1]."), k=1)["hit_at_k"] == 0.0
+
+
+def test_score_answer_uses_the_gold_chunk_id_when_given():
+    question = EvalQuestion("q", "after 5000 runs", ["rotor.md"], chunk_id="c1")
+    row = score_answer(question, _rag_answer("After 5000 runs [1]."))
+    assert row["mrr"] == 1.0
+
+
+def test_closed_book_answers_have_no_rag_metrics():
+    question = EvalQuestion("q", "after 5000 runs", ["rotor.md"])
+    answer = {
+        "mode": "tuned",
+        "answer": "After 5000 runs.",
+        "citations": [],
+        "retrieved": [],
+        "refused": False,
+        "latency_s": 0.1,
+    }
+    row = score_answer(question, answer)
+    assert row["exact_match"] == 1.0
+    rag_only = ("faithfulness", "citation_precision", "citation_recall", "hit_at_k", "mrr")
+    assert all(row[key] is None for key in rag_only)
+
+
+def test_refusals_score_zero_unless_the_question_is_unanswerable():
+    answerable = EvalQuestion("q", "after 5000 runs", ["rotor.md"])
+    refusal = _rag_answer(NO_ANSWER, refused=True, citations=[])
+    row = score_answer(answerable, refusal)
+    assert (row["refusal"], row["token_f1"], row["exact_match"]) == (1.0, 0.0, 0.0)
+    assert row["faithfulness"] is None and row["citation_recall"] is None
+    unanswerable = EvalQuestion("q", NO_ANSWER)
+    assert score_answer(unanswerable, refusal)["exact_match"] == 1.0
+    assert score_answer(unanswerable, _rag_answer("After 5000 runs [1]."))["token_f1"] == 0.0
+
+
+def test_score_answer_takes_dataclasses():
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Answer:
+        mode: str
+        answer: str
+        citations: list = field(default_factory=list)
+        retrieved: list = field(default_factory=list)
+        refused: bool = False
+        latency_s: float = 0.5
+
+    row = score_answer(EvalQuestion("q", "yes"), Answer("base", "Yes, it does."))
+    assert row["label_accuracy"] == 1.0 and row["latency_s"] == 0.5
+
+
+# --- bootstrap ---------------------------------------------------------------------------------
+
+
+def test_bootstrap_ci_of_a_known_distribution():
+    sigma, n = 0.1, 400
+    values = np.random.default_rng(42).normal(0.5, sigma, n)
+    mean, low, high, count = bootstrap_ci(values.tolist(), samples=4000, seed=1)
+    assert count == n and low < 0.5 < high and low < mean < high
+    expected_width = 2 * 1.96 * sigma / np.sqrt(n)
+    assert high - low == pytest.approx(expected_width, rel=0.15)
+
+
+def test_bootstrap_ci_skips_none_and_is_repeatable():
+    values = [1.0, None, 0.0, 1.0, None, 1.0]
+    first = bootstrap_ci(values, samples=500, seed=3)
+    assert first == bootstrap_ci(values, samples=500, seed=3)
+    assert first.n == 4 and first.mean == 0.75
+    assert bootstrap_ci([None, None]) == (None, None, None, 0)
+    assert bootstrap_ci([0.4]) == (0.4, None, None, 1)
+    assert bootstrap_ci([0.3] * 10) == pytest.approx((0.3, 0.3, 0.3, 10))
+
+
+def test_bootstrap_rejects_bad_settings():
+    with pytest.raises(ValueError, match="confidence level"):
+        bootstrap_ci([1.0, 2.0], level=95)
+    with pytest.raises(ValueError, match="one value per question"):
+        paired_difference_ci([1.0], [1.0, 2.0])
+
+
+def test_paired_difference_verdicts():
+    rng = np.random.default_rng(0)
+    base = rng.random(200)
+    same = paired_difference_ci(base.tolist(), base.tolist())
+    assert same.verdict == "no clear difference" and same.mean == 0.0
+    shifted = (base + 0.1 + rng.normal(0, 0.05, 200)).tolist()
+    better = paired_difference_ci(shifted, base.tolist())
+    assert better.verdict == "better" and 0 < better.low < 0.1 < better.high
+    assert paired_difference_ci(base.tolist(), shifted).verdict == "worse"
+    # Lower latency is better; a metric with no direction says 'higher'/'lower'.
+    assert paired_difference_ci(base.tolist(), shifted, higher_is_better=False).verdict == "better"
+    assert paired_difference_ci(shifted, base.tolist(), higher_is_better=None).verdict == "higher"
+    noise = paired_difference_ci(rng.random(30).tolist(), rng.random(30).tolist())
+    assert noise.verdict == "no clear difference"
+
+
+def test_paired_difference_uses_questions_defined_in_both():
+    a = [1.0, None, 0.5, 0.2]
+    b = [0.0, 1.0, None, 0.2]
+    difference = paired_difference_ci(a, b, samples=200)
+    assert difference.n == 2 and difference.mean == pytest.approx(0.5)
+    assert paired_difference_ci([1.0, None], [None, 1.0]).verdict == "not comparable"
+
+
+def test_bootstrap_is_fast_enough_for_a_full_report():
+    import time
+
+    rng = np.random.default_rng(0)
+    columns = [rng.random(500).tolist() for _ in range(4 * 10)]
+    start = time.perf_counter()
+    for values in columns:
+        bootstrap_ci(values)
+    assert time.perf_counter() - start < 5  # ~0.01 s each on one core
+
+
+# --- question files ----------------------------------------------------------------------------
+
+
+def test_read_eval_questions(tmp_path):
+    path = tmp_path / "q.jsonl"
+    lines = [
+        {"question": "Who?", "answer": "Maren", "source": "a.md"},
+        {"question": "How many?", "answer": "2.1 days", "sources": ["a.md", "b.md"]},
+        {"question": "Is it?", "answer": "yes", "chunk_id": "abc"},
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n", encoding="utf-8")
+    questions = read_eval_questions(path)
+    assert [q.sources for q in questions] == [["a.md"], ["a.md", "b.md"], []]
+    assert questions[2].chunk_id == "abc" and questions[1].answer == "2.1 days"
+
+
+def test_bad_question_lines_are_all_reported_by_number(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                '{"question": "ok?", "answer": "fine"}',
+                '{"question": "broken", ',
+                '{"question": "no answer?"}',
+                '{"question": 5, "answer": "x"}',
+                '{"question": "q", "answer": "a", "sources": "a.md"}',
+                "",
+                '["not", "an", "object"]',
+                '{"question": "q", "answer": "a", "source": "a.md", "sources": ["b.md"]}',
+                '{"question": "q", "answer": " ", "chunk_id": 7}',
+            ]
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(EvalDataError) as caught:
+        read_eval_questions(path)
+    problems = caught.value.problems
+    assert [p.split(":")[0] for p in problems] == [
+        "line 2",
+        "line 3",
+        "line 4",
+        "line 5",
+        "line 7",
+        "line 8",
+        "line 9",
+    ]
+    message = str(caught.value)
+    assert str(path) in message
+    assert "line 2: not valid JSON" in message
+    assert "line 3: missing 'answer'" in message
+    assert "'question' must be a non-empty string" in problems[2]
+    assert "'sources' must be a list" in problems[3]
+    assert "expected a JSON object, got list" in problems[4]
+    assert "keep one of them" in problems[5]
+    assert "'answer' must be" in problems[6] and "'chunk_id' must be" in problems[6]
+
+
+def test_empty_question_file_is_an_error(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n", encoding="utf-8")
+    with pytest.raises(EvalDataError, match="empty"):
+        read_eval_questions(path)
+
+
+# --- config ------------------------------------------------------------------------------------
+
+
+def test_eval_config_problems():
+    assert EvalConfig().problems() == []
+    assert EvalConfig().mode_list() == ["base", "rag", "tuned", "rag+tuned"]
+    bad = EvalConfig(
+        modes="rag,turbo",
+        bootstrap_samples=10,
+        confidence=95,
+        faithfulness_threshold=0,
+        max_questions=-1,
+        judge="http:localhost",
+    )
+    text = "\n".join(bad.problems())
+    for name in (
+        "modes",
+        "bootstrap_samples",
+        "confidence",
+        "faithfulness_threshold",
+        "max_questions",
+        "judge",
+    ):
+        assert f"{name} = " in text
+    assert "rag+tuned" in text  # the valid modes are listed
+    assert EvalConfig(modes="rag,rag").problems() == [
+        "modes = 'rag,rag': each mode may appear only once"
+    ]
+
+
+# --- judge -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "score"),
+    [
+        ("4", 4.0),
+        ("Score: 5/5", 5.0),
+        ("**3**", 3.0),
+        ("10", None),
+        ("I think 2.", 2.0),
+        ("no idea", None),
+        ("0.5 then 4", 4.0),
+    ],
+)
+def test_parse_score(reply, score):
+    assert parse_score(reply) == score
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    requests: ClassVar[list] = []
+
+    def _send(self, payload: dict) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        self._send({"data": [{"id": "judge-model"}]})
+
+    def do_POST(self):
+        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _FakeOpenAI.requests.append((self.path, payload))
+        grade = "5" if "18 weeks" in payload["messages"][1]["content"] else "no score"
+        self._send({"choices": [{"message": {"content": grade}}]})
+
+    def log_message(self, *args):
+        pass
+
+
+def test_endpoint_judge_against_a_local_server():
+    server = HTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        judge = make_judge(f"http://127.0.0.1:{server.server_port}/v1/chat/completions")
+        assert isinstance(judge, EndpointJudge)
+        items = [("How long?", "18 weeks", "18 weeks"), ("How long?", "2 days", "3 days")]
+        assert judge.score_batch(items) == [5.0, None]
+        path, payload = _FakeOpenAI.requests[0]
+        assert path == "/v1/chat/completions"
+        assert payload["model"] == "judge-model" and payload["temperature"] == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(JudgeError, match="cannot reach the judge server"):
+        EndpointJudge(f"http://127.0.0.1:{server.server_port}#m", timeout=2).score("q", "a", "a")
+
+
+def test_no_judge_for_an_empty_spec():
+    assert make_judge("  ") is None
+
+
+def test_model_judge_batches_on_a_tiny_model(tmp_path):
+    from tiny_models import build_tiny_llama
+
+    folder = build_tiny_llama(tmp_path / "tiny")
+    judge = ModelJudge(str(folder), device="cpu", batch_size=2)
+    items = [("How long?", "18 weeks", "18 weeks"), ("Who?", "Maren", "Bob"), ("Q", "a", "b")]
+    scores = judge.score_batch(items)
+    # A random model writes no reliable grade: each reply parses to a grade or to None.
+    assert len(scores) == 3 and all(s is None or 1 <= s <= 5 for s in scores)
+    assert judge.generator.tokenizer.padding_side == "left"
