@@ -1,0 +1,82 @@
+"""RAFT formatting: oracle among hard negatives, cited answers, oracle-free and closed-book
+examples, all in the answer engine's own prompt."""
+
+from finetune.config import RaftConfig
+from finetune.pairs import QAPair
+from finetune.raft import cited_answer, raft_examples
+from retrieval.prompt import NO_ANSWER, RAG_SYSTEM, parse_citations
+from retrieval.search import Hit
+
+
+def hit(chunk_id: str, text: str) -> Hit:
+    return Hit(f"{chunk_id}.md", None, None, chunk_id, 0.5, text)
+
+
+ORACLE = hit("oracle", "Setup. The MX-30 rotor is retired after 5000 runs. Clean it weekly.")
+NEGATIVES = [
+    hit("mx60", "The MX-60 rotor is retired after 8000 runs."),
+    hit("heron", "The Heron rotor needs no retirement."),
+    hit("plover", "Plover pipettes are calibrated yearly."),
+]
+PAIR = QAPair(
+    question="After how many runs is the MX-30 rotor retired?",
+    answer="The MX-30 rotor is retired after 5000 runs.",
+    chunk_id="oracle",
+    source="oracle.md",
+    page=None,
+    section=None,
+    evidence="The MX-30 rotor is retired after 5000 runs.",
+    generator="rules",
+)
+
+
+def search_many(questions, k):
+    return [[ORACLE, *NEGATIVES][:k] for _ in questions]
+
+
+def make(count: int, **config):
+    pairs = [PAIR] * count
+    return raft_examples(pairs, {"oracle": ORACLE}, search_many, 3, RaftConfig(**config))
+
+
+def test_every_example_shows_the_oracle_among_distractors_and_cites_it():
+    examples, report = make(20, without_oracle=0.0, closed_book=0.0)
+    assert report.with_oracle == 20 and report.without_oracle == 0
+    positions = set()
+    for example in examples:
+        system, user, answer = example.messages
+        assert system["content"] == RAG_SYSTEM
+        assert user["content"].count("<document ") == 3
+        assert "mx60.md" in user["content"] and "oracle.md" in user["content"]
+        _, cited, dropped = parse_citations(answer["content"], 3)
+        assert dropped == 0 and len(cited) == 1
+        documents = user["content"].split("<document ")[1:]
+        assert "oracle.md" in documents[cited[0] - 1]
+        positions.add(cited[0])
+    assert len(positions) > 1  # the oracle is not always in the same slot
+
+
+def test_without_the_oracle_the_target_is_the_refusal():
+    examples, report = make(40, without_oracle=0.5, closed_book=0.0, seed=3)
+    refusals = [e for e in examples if e.messages[-1]["content"] == NO_ANSWER]
+    assert report.without_oracle == len(refusals)
+    assert 10 <= len(refusals) <= 30
+    for example in refusals:
+        assert "oracle.md" not in example.messages[1]["content"]
+
+
+def test_closed_book_examples_have_no_documents_and_no_citations():
+    examples, report = make(40, without_oracle=0.0, closed_book=0.5, seed=1)
+    closed = [e for e in examples if "<documents>" not in e.messages[1]["content"]]
+    assert len(closed) == report.closed_book > 0
+    assert all("[" not in e.messages[-1]["content"] for e in closed)
+    assert report.examples == 40 + report.closed_book
+
+
+def test_same_seed_same_examples():
+    assert make(10, seed=7)[0] == make(10, seed=7)[0]
+
+
+def test_cited_answer_puts_the_marker_before_the_final_stop():
+    assert cited_answer("Two years.", [2]) == "Two years [2]."
+    assert cited_answer("Two years", [1]) == "Two years [1]"
