@@ -342,11 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("models", "Prepare and check the configured models.", cmd_models)
 
+    from builder.app_cli import add_commands as add_app_commands
     from builder.eval_cli import add_commands as add_eval_commands
     from builder.tune_cli import add_commands as add_tune_commands
 
     add_tune_commands(add)
     add_eval_commands(add)
+    add_app_commands(add)
 
     serve = add("serve", "Answer over an OpenAI-compatible HTTP API.", cmd_serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")

@@ -1,0 +1,89 @@
+"""Tune the model on the project's documents in the background, with live progress."""
+
+import streamlit as st
+
+from apps import ui
+from builder.jobs import JobError, JobStatus, cancel_job, job_status, start_tune_job
+from builder.safe_markdown import escape_markdown
+from retrieval.index import IndexLayout
+
+STAGES = {
+    "starting": "Starting",
+    "synthesize": "Writing practice questions from the documents",
+    "split": "Setting questions aside for evaluation",
+    "format": "Preparing the training examples",
+    "train": "Training",
+    "check": "Checking general answers before and after",
+}
+
+project = ui.project()
+_root, overrides = ui.app_args()
+st.title("Tune on your documents")
+st.write(
+    "Tuning writes question and answer pairs from your indexed documents, trains a small "
+    "adapter on them and makes it the model the chat uses. It runs in the background: you can "
+    "leave this page, or close the browser, and come back."
+)
+
+
+def duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def show_running(status: JobStatus) -> None:
+    label = STAGES.get(status.stage, status.stage)
+    if status.fraction is None:
+        st.progress(0.0, text=escape_markdown(label))
+    else:
+        st.progress(
+            status.fraction, text=escape_markdown(f"{label}: {status.step} / {status.max_steps}")
+        )
+    facts = []
+    if status.loss is not None:
+        facts.append(f"loss {status.loss:.3f}")
+    if status.eta_s is not None:
+        facts.append(f"about {duration(status.eta_s)} left")
+    if status.message:
+        facts.append(status.message)
+    if facts:
+        st.caption(escape_markdown(" · ".join(facts)))
+    if st.button("Cancel tuning", icon=":material/stop:"):
+        cancel_job(project)
+        st.rerun()
+
+
+def show_finished(status: JobStatus) -> None:
+    if status.stage == "done":
+        adapter = project.current_adapter()
+        where = f" The chat now uses {adapter.parent.name}." if adapter else ""
+        st.success(escape_markdown(f"Tuning finished.{where}"))
+    elif status.stage == "cancelled":
+        st.info("The last tuning run was cancelled.")
+    elif status.stage == "failed":
+        ui.error(f"The last tuning run failed: {status.message}")
+    has_index = IndexLayout(project.index_root).current() is not None
+    if not has_index:
+        st.info("Build the index on the Documents page first: tuning learns from it.")
+    if st.button("Tune on my corpus", type="primary", disabled=not has_index):
+        try:
+            start_tune_job(project, [arg for o in overrides for arg in ("--set", o)])
+        except JobError as problem:
+            ui.error(str(problem))
+        else:
+            st.rerun()
+
+
+@st.fragment(run_every=2)
+def panel() -> None:
+    status = job_status(project)
+    if status.running:
+        show_running(status)
+    else:
+        show_finished(status)
+    if status.log_tail or status.running:
+        with st.expander("Log (last lines)", expanded=status.stage == "failed"):
+            st.code(status.log_tail or "(nothing yet)", language=None)
+
+
+panel()

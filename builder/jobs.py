@@ -1,0 +1,281 @@
+"""Background tuning jobs that outlive the page (and the app process) that started them.
+
+A job is `ragtune tune PROJECT` in its own session (process group), with:
+
+    PROJECT/tune/job.json     pid, start time, command, whether a cancel was asked
+    PROJECT/tune/job.log      its stdout and stderr
+    PROJECT/tune/status.json  progress, written atomically by the tune itself (builder/tune.py)
+
+Only one job runs per project. A job whose process is gone without a final stage in
+status.json (killed, crashed before writing it) reads as failed, with the end of its log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from builder.project import Project
+from retrieval.index import write_atomic
+
+JOB_FILE = "job.json"
+LOG_FILE = "job.log"
+STATUS_FILE = "status.json"
+FINAL_STAGES = ("done", "failed", "cancelled")
+_LOG_TAIL_LINES = 20
+
+# Children started by this process, polled (and so reaped) through their Popen object.
+_children: dict[int, subprocess.Popen] = {}
+
+
+class JobError(Exception):
+    """A job that cannot be started; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """A started job, as recorded in job.json."""
+
+    pid: int
+    started: float
+    command: list[str]
+    log: Path
+    start_ticks: str | None = None
+    """The process start time from /proc (Linux), to tell our process from a reused pid."""
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where the project's tuning job stands.
+
+    `stage` is 'idle' (no job), 'starting' (running, no progress written yet), a tune stage
+    ('synthesize', 'split', 'format', 'train', ...) or a final one: 'done', 'failed',
+    'cancelled'.
+    """
+
+    stage: str
+    running: bool
+    step: int = 0
+    max_steps: int = 0
+    loss: float | None = None
+    eta_s: float | None = None
+    message: str = ""
+    updated: float | None = None
+    pid: int | None = None
+    log_tail: str = ""
+
+    @property
+    def fraction(self) -> float | None:
+        """Progress of the current stage in [0, 1], None when it has no step count."""
+        if self.max_steps <= 0:
+            return None
+        return min(max(self.step / self.max_steps, 0.0), 1.0)
+
+
+def tune_command(project: Project, extra_args: Sequence[str] = ()) -> list[str]:
+    """The command line of `ragtune tune PROJECT`, run with this Python."""
+    root = str(project.root.resolve())
+    return [sys.executable, "-m", "builder.cli", "tune", root, *extra_args]
+
+
+def start_tune_job(
+    project: Project, extra_args: Sequence[str] = (), command: Sequence[str] | None = None
+) -> JobInfo:
+    """Start tuning in the background, detached from this process's session.
+
+    Args:
+        project: the opened project.
+        extra_args: more `ragtune tune` arguments, e.g. ["--set", "tune.max_steps=50"].
+        command: the command to run instead of `ragtune tune` (tests use a stand-in).
+
+    Returns:
+        The started job.
+
+    Raises:
+        JobError: a job of this project is still running.
+    """
+    tune_dir = project.tune_dir
+    tune_dir.mkdir(parents=True, exist_ok=True)
+    argv = list(command) if command is not None else tune_command(project, extra_args)
+    with _locked(tune_dir):
+        current = job_status(project)
+        if current.running:
+            raise JobError(
+                f"a tuning job is already running (pid {current.pid}, stage {current.stage}): "
+                "wait for it to finish or cancel it"
+            )
+        log_path = tune_dir / LOG_FILE
+        with open(log_path, "wb") as log:
+            child = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        _children[child.pid] = child
+        job = JobInfo(child.pid, time.time(), argv, log_path, _start_ticks(child.pid))
+        _write_job(tune_dir, job)
+    return job
+
+
+def read_job(project: Project) -> JobInfo | None:
+    """The project's last started job, or None when the app never started one."""
+    path = project.tune_dir / JOB_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return JobInfo(
+            pid=int(data["pid"]),
+            started=float(data["started"]),
+            command=list(data["command"]),
+            log=Path(data["log"]),
+            start_ticks=data.get("start_ticks"),
+            cancel_requested=bool(data.get("cancel_requested", False)),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise JobError(f"{path} is unreadable ({error}); delete it to start a new job") from error
+
+
+def job_status(project: Project) -> JobStatus:
+    """The project's tuning progress: status.json, checked against whether the job still runs."""
+    job = read_job(project)
+    status = _read_status(project.tune_dir / STATUS_FILE)
+    if job is None:
+        return _from_status(status, running=False, pid=None) if status else JobStatus("idle", False)
+    # Progress written before this job started belongs to an earlier run.
+    if status and (status.get("updated") or 0) < job.started - 1:
+        status = None
+    tail = _log_tail(job.log)
+    if _alive(job):
+        if status is None:
+            return JobStatus("starting", True, pid=job.pid, log_tail=tail)
+        return _from_status(status, running=True, pid=job.pid, log_tail=tail)
+    if status and status.get("stage") in FINAL_STAGES:
+        return _from_status(status, running=False, pid=job.pid, log_tail=tail)
+    if job.cancel_requested:
+        return JobStatus("cancelled", False, message="cancelled", pid=job.pid, log_tail=tail)
+    last = f" during {status['stage']}" if status and status.get("stage") else ""
+    return JobStatus(
+        "failed",
+        False,
+        message=f"the tuning process exited{last} without finishing; see the end of its log",
+        pid=job.pid,
+        log_tail=tail,
+    )
+
+
+def cancel_job(project: Project) -> bool:
+    """Ask the running job to stop (SIGTERM to its process group); it finishes as 'cancelled'.
+
+    Returns:
+        True when a running job was signalled, False when none was running.
+    """
+    job = read_job(project)
+    if job is None or not _alive(job):
+        return False
+    _write_job(project.tune_dir, replace(job, cancel_requested=True))
+    try:
+        os.killpg(job.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _from_status(status: dict, *, running: bool, pid: int | None, log_tail: str = "") -> JobStatus:
+    def number(key: str) -> float | None:
+        value = status.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    return JobStatus(
+        stage=str(status.get("stage") or "starting"),
+        running=running,
+        step=int(number("step") or 0),
+        max_steps=int(number("max_steps") or 0),
+        loss=number("loss"),
+        eta_s=number("eta_s"),
+        message=str(status.get("message") or ""),
+        updated=number("updated"),
+        pid=pid,
+        log_tail=log_tail,
+    )
+
+
+def _read_status(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_job(tune_dir: Path, job: JobInfo) -> None:
+    data = {**asdict(job), "log": str(job.log)}
+    write_atomic(tune_dir / JOB_FILE, json.dumps(data, indent=2).encode("utf-8"))
+
+
+@contextlib.contextmanager
+def _locked(tune_dir: Path) -> Iterator[None]:
+    """Serialize check-then-start, so two browser tabs cannot start two jobs at once."""
+    with open(tune_dir / "job.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name, or None without /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def _start_ticks(pid: int) -> str | None:
+    fields = _proc_stat(pid)
+    # Field 22 of stat is the start time; [0] here is field 3 (the state).
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def _alive(job: JobInfo) -> bool:
+    child = _children.get(job.pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        os.kill(job.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    fields = _proc_stat(job.pid)
+    if fields is None:
+        return True
+    if fields[0] in ("Z", "X"):
+        return False
+    return job.start_ticks is None or _start_ticks(job.pid) == job.start_ticks
+
+
+def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(handle.tell() - 16384, 0))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
