@@ -1,8 +1,11 @@
 """The Streamlit pages (apps/), run in-process with AppTest on a tiny-model project with the
 fake keyword encoder; the echo stand-in replaces the random model where citations matter."""
 
+import contextlib
 import json
+import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
@@ -195,7 +198,17 @@ def test_documents_page_rebuilds_and_removes(project):
     assert any("out of date" in plain(w.value) for w in at.warning)
 
 
-def test_tune_page_starts_shows_progress_and_cancels(project, monkeypatch):
+@pytest.fixture
+def stop_jobs(project):
+    """Kill a stand-in job a failing test left running."""
+    yield
+    job = builder.jobs.read_job(project)
+    if job is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)
+
+
+def test_tune_page_starts_shows_progress_and_cancels(project, monkeypatch, stop_jobs):
     status_path = project.tune_dir / builder.jobs.STATUS_FILE
     monkeypatch.setattr(
         builder.jobs,
