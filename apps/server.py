@@ -1,0 +1,475 @@
+"""An OpenAI-compatible HTTP API over a project's answer engine (`ragtune serve PROJECT`).
+
+Endpoints:
+    GET  /v1/models             `ragtune-<mode>` for every mode the project can serve, plus
+                                `ragtune` (the project's default mode).
+    POST /v1/chat/completions   one cited answer, whole or streamed as server-sent events.
+
+Each request is one standalone question: the last user message. Earlier turns and system
+messages are ignored, because the answer must rest on the retrieved documents alone, so a
+follow-up has to restate what it refers to. Sampling fields (temperature, top_p, ...) are
+ignored too: decoding follows the project's `generation` settings; `max_tokens` (or
+`max_completion_tokens`) is honoured up to `ServerLimits.max_tokens_cap`.
+
+Beyond the OpenAI schema, the completion object (and the final chunk of a stream) carries
+`citations` (the cited chunks: n, source, page, section, chunk_id, score, snippet, text) and
+`refused`. A stream sends the raw generated text; the non-streamed content has the [n] markers
+that point at no retrieved chunk removed.
+
+One model answers one request at a time. Requests wait in a bounded queue and are answered on a
+worker thread, so the event loop keeps accepting and refusing requests while the model works;
+a request that finds the queue full gets 429 with a Retry-After estimate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from retrieval.answer import Answer, AnswerEngine, ModeError
+
+if TYPE_CHECKING:
+    from builder.project import Project
+
+log = logging.getLogger("ragtune.server")
+
+MODEL_PREFIX = "ragtune"
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one request may ask for, and how many may wait."""
+
+    max_queue: int = 64
+    """Requests held at once (the one being answered plus those waiting); more get 429."""
+    max_body_bytes: int = 64 * 1024
+    max_question_chars: int = 4000
+    max_tokens_cap: int = 1024
+    """The largest `max_tokens` honoured; larger requests are answered with this many."""
+
+
+class ApiError(Exception):
+    """An error answered as OpenAI-style JSON: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"message": message, "type": kind, "param": param, "code": code}
+        self.headers = headers
+
+
+class QueueFull(Exception):
+    """No room left in the answer queue."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class AnswerQueue:
+    """Runs jobs one at a time on a worker thread, holding at most `depth` jobs (running plus
+    waiting), and keeps a running mean of job time to tell refused clients when to come back.
+
+    Args:
+        depth: the most jobs held at once.
+    """
+
+    def __init__(self, depth: int) -> None:
+        if depth < 1:
+            raise ValueError(f"the queue depth must be at least 1, got {depth}")
+        self.depth = depth
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragtune-answer")
+        self._lock = threading.Lock()
+        self._held = 0
+        self._mean_seconds = 1.0
+
+    def submit(self, job: Callable[[], Any]) -> Future:
+        """Queue `job`; its result (or exception) arrives in the returned future.
+
+        Raises:
+            QueueFull: `depth` jobs are already held.
+        """
+        with self._lock:
+            if self._held >= self.depth:
+                raise QueueFull(max(1, math.ceil(self._held * self._mean_seconds)))
+            self._held += 1
+        return self._executor.submit(self._run, job)
+
+    def _run(self, job: Callable[[], Any]) -> Any:
+        began = time.monotonic()
+        try:
+            return job()
+        finally:
+            with self._lock:
+                self._held -= 1
+                self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * (time.monotonic() - began)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    text: str | None = None
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[_Part] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+
+class ChatRequest(BaseModel):
+    """The fields of an OpenAI chat-completion request that ragtune uses; others are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    messages: list[_Message] = Field(min_length=1)
+    stream: bool = False
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    n: int = 1
+
+
+@dataclass
+class _Result:
+    answer: Answer
+    finish_reason: str
+
+
+def _error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse({"error": error.body}, status_code=error.status, headers=error.headers)
+
+
+def _validation_reason(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = ApiError(413, f"the request body is over {limit} bytes", code="body_too_large")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def _parse_request(body: bytes) -> ChatRequest:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ApiError(400, f"the body is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object with 'model' and 'messages'")
+    try:
+        request = ChatRequest.model_validate(data)
+    except ValidationError as error:
+        raise ApiError(400, _validation_reason(error)) from error
+    if request.n != 1:
+        raise ApiError(400, "only n=1 is supported", param="n")
+    return request
+
+
+def _question(request: ChatRequest, limit: int) -> str:
+    users = [m for m in request.messages if m.role == "user"]
+    question = users[-1].text().strip() if users else ""
+    if not question:
+        raise ApiError(
+            400, "no question: the last user message is empty or missing", param="messages"
+        )
+    if len(question) > limit:
+        raise ApiError(
+            413,
+            f"the question has {len(question)} characters; the limit is {limit}",
+            code="question_too_long",
+            param="messages",
+        )
+    return question
+
+
+def model_modes(engine: AnswerEngine) -> dict[str, str]:
+    """Model id → answer mode, for the modes this engine can serve."""
+    models = {MODEL_PREFIX: engine.default_mode}
+    models.update({f"{MODEL_PREFIX}-{mode}": mode for mode in engine.modes})
+    return models
+
+
+def _answer_job(
+    engine: AnswerEngine,
+    question: str,
+    mode: str,
+    max_tokens: int,
+    emit: Callable[[str], None],
+    cancelled: threading.Event,
+) -> _Result | None:
+    """Answer one question on the worker thread, handing each piece to `emit`.
+
+    Returns None when the client left before the answer was finished.
+    """
+    if cancelled.is_set():
+        return None
+    pieces = []
+    stream = engine.stream(question, mode, max_new_tokens=max_tokens)
+    try:
+        for item in stream:
+            if cancelled.is_set():
+                return None
+            if isinstance(item, Answer):
+                generated = len(
+                    engine.generator.tokenizer("".join(pieces), add_special_tokens=False)[
+                        "input_ids"
+                    ]
+                )
+                finish = "length" if generated >= max_tokens else "stop"
+                return _Result(item, finish)
+            pieces.append(item)
+            emit(item)
+    finally:
+        stream.close()
+    raise RuntimeError("the answer engine stopped without a final answer")
+
+
+def create_app(
+    engine: AnswerEngine,
+    limits: ServerLimits | None = None,
+    api_key: str | None = None,
+) -> FastAPI:
+    """The API over an engine that is already loaded.
+
+    Args:
+        engine: the project's answer engine (the model is loaded once, here, for the process).
+        limits: queue depth and request limits.
+        api_key: when set, every request needs `Authorization: Bearer <api_key>`.
+    """
+    limits = limits or ServerLimits()
+    queue = AnswerQueue(limits.max_queue)
+    default_tokens = min(engine.generator.config.max_new_tokens, limits.max_tokens_cap)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        queue.close()
+
+    app = FastAPI(title="ragtune", lifespan=lifespan)
+    app.state.queue = queue
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, error: ApiError) -> JSONResponse:
+        return _error_response(error)
+
+    async def authorize(request: Request) -> None:
+        if api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        # compare_digest: the time taken must not reveal how much of the key matched.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), api_key.encode()
+        ):
+            raise ApiError(
+                401,
+                "invalid or missing API key: send the header 'Authorization: Bearer <key>'",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    @app.get("/v1/models", dependencies=[Depends(authorize)])
+    def list_models() -> dict:
+        return {
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": MODEL_PREFIX}
+                for name in model_modes(engine)
+            ],
+        }
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
+    async def chat_completions(request: Request) -> Any:
+        chat = _parse_request(await _read_body(request, limits.max_body_bytes))
+        models = model_modes(engine)
+        if chat.model not in models:
+            raise ApiError(
+                404,
+                f"the model {chat.model!r} does not exist; available: {', '.join(models)}",
+                code="model_not_found",
+                param="model",
+            )
+        try:
+            mode = engine.check_mode(models[chat.model])
+        except ModeError as error:
+            raise ApiError(404, str(error), code="model_not_found", param="model") from error
+        question = _question(chat, limits.max_question_chars)
+        wanted = chat.max_completion_tokens or chat.max_tokens or default_tokens
+        max_tokens = min(wanted, limits.max_tokens_cap)
+
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def emit(piece: str) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+        try:
+            future = queue.submit(
+                lambda: _answer_job(
+                    engine, question, mode, max_tokens, emit if chat.stream else _ignore, cancelled
+                )
+            )
+        except QueueFull as full:
+            raise ApiError(
+                429,
+                f"the answer queue is full ({queue.depth} requests); retry after "
+                f"{full.retry_after} s",
+                kind="rate_limit_error",
+                code="queue_full",
+                headers={"Retry-After": str(full.retry_after)},
+            ) from full
+        completion = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "created": int(time.time()),
+            "model": chat.model,
+        }
+        if not chat.stream:
+            try:
+                result = await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            except Exception as error:
+                log.exception("answering %r failed", question)
+                raise ApiError(500, f"answering failed: {error}", kind="server_error") from error
+            return _completion(completion, result)
+        # Pieces are queued behind every emit() the worker made, so None arrives last.
+        future.add_done_callback(lambda _f: loop.call_soon_threadsafe(pieces.put_nowait, None))
+        return StreamingResponse(
+            _events(completion, pieces, future, cancelled), media_type="text/event-stream"
+        )
+
+    return app
+
+
+def _ignore(_piece: str) -> None:
+    """A non-streamed request needs only the final answer."""
+
+
+def _extras(answer: Answer) -> dict:
+    return {"citations": [c.to_dict() for c in answer.citations], "refused": answer.refused}
+
+
+def _completion(completion: dict, result: _Result) -> dict:
+    return {
+        **completion,
+        "object": "chat.completion",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.answer.answer},
+                "finish_reason": result.finish_reason,
+                "logprobs": None,
+            }
+        ],
+        **_extras(result.answer),
+    }
+
+
+def _sse(data: dict) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _chunk(completion: dict, delta: dict, finish_reason: str | None = None) -> dict:
+    return {
+        **completion,
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+async def _events(
+    completion: dict,
+    pieces: asyncio.Queue[str | None],
+    future: Future,
+    cancelled: threading.Event,
+) -> AsyncIterator[str]:
+    try:
+        yield _sse(_chunk(completion, {"role": "assistant", "content": ""}))
+        while (piece := await pieces.get()) is not None:
+            yield _sse(_chunk(completion, {"content": piece}))
+        try:
+            result = future.result()
+        except Exception as error:
+            log.exception("streaming an answer failed")
+            yield _sse({"error": {"message": f"answering failed: {error}", "type": "server_error"}})
+        else:
+            yield _sse({**_chunk(completion, {}, result.finish_reason), **_extras(result.answer)})
+        yield "data: [DONE]\n\n"
+    finally:
+        # A client that left stops the job at its next piece (or before it starts).
+        cancelled.set()
+
+
+def warm_up(engine: AnswerEngine) -> None:
+    """Pay the one-time costs (the query encoder's lazy load, torch's first kernels) at startup,
+    not in the first client's time to first token."""
+    if engine.retriever is not None:
+        engine.retrieve(["warm-up"])
+    engine.generator.generate([[{"role": "user", "content": "Hello"}]], max_new_tokens=1)
+
+
+def serve(
+    project: Project,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    max_queue: int = ServerLimits.max_queue,
+    adapter: str | None = None,
+) -> None:
+    """Load the project's engine once, then answer on host:port until interrupted.
+
+    Raises:
+        ModelNotFoundError: a configured model cannot be found.
+        AdapterError: the adapter folder is unusable.
+    """
+    import uvicorn
+
+    from builder.engine import open_engine
+
+    engine = open_engine(project, adapter)
+    warm_up(engine)
+    app = create_app(engine, ServerLimits(max_queue=max_queue), api_key)
+    uvicorn.run(app, host=host, port=port, log_level="info")
