@@ -1,0 +1,415 @@
+"""Question/answer pairs written by rules, without a language model.
+
+Real documents state most of their facts in a few shapes, and each shape has a natural question:
+
+- an FAQ question followed by its answer: kept as written;
+- a table row or a 'Key: value' line: 'What is the maximum speed of the MX-30?';
+- an error-code row or 'E-42 means ...': 'What does error E-42 mean?';
+- 'X is called Y': 'What is X called?'; 'X has a maximum speed of Y': 'What is the maximum
+  speed of X?'; 'X is a ...' for a named X: 'What is X?';
+- a sentence with a number, amount, duration or date after its verb
+  (`finetune.number_questions`): 'After how many runs must the R-24A rotor be retired?';
+- otherwise, as a fallback, the section heading: 'What does the MX-30 manual say about rotor
+  life?'.
+
+Answers are extractive: the supporting sentence, or the value of a row. When a document's file
+name carries a product-like identifier ('merlin-mx30-manual.pdf') or the section heading does
+('MX-30 rotor care'), questions that do not name it are prefixed with it ('For the MX-30, ...'),
+because manuals of sibling products share most of their sentences.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from finetune.number_questions import movable_subject, question_about_number
+from finetune.pairs import RULES, QAPair
+from finetune.question_context import (
+    DETERMINERS,
+    ChunkContext,
+    DocumentName,
+    chunk_context,
+    document_name,
+    mentions,
+    normalized,
+)
+from finetune.text import STOPWORDS, Unit, is_table_separator, table_cells, text_units, word_set
+from retrieval.documents import Chunk
+
+_IDENTIFIER = re.compile(r"\b[A-Z][A-Za-z]{0,5}-?\d{1,5}[A-Za-z]?\b")
+_CODE = re.compile(r"[A-Z]{1,5}-?\d[\w-]*")
+_LABELS = word_set(
+    """note notes warning caution tip important example step see source q a question answer
+    fixes new changed fixed added removed summary"""
+)
+_GENERIC_HEADERS = word_set(
+    """value values detail details description setting settings specification specifications
+    data info information notes note"""
+)
+# Words that make a 'key' a clause rather than a noun phrase ('Days do not roll over: ...').
+_WH_WORDS = word_set("who what when where which why how whom whose")
+_CLAUSE_WORDS = word_set(
+    """is are was were be been do does did not no must should can cannot may will would have
+    has had use uses if when we you they it"""
+)
+
+
+@dataclass(frozen=True)
+class _Draft:
+    priority: int
+    """Lower is better: authored questions, then rows, then sentence rewrites, then fallbacks."""
+    question: str
+    answer: str
+    evidence: str
+
+
+def _finish(question: str) -> str:
+    question = re.sub(r"\s+", " ", question).strip()
+    question = re.sub(r"\s+([?,.;:])", r"\1", question).rstrip(" .,;:")
+    return question[0].upper() + question[1:] + ("" if question.endswith("?") else "?")
+
+
+def _sentence_answer(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def _strip_parenthetical(text: str) -> str:
+    return re.sub(r"\s*\([^)]*\)", "", text).strip()
+
+
+def _generic(header: str) -> bool:
+    return header.strip().lower() in _GENERIC_HEADERS
+
+
+def _is_noun_phrase(key: str) -> bool:
+    words = key.split()
+    return (
+        0 < len(words) <= 5
+        and not any(char in key for char in ',|;"')
+        and words[0].lower() not in _LABELS
+        and len(_IDENTIFIER.findall(key)) < 2
+        and not (_CLAUSE_WORDS & {word.lower() for word in words})
+        and not all(word.lower() in STOPWORDS for word in words)
+        and words[0].lower() not in _WH_WORDS
+        and words[-1].lower() not in STOPWORDS
+        # an -s word inside the key is a verb more often than not: 'Printing uses queues'
+        and not any(re.fullmatch(r"[a-z]+[^s]s", word) for word in words[:-1])
+    )
+
+
+def _is_plural(phrase: str) -> bool:
+    """Whether the head noun of `phrase` is plural: 'rotor overview for centrifuges' -> no."""
+    head = []
+    for word in phrase.split():
+        if word.lower() in STOPWORDS:
+            break
+        head.append(word)
+    last = (head or phrase.split())[-1]
+    return bool(re.fullmatch(r"\w*[a-z]s", last)) and not last.endswith("ss")
+
+
+def _attribute_question(attribute: str, context: ChunkContext, header: str | None = None) -> str:
+    attribute = context.lower_first(_strip_parenthetical(attribute))
+    if header:
+        # 'Product | Warranty period' row 'Centrifuge rotors | 24 months'.
+        column = context.lower_first(header)
+        verb = "are" if _is_plural(column) else "is"
+        return context.with_product(f"What {verb} the {column} for {attribute}?")
+    verb = "are" if _is_plural(attribute) else "is"
+    article = "" if attribute.split()[0].lower() in DETERMINERS else "the "
+    question = f"What {verb} {article}{attribute}"
+    if context.product and not mentions(attribute, context.product):
+        question += f" of the {context.product}"
+    return question + "?"
+
+
+def _code_question(code: str, context: ChunkContext, verb: str = "mean") -> str:
+    prefix = "error " if context.about_errors and "error" not in code.lower() else ""
+    return f"What does {prefix}{code} {verb}?"
+
+
+def _looks_like_header(cells: list[str]) -> bool:
+    return all(
+        cell and cell[0].isupper() and len(cell.split()) <= 5 and not re.search(r"\d", cell)
+        for cell in cells
+    )
+
+
+def _table_row(cells: list[str], header: list[str] | None, context: ChunkContext) -> _Draft | None:
+    if len(cells) < 2 or not cells[0] or not cells[1]:
+        return None
+    key = cells[0]
+    evidence = " | ".join(cells)
+    if _CODE.fullmatch(key):
+        answer = ". ".join(cell.rstrip(".") for cell in cells[1:] if cell) + "."
+        if header and re.search(r"\b(code|error|fault)s?\b", header[0], re.IGNORECASE):
+            context = replace(context, about_errors=True)
+        return _Draft(1, _code_question(key, context), answer, evidence)
+    if not re.search(r"[A-Za-z]", key) or len(_strip_parenthetical(key).split()) > 6:
+        return None
+    if cells[1].strip().lower() in _GENERIC_HEADERS:
+        return None  # a header row: 'Parameter | Value'
+    column = header[1] if header and len(header) == 2 else None
+    if column and (column.strip().lower() in _GENERIC_HEADERS or not _is_noun_phrase(column)):
+        column = None
+    if header and len(header) == 2 and column is None and not _generic(header[1]):
+        return None  # 'Who', 'Approved by': a column that is not an attribute name
+    if column is None and (len(cells) > 2 or not _is_noun_phrase(key) or re.search(r"\d", key)):
+        return None  # without a header, only 'Attribute | value' rows are understood
+    question = _attribute_question(key, context, column)
+    return _Draft(1, question, cells[1].rstrip("."), evidence)
+
+
+_KEY_VALUE = re.compile(r"^(?P<key>[A-Z][^:]{1,48}):\s+(?P<value>\S.*)$")
+
+
+def _key_value(unit: Unit, context: ChunkContext) -> _Draft | None:
+    match = _KEY_VALUE.match(unit.text)
+    if unit.kind != "line" or not match or unit.text.endswith("?"):
+        return None
+    key, value = match.group("key").strip(), match.group("value").strip()
+    if len(value.split()) > 25 or value.endswith(":"):
+        return None
+    if _CODE.fullmatch(key):
+        # 'E-42: Door open' explains a code; 'PL-8: the run log now ...' is a release note.
+        if not value[0].isupper():
+            return None
+        return _Draft(1, _code_question(key, context), _sentence_answer(value), unit.text)
+    if not _is_noun_phrase(key):
+        return None
+    return _Draft(1, _attribute_question(key, context), value.rstrip("."), unit.text)
+
+
+def _faq(question: str, following: Sequence[Unit]) -> _Draft | None:
+    words = question.split()
+    if not 3 <= len(words) <= 30 or not following or following[0].text.endswith("?"):
+        return None
+    if following[0].kind == "row":
+        return None
+    answer = following[0].text
+    # 'Yes.' alone says little: take the sentence that explains it too.
+    if len(answer.split()) <= 3 and len(following) > 1 and following[1].kind != "row":
+        answer = f"{answer} {following[1].text}"
+    return _Draft(0, question, answer, answer)
+
+
+_CALLED = re.compile(
+    r"^(?P<x>[A-Z][^,;:]{2,60}?) (?P<aux>is|are|was|were) (?:called|known as|named|referred to "
+    r"as) (?P<y>.+)$"
+)
+_MEANS = re.compile(
+    r"^(?P<x>[^,;:]{2,40}?) (?P<verb>means|stands for|refers to|indicates) (?P<y>.+)$"
+)
+_HAS_OF = re.compile(
+    r"^(?P<x>[A-Z][^,;:]{2,50}?) (?:has|have) an? (?P<attribute>[a-z][a-z -]{2,40}?) of "
+    r"(?P<value>\S.*)$"
+)
+_DEFINITION = re.compile(
+    r"^(?P<x>[A-Z][^,;:()]{1,50}?) (?P<aux>is|are) (?P<y>(?:a|an|the|one of) .+)$"
+)
+_MEANING_VERBS = {
+    "means": "mean",
+    "stands for": "stand for",
+    "refers to": "refer to",
+    "indicates": "indicate",
+}
+
+
+def _named(phrase: str, context: ChunkContext) -> bool:
+    """Whether `phrase` names something specific ('the Merlin MX-30', 'Pinboard')."""
+    words = phrase.split()
+    first_is_name = words[0].lower() not in DETERMINERS and context.is_proper(words[0])
+    return (
+        first_is_name
+        or bool(_IDENTIFIER.search(phrase))
+        or any(context.is_proper(word) for word in words[1:])
+    )
+
+
+def _definition_like(sentence: str, context: ChunkContext) -> str | None:
+    body = sentence.rstrip(".!")
+    called = _CALLED.match(body)
+    if called and len(called.group("x").split()) <= 8:
+        subject = movable_subject(called.group("x"), context)
+        if subject:
+            return f"What {called.group('aux')} {subject} called?"
+    means = _MEANS.match(body)
+    if means and len(means.group("x").split()) <= 5 and means.group("x")[0].isupper():
+        term, verb = means.group("x"), _MEANING_VERBS[means.group("verb")]
+        if _CODE.fullmatch(term.split()[-1]) and verb in ("mean", "indicate"):
+            # 'Error 217 means ...' and 'E-217 means ...' ask the same: 'What does error 217 mean?'
+            code = term.split()[-1] if context.about_errors else term
+            return _code_question(code, context, verb)
+        if term.split()[0].lower() not in DETERMINERS | {"it", "this", "that"}:
+            return f"What does {context.lower_first(term)} {verb}?"
+    has_of = _HAS_OF.match(body)
+    if has_of and _named(has_of.group("x"), context):
+        subject = movable_subject(has_of.group("x"), context)
+        if subject:
+            return f"What is the {has_of.group('attribute')} of {subject}?"
+    return None
+
+
+def _definition(sentence: str, context: ChunkContext) -> str | None:
+    match = _DEFINITION.match(sentence.rstrip(".!"))
+    if not match or len(match.group("x").split()) > 6 or len(match.group("y").split()) < 3:
+        return None
+    if not _named(match.group("x"), context):
+        return None
+    subject = movable_subject(match.group("x"), context)
+    return f"What {match.group('aux')} {subject}?" if subject else None
+
+
+def _sentence(sentence: str, context: ChunkContext) -> _Draft | None:
+    words = sentence.split()
+    if not 4 <= len(words) <= 45 or not sentence.endswith((".", "!")):
+        return None
+    if not (sentence[0].isupper() or sentence[0].isdigit()):
+        return None  # a fragment: the chunk started mid-sentence
+    question = _definition_like(sentence, context) or question_about_number(sentence, context)
+    priority = 2
+    if question is None:
+        question, priority = _definition(sentence, context), 3
+    if question is None:
+        return None
+    return _Draft(priority, context.with_product(_finish(question)), sentence, sentence)
+
+
+def _fallback(units: Sequence[Unit], context: ChunkContext) -> _Draft | None:
+    """'What does the <document> say about <section>?', answered by the first sentence under
+    the section heading in the chunk."""
+    topic = context.topic
+    if not topic or not re.search(r"[A-Za-z]{3}", topic) or len(topic.split()) > 8:
+        return None
+    topic_words = {normalized(word) for word in topic.split()} - {""}
+    if topic.lower() in _LABELS or not topic_words:
+        return None  # 'Fixed', 'New': a label, not a subject
+    if context.title:
+        title_words = {normalized(word) for word in context.title.split()} - {"", "document"}
+        if len(topic_words & title_words) >= max(1, len(title_words) / 2):
+            return None  # the heading is the document's own title
+    if context.product and mentions(topic, context.product):
+        return None
+    # Only right under its heading is a sentence known to be about the section.
+    heading = next(
+        (i for i, unit in enumerate(units) if normalized(unit.text).endswith(normalized(topic))),
+        None,
+    )
+    if heading is None:
+        return None
+    first = next(
+        (
+            unit.text
+            for unit in units[heading + 1 : heading + 3]
+            if unit.kind != "row"
+            and len(unit.text.split()) >= 8
+            and unit.text.endswith(".")
+            and unit.text[0].isupper()
+        ),
+        None,
+    )
+    if first is None:
+        return None
+    about = context.lower_first(topic)
+    if context.title:
+        question = f"What does the {context.title} say about {about}?"
+    else:
+        question = f"What is said about {about}?"
+    return _Draft(9, _finish(question), first, first)
+
+
+def _drafts(units: list[Unit], context: ChunkContext) -> list[_Draft]:
+    drafts: list[_Draft] = []
+    header: list[str] | None = None
+    for position, unit in enumerate(units):
+        following = units[position + 1 :]
+        draft = None
+        if unit.kind == "row":
+            if is_table_separator(unit.text):
+                continue
+            cells = table_cells(unit.text)
+            starts_table = position == 0 or units[position - 1].kind != "row"
+            if starts_table:
+                header = None
+            if following and is_table_separator(following[0].text):
+                header = cells  # Markdown: the row above '| --- |' names the columns
+                continue
+            # docx and html tables have no separator: a first row without numbers names the
+            # columns, unless the chunk starts with it (it may begin in the middle of a table).
+            next_has_numbers = bool(
+                following and following[0].kind == "row" and re.search(r"\d", following[0].text)
+            )
+            if starts_table and _looks_like_header(cells) and (position > 0 or next_has_numbers):
+                header = cells
+                continue
+            draft = _table_row(cells, header, context)
+        elif unit.text.endswith("?"):
+            draft = _faq(unit.text, following)
+        else:
+            draft = _key_value(unit, context) or _sentence(unit.text, context)
+        if draft:
+            drafts.append(draft)
+    return drafts
+
+
+def questions_from_chunk(
+    chunk: Chunk, max_per_chunk: int = 3, name: DocumentName | None = None
+) -> list[QAPair]:
+    """Write up to `max_per_chunk` question/answer pairs from one chunk, best patterns first.
+
+    Args:
+        chunk: The chunk to write questions about.
+        max_per_chunk: The most pairs returned.
+        name: How to name the chunk's document (see `document_name`); derived from the chunk
+            alone when None.
+
+    Returns:
+        Pairs with generator 'rules', in a deterministic order; empty when no pattern fits.
+    """
+    name = name or document_name(chunk.source, [chunk.text])
+    context = chunk_context(chunk, name)
+    units = text_units(chunk.text)
+    drafts = _drafts(units, context)
+    if not drafts:
+        fallback = _fallback(units, context)
+        drafts = [fallback] if fallback else []
+    chosen: list[_Draft] = []
+    seen: set[str] = set()
+    for draft in sorted(drafts, key=lambda draft: draft.priority):  # stable: keeps text order
+        key = draft.question.lower()
+        if key in seen or not draft.answer.strip():
+            continue
+        seen.add(key)
+        chosen.append(draft)
+        if len(chosen) == max_per_chunk:
+            break
+    return [
+        QAPair(
+            question=draft.question,
+            answer=draft.answer,
+            chunk_id=chunk.chunk_id,
+            source=chunk.source,
+            page=chunk.page,
+            section=chunk.section,
+            evidence=draft.evidence,
+            generator=RULES,
+        )
+        for draft in chosen
+    ]
+
+
+def rule_pairs(chunks: Sequence[Chunk], max_per_chunk: int = 3) -> list[QAPair]:
+    """Rule-written pairs for every chunk, in chunk order; documents are named from all of
+    their chunks (see `finetune.question_context.document_name`)."""
+    texts: dict[str, list[str]] = defaultdict(list)
+    for chunk in chunks:
+        texts[chunk.source].append(chunk.text)
+    names = {source: document_name(source, parts) for source, parts in texts.items()}
+    pairs: list[QAPair] = []
+    for chunk in chunks:
+        pairs.extend(questions_from_chunk(chunk, max_per_chunk, names[chunk.source]))
+    return pairs

@@ -1,0 +1,618 @@
+"""Fast tests of the synthesis stage: rule-written questions, teacher parsing and backends,
+filters, the leakage-aware split and `synthesize` itself (fake search, no real models)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
+
+import pytest
+
+from finetune.filters import (
+    DUPLICATE,
+    NO_QUESTION_MARK,
+    NOT_GROUNDED,
+    NOT_RETRIEVED,
+    filter_pairs,
+    grounding,
+)
+from finetune.pairs import QAPair, read_pairs_jsonl, write_pairs_jsonl
+from finetune.rule_questions import questions_from_chunk, rule_pairs
+from finetune.split import leaks, split_pairs, write_eval_questions
+from finetune.synthesis_config import SynthesisConfig
+from finetune.synthesize import pick_teacher_chunks, synthesize
+from finetune.teacher import (
+    HFTeacher,
+    OpenAITeacher,
+    TeacherError,
+    build_prompt,
+    make_teacher,
+    pairs_from_outputs,
+    parse_teacher_output,
+)
+from finetune.text import jaccard, similar_pairs, text_units
+from retrieval.documents import Chunk
+
+
+def chunk(text, source="docs/notes.md", section=None, chunk_id="c1", position=0) -> Chunk:
+    return Chunk(chunk_id, source, text, 0, len(text), None, section, position)
+
+
+def pair(question, answer="The rotor must be retired after 9,000 runs.", chunk_id="c1", **extra):
+    fields = {
+        "chunk_id": chunk_id,
+        "source": "docs/notes.md",
+        "page": None,
+        "section": None,
+        "evidence": answer,
+        "generator": "rules",
+    }
+    fields.update(extra)
+    return QAPair(question=question, answer=answer, **fields)
+
+
+# --- rule-written questions ----------------------------------------------------------------
+
+RULE_CASES = [
+    # (text, section, source, expected question)
+    (
+        "The R-24A rotor must be retired after 9,000 runs or 7 years, whichever comes first.",
+        "4.2 Rotor life",
+        "manuals/merlin-mx30-manual.md",
+        "For the MX30, after how many runs must the R-24A rotor be retired?",
+    ),
+    (
+        "Warranty+ must be purchased within 120 days of delivery and extends the warranty.",
+        None,
+        "support/terms.md",
+        "Within how many days of delivery must warranty+ be purchased?",
+    ),
+    (
+        "The RMA number is valid for 14 days.",
+        None,
+        "support/returns.txt",
+        "How long is the RMA number valid?",
+    ),
+    (
+        "The RMA number expires after 14 days.",
+        None,
+        "support/returns.txt",
+        "After how many days does the RMA number expire?",
+    ),
+    (
+        "Full-time employees accrue 2.1 days of paid vacation for every calendar month worked.",
+        None,
+        "handbook/leave.md",
+        "How many days of paid vacation do full-time employees accrue for every calendar month "
+        "worked?",
+    ),
+    (
+        "The per diem for a full travel day in another EU country is €58.",
+        None,
+        "handbook/travel.md",
+        "What is the per diem for a full travel day in another EU country?",
+    ),
+    (
+        "The lid seal should be replaced every two years.",
+        None,
+        "handbook/care.md",
+        "How often should the lid seal be replaced?",
+    ),
+    (
+        "OrlOS 4.0.0 was released on 12 March 2024.",
+        None,
+        "notes/release.md",
+        "When was OrlOS 4.0.0 released?",
+    ),
+    (
+        "The anonymous ethics hotline is called the Clearwater Line.",
+        None,
+        "handbook/conduct.md",
+        "What is the anonymous ethics hotline called?",
+    ),
+    (
+        "Error 217 means the lid lock failed.",
+        "Errors",
+        "support/codes.md",
+        "What does error 217 mean?",
+    ),
+    (
+        "| Parameter | Value |\n| --- | --- |\n| Maximum speed | 15,000 rpm |",
+        "1.1 Technical data",
+        "manuals/heron-hs400-manual.md",
+        "What is the maximum speed of the HS400?",
+    ),
+    (
+        "| Code | Meaning | What to do |\n| --- | --- | --- |\n| E-101 | Lid open | Close it. |",
+        "Centrifuges",
+        "support/codes.md",
+        "What does error E-101 mean?",
+    ),
+    (
+        "Products\n\nProduct | Warranty period\nCentrifuge rotors | 24 months",
+        "Warranty periods",
+        "support/warranty.md",
+        "What is the warranty period for centrifuge rotors?",
+    ),
+    (
+        "Core hours: 10:00 to 15:00",
+        None,
+        "handbook/remote.md",
+        "What are the core hours?",
+    ),
+    (
+        "How long does delivery take?\nInstruments ship within three weeks of order confirmation.",
+        "Ordering",
+        "support/faq.html",
+        "How long does delivery take?",
+    ),
+    (
+        "The Merlin MX-30 is a compact, non-refrigerated microcentrifuge for small tubes.",
+        "Overview",
+        "manuals/overview.md",
+        "What is the Merlin MX-30?",
+    ),
+    (
+        "The deck has nine positions in three rows.",
+        None,
+        "manuals/robot.md",
+        "How many positions does the deck have in three rows?",
+    ),
+    (
+        "The IT helpdesk can be reached on internal extension 4400 from any desk phone.",
+        None,
+        "handbook/it.md",
+        "On which internal extension can the IT helpdesk be reached from any desk phone?",
+    ),
+    (
+        "Rotor care\n\nRotors must be cleaned after every spill and checked for cracks by eye.",
+        "Rotor care",
+        "manuals/merlin-mx30-manual.md",
+        "What does the merlin MX30 manual say about rotor care?",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "section", "source", "expected"), RULE_CASES)
+def test_rule_patterns_write_the_expected_question(text, section, source, expected):
+    questions = [p.question for p in questions_from_chunk(chunk(text, source, section))]
+    assert expected in questions
+
+
+def test_rule_pairs_are_extractive_and_tagged():
+    text = "The RMA number is valid for 14 days. If the item is late, the number expires."
+    (only,) = questions_from_chunk(chunk(text))
+    assert only.answer == "The RMA number is valid for 14 days."
+    assert only.evidence == only.answer
+    assert only.generator == "rules"
+    assert grounding(only.answer, text) == 1.0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Tubes placed opposite each other must not differ in weight by more than 0.3 g.",
+        "If the lid cannot be opened, wait at least 3 minutes.",
+        "Report damaged or wrong deliveries to the purchasing team within 2 working days.",
+        "manual, and in particular the safety chapter, before operating the instrument.",
+        "It limits the speed to 12,000 rpm.",
+    ],
+)
+def test_rule_generator_leaves_awkward_sentences_alone(text):
+    assert questions_from_chunk(chunk(text)) == []
+
+
+def test_rule_generator_names_the_product_from_the_document():
+    # Two sibling manuals share a sentence: the question must say which product it is about.
+    text = "The rotor must be retired after 9,000 runs."
+    mx30 = chunk("The Merlin MX-30 is small.\n\n" + text, "manuals/merlin-mx30-manual.pdf")
+    (question,) = [p.question for p in rule_pairs([mx30]) if "retired" in p.question]
+    assert question == "For the MX-30, after how many runs must the rotor be retired?"
+
+
+def test_rule_generator_uses_a_named_section_for_it():
+    text = "Enable Quiet Spin in the menu. It limits the speed to 12,000 rpm and brakes gently."
+    (only,) = questions_from_chunk(chunk(text, section="3.3 Quiet Spin mode"))
+    assert only.question == "To what value does Quiet Spin mode limit the speed?"
+
+
+def test_rule_generator_is_deterministic_and_bounded():
+    text = "\n".join(f"Item {n}: {n} widgets" for n in range(1, 9))
+    chunks = [chunk(text, chunk_id=f"c{n}", position=n) for n in range(3)]
+    first = rule_pairs(chunks, max_per_chunk=2)
+    assert first == rule_pairs(chunks, max_per_chunk=2)
+    assert [p.chunk_id for p in first] == ["c0", "c0", "c1", "c1", "c2", "c2"]
+
+
+def test_text_units_join_wrapped_lines_and_keep_rows():
+    text = "HEADING\nThe number is valid\nfor 14 days. Call us.\n\n| a | b |\nKey: value"
+    units = [(unit.text, unit.kind) for unit in text_units(text)]
+    assert units == [
+        ("HEADING", "line"),
+        ("The number is valid for 14 days.", "sentence"),
+        ("Call us.", "sentence"),
+        ("| a | b |", "row"),
+        ("Key: value", "line"),
+    ]
+
+
+# --- filters -------------------------------------------------------------------------------
+
+ROTOR = chunk("The rotor must be retired after 9,000 runs.", chunk_id="rotor")
+VACATION = chunk("Employees earn 2 vacation days per month.", chunk_id="vacation")
+CHUNKS = {c.chunk_id: c for c in (ROTOR, VACATION)}
+
+
+def keyword_search(questions, k):
+    """A fake index: a question finds the chunks that share a keyword with it."""
+    found = []
+    for question in questions:
+        words = set(question.lower().replace("?", "").split())
+        found.append(
+            [
+                c.chunk_id
+                for c in CHUNKS.values()
+                if words & {"rotor", "vacation"} & set(c.text.lower().split())
+            ][:k]
+        )
+    return found
+
+
+def test_round_trip_drops_a_question_that_does_not_find_its_chunk():
+    good = pair("After how many runs must the rotor be retired?", chunk_id="rotor")
+    lost = pair("After how many cycles must it be replaced?", chunk_id="rotor")
+    kept, report = filter_pairs([good, lost], CHUNKS, keyword_search, SynthesisConfig())
+    assert kept == [good]
+    assert report.dropped == {NOT_RETRIEVED: 1}
+    assert (report.generated, report.kept) == (2, 1)
+
+
+def test_round_trip_is_one_batched_call():
+    calls = []
+
+    def search(questions, k):
+        calls.append((len(questions), k))
+        return [["rotor"]] * len(questions)
+
+    pairs = [
+        pair(f"After how many runs must rotor {n} be retired?", chunk_id="rotor")
+        for n in ("alpha", "beta", "gamma")
+    ]
+    filter_pairs(pairs, CHUNKS, search, SynthesisConfig(roundtrip_k=3, duplicate_jaccard=1.0))
+    assert calls == [(3, 3)]
+
+
+def test_grounding_drops_an_invented_answer():
+    invented = pair(
+        "How many vacation days do employees earn per month?",
+        answer="Employees earn 5 vacation days and a yearly bonus of 300 euros.",
+        chunk_id="vacation",
+    )
+    grounded = pair(
+        "How many vacation days do employees earn?",
+        answer="Employees earn 2 vacation days per month.",
+        chunk_id="vacation",
+    )
+    kept, report = filter_pairs([invented, grounded], CHUNKS, None, SynthesisConfig())
+    assert kept == [grounded]
+    assert report.dropped == {NOT_GROUNDED: 1}
+
+
+def test_near_duplicates_keep_the_first():
+    first = pair("After how many runs must the rotor be retired?", chunk_id="rotor")
+    again = pair("After how many runs must the rotor be retired", chunk_id="rotor")
+    reworded = pair("How many runs must the rotor be retired after?", chunk_id="rotor")
+    other = pair("How many vacation days do employees earn?", VACATION.text, "vacation")
+    kept, report = filter_pairs([first, again, reworded, other], CHUNKS, None, SynthesisConfig())
+    assert kept == [first, other]
+    assert report.dropped == {NO_QUESTION_MARK: 1, DUPLICATE: 1}
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "reason"),
+    [
+        ("Runs?", "9,000 runs.", "question shorter than 4 words"),
+        ("When must the rotor be retired", "After 9,000 runs.", "question without a question mark"),
+        ("When must the rotor be retired?", "It is.", "answer empty or without content words"),
+        ("Is the rotor retired after 9,000 runs?", "Rotor retired 9,000 runs", "question copies"),
+    ],
+)
+def test_malformed_pairs_are_dropped_with_their_reason(question, answer, reason):
+    kept, report = filter_pairs([pair(question, answer, "rotor")], CHUNKS, None, SynthesisConfig())
+    assert kept == []
+    assert [key for key in report.dropped if key.startswith(reason)]
+
+
+def test_filter_report_counts_per_generator():
+    rules = pair("After how many runs must the rotor be retired?", chunk_id="rotor")
+    taught = pair(
+        "How many vacation days do employees earn each month?",
+        VACATION.text,
+        "vacation",
+        generator="teacher:tiny",
+    )
+    _, report = filter_pairs([rules, taught], CHUNKS, keyword_search, SynthesisConfig())
+    assert report.generated_by == {"rules": 1, "teacher:tiny": 1}
+    assert report.kept_by == {"rules": 1, "teacher:tiny": 1}
+    assert json.loads(json.dumps(report.to_dict()))["kept"] == 2
+
+
+def test_similar_pairs_matches_brute_force():
+    rng = random.Random(3)
+    vocabulary = [f"w{n}" for n in range(12)]
+    sets = [frozenset(rng.sample(vocabulary, rng.randint(0, 6))) for _ in range(80)]
+    for threshold in (0.3, 0.5, 0.8, 1.0):
+        expected = [
+            (i, j)
+            for i, j in itertools.combinations(range(len(sets)), 2)
+            if jaccard(sets[i], sets[j]) >= threshold
+        ]
+        assert similar_pairs(sets, threshold) == expected
+
+
+# --- split ---------------------------------------------------------------------------------
+
+
+def many_pairs():
+    pairs = []
+    for n in range(30):
+        name = f"model{n}"
+        fact = f"The {name} weighs {n + 10} kg."
+        pairs.append(pair(f"How much does the {name} weigh?", fact, f"chunk{n}"))
+        # A paraphrase from another generator: shares no question words but the evidence.
+        pairs.append(pair(f"What is the weight of the {name}?", fact, f"chunk{n}", generator="t"))
+    return pairs
+
+
+def test_split_never_puts_a_paraphrase_on_both_sides():
+    pairs = many_pairs()
+    train, evaluation = split_pairs(pairs, eval_fraction=0.2, max_eval=100, seed=1)
+    assert len(evaluation) == 12 and len(train) == 48
+    assert leaks(train, evaluation) == []
+    held = {p.chunk_id for p in evaluation}
+    assert not held & {p.chunk_id for p in train}
+
+
+def test_split_is_deterministic_with_a_seed_and_respects_max_eval():
+    pairs = many_pairs()
+    assert split_pairs(pairs, seed=7) == split_pairs(pairs, seed=7)
+    assert split_pairs(pairs, seed=7) != split_pairs(pairs, seed=8)
+    _, evaluation = split_pairs(pairs, eval_fraction=0.5, max_eval=5, seed=0)
+    assert len(evaluation) <= 5
+
+
+def test_split_groups_similar_questions_and_same_answers():
+    a = pair("How long is the RMA number valid?", "The RMA number is valid for 14 days.", "x")
+    b = pair("For how long is an RMA number valid?", "Valid for two weeks.", "y")
+    c = pair("When does the number expire?", "The RMA number is valid for 14 days.", "z")
+    d = pair("Which form must go with a returned instrument?", "Form DC-7.", "w")
+    for seed in range(10):
+        train, evaluation = split_pairs([a, b, c, d], eval_fraction=0.5, seed=seed)
+        assert leaks(train, evaluation) == []
+        assert {a in evaluation, b in evaluation, c in evaluation} in ({True}, {False})
+
+
+def test_leaks_finds_a_paraphrase():
+    a = pair("How long is the RMA number valid?", "14 days.", "x")
+    b = pair("How long is an RMA number valid?", "Two weeks.", "y")
+    assert leaks([a], [b]) == [(b, a)]
+
+
+def test_eval_questions_file(tmp_path):
+    path = tmp_path / "eval.jsonl"
+    write_eval_questions(path, [pair("How long is the RMA number valid?", "14 days.", "x")])
+    row = json.loads(path.read_text())
+    assert row == {
+        "question": "How long is the RMA number valid?",
+        "answer": "14 days.",
+        "sources": ["docs/notes.md"],
+        "chunk_id": "x",
+    }
+
+
+def test_pairs_jsonl_round_trip(tmp_path):
+    pairs = many_pairs()[:3]
+    path = tmp_path / "pairs.jsonl"
+    write_pairs_jsonl(path, pairs)
+    assert read_pairs_jsonl(path) == pairs
+    path.write_text('{"question": "x"}\n')
+    with pytest.raises(ValueError, match="line 1"):
+        read_pairs_jsonl(path)
+
+
+# --- teacher -------------------------------------------------------------------------------
+
+PASSAGE = chunk("Loaners are issued for up to five working days.", chunk_id="loan")
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        (
+            "Question: How long are loaners issued?\nAnswer: For up to five working days.",
+            ("How long are loaners issued?", "For up to five working days."),
+        ),
+        (
+            '**Question:** How long are loaners issued?\n**Answer:** "Up to five days."',
+            ("How long are loaners issued?", "Up to five days."),
+        ),
+        (
+            "Sure! Here is one.\n\nQ: How long are loaners issued? A: Up to five working days.",
+            ("How long are loaners issued?", "Up to five working days."),
+        ),
+        (
+            "1. Question: How long are loaners issued? Why?\n2. Answer: Five days. Question: more",
+            ("How long are loaners issued?", "Five days."),
+        ),
+        (
+            "How long are loaners issued?\nUp to five working days.",
+            ("How long are loaners issued?", "Up to five working days."),
+        ),
+        ("The passage is about loaners.", None),
+        ("Question: How long are loaners issued?", None),
+        ("", None),
+    ],
+)
+def test_teacher_output_parser(output, expected):
+    assert parse_teacher_output(output) == expected
+
+
+def test_teacher_pairs_count_unparsable_and_find_evidence():
+    other = chunk(
+        "Printers release jobs. Unreleased jobs are deleted after 24 hours.", chunk_id="p"
+    )
+    outputs = [
+        "Question: How long are loaners issued?\nAnswer: up to five working days",
+        "I cannot help with that.",
+    ]
+    pairs, unparsable = pairs_from_outputs([PASSAGE, other], outputs, "tiny")
+    assert unparsable == 1
+    assert pairs[0].generator == "teacher:tiny"
+    assert pairs[0].evidence == PASSAGE.text
+    prompt = build_prompt(PASSAGE)
+    assert prompt[0]["role"] == "system" and PASSAGE.text in prompt[-1]["content"]
+    assert [m["role"] for m in prompt[1:]] == ["user", "assistant", "user"]  # one worked example
+
+
+class _ChatHandler(BaseHTTPRequestHandler):
+    requests: ClassVar[list] = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append((self.path, body, self.headers.get("Authorization")))
+        question = body["messages"][-1]["content"][:10]
+        reply = {"choices": [{"message": {"content": f"Question: {question}?\nAnswer: yes"}}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def chat_server():
+    _ChatHandler.requests = []
+    server = HTTPServer(("127.0.0.1", 0), _ChatHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_teacher_posts_chat_completions(chat_server):
+    teacher = make_teacher(chat_server, model_name="local-model", batch_size=2)
+    assert isinstance(teacher, OpenAITeacher)
+    teacher.api_key = "secret"
+    prompts = [[{"role": "user", "content": f"passage {n}"}] for n in range(3)]
+    replies = teacher.generate(prompts)
+    assert replies == [f"Question: passage {n}?\nAnswer: yes" for n in range(3)]
+    path, body, auth = _ChatHandler.requests[0]
+    assert path == "/v1/chat/completions"
+    assert body["model"] == "local-model" and body["temperature"] == 0
+    assert auth == "Bearer secret"
+
+
+def test_openai_teacher_unreachable_says_what_to_do():
+    teacher = OpenAITeacher("http://127.0.0.1:9/v1", "m", timeout=2)
+    with pytest.raises(TeacherError, match="cannot reach the teacher endpoint .* start the server"):
+        teacher.generate([[{"role": "user", "content": "hi"}]])
+
+
+def test_make_teacher_picks_the_backend():
+    assert make_teacher("none") is None and make_teacher("") is None
+    assert isinstance(make_teacher("https://example.org/v1", "m"), OpenAITeacher)
+    local = make_teacher("embedded:SmolLM2-135M-Instruct", device="cpu")
+    assert isinstance(local, HFTeacher) and local._model is None  # nothing loaded yet
+
+
+def test_hf_teacher_generates_in_batches(tmp_path):
+    from tiny_models import build_tiny_llama
+
+    folder = build_tiny_llama(tmp_path / "tiny")
+    teacher = HFTeacher(str(folder), device="cpu", batch_size=2, max_new_tokens=4)
+    prompts = [build_prompt(chunk("Short.", chunk_id=f"c{n}")) for n in range(2)]
+    prompts.append(build_prompt(chunk("A much longer passage about rotors. " * 4)))
+    replies = teacher.generate(prompts)
+    assert len(replies) == 3 and all(isinstance(reply, str) for reply in replies)
+    # Greedy and left-padded: a prompt gives the same reply alone as in a padded batch.
+    assert teacher.generate(prompts[2:]) == replies[2:]
+
+
+# --- synthesize ----------------------------------------------------------------------------
+
+
+class FakeTeacher:
+    name = "fake"
+
+    def __init__(self):
+        self.batches = []
+
+    def generate(self, prompts):
+        self.batches.append(len(prompts))
+        replies = []
+        for prompt in prompts:
+            if "vacation" in prompt[-1]["content"]:
+                replies.append(
+                    "Question: What is the monthly vacation allowance of employees?\n"
+                    "Answer: Employees earn 2 vacation days per month."
+                )
+            else:
+                replies.append("no idea")
+        return replies
+
+
+def test_synthesize_runs_rules_and_teacher_then_filters():
+    long_text = "Employees earn 2 vacation days per month. " + "Rest is good for you. " * 10
+    chunks = [
+        chunk(ROTOR.text + " " + "Keep the rotor clean. " * 10, chunk_id="rotor"),
+        chunk(long_text, source="handbook/leave.md", chunk_id="vacation"),
+    ]
+    stages = []
+
+    def search(questions, k):
+        return [[cid for cid in ("rotor", "vacation") if cid in q.lower()] for q in questions]
+
+    teacher = FakeTeacher()
+    config = SynthesisConfig(teacher_max_chunks=5, teacher_batch_size=1)
+    kept, report = synthesize(chunks, config, search, teacher, lambda *args: stages.append(args))
+    assert teacher.batches == [1, 1]
+    assert report.unparsable == 1
+    assert report.generated_by["teacher:fake"] == 1
+    assert {p.generator for p in kept} == {"rules", "teacher:fake"}
+    assert stages[0] == ("rules", 2, 2) and stages[-1][0] == "filter"
+
+
+def test_pick_teacher_chunks_spreads_across_documents():
+    words = " ".join(["word"] * 30)
+    chunks = [
+        chunk(words, f"doc{d}.md", chunk_id=f"{d}-{n}", position=n)
+        for d in range(3)
+        for n in range(10)
+    ]
+    chunks.append(chunk("too short", "doc9.md", chunk_id="short"))
+    picked = pick_teacher_chunks(chunks, 7)
+    assert [c.source for c in picked].count("doc0.md") == 3
+    assert {c.source for c in picked} == {"doc0.md", "doc1.md", "doc2.md"}
+    assert [c.chunk_id for c in picked[:3]] == ["0-1", "0-5", "0-8"]
+    assert pick_teacher_chunks(chunks, 7) == picked
+
+
+def test_synthesis_config_problems():
+    assert SynthesisConfig().problems() == []
+    bad = SynthesisConfig(
+        teacher="none", rules=False, min_grounding=0, eval_fraction=1.0, max_pairs_per_chunk=0
+    )
+    text = "\n".join(bad.problems())
+    for name in ("nothing writes questions", "min_grounding", "eval_fraction", "max_pairs_per"):
+        assert name in text
+    endpoint = SynthesisConfig(teacher="http://localhost:8000/v1")
+    assert "teacher_model_name" in endpoint.problems()[0]
