@@ -17,9 +17,9 @@ class IngestConfig:
 
     max_file_mb: float = 50.0
     """Files larger than this are skipped with a reason."""
-    chunk_tokens: int = 192
+    chunk_tokens: int = 128
     """Chunk size in embedding-model tokens (keep it under the model's sequence limit)."""
-    chunk_overlap: int = 32
+    chunk_overlap: int = 24
     """Tokens shared by consecutive chunks of a section."""
 
 

@@ -58,6 +58,13 @@ class SentenceTransformerEncoder:
             self._tokenizer = AutoTokenizer.from_pretrained(self.path)
         except (OSError, ValueError) as error:
             raise describe_load_failure("embedding", self.path, error) from error
+        # A counting copy of the fast tokenizer: the model's tokenizer.json may pad and truncate
+        # every text to a fixed length, which would make every text count the same.
+        from tokenizers import Tokenizer
+
+        self._counter = Tokenizer.from_str(self._tokenizer.backend_tokenizer.to_str())
+        self._counter.no_truncation()
+        self._counter.no_padding()
         self._model = None
         self.max_tokens = min(int(self._tokenizer.model_max_length), 512)
         self.dim = self._read_dim()
@@ -97,7 +104,7 @@ class SentenceTransformerEncoder:
 
     def count_tokens(self, text: str) -> int:
         # The Rust backend directly: no "sequence longer than max length" warnings, and faster.
-        return len(self._tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids)
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
 
 def encode_in_length_order(

@@ -63,3 +63,12 @@ def test_indexed_text_adds_the_section_once():
     )
     assert indexed_text(chunks[0]) == chunks[0].text
     assert indexed_text(chunks[1]) == "Warranty\nMore claims text."
+
+
+def test_the_embedded_tokenizer_counts_long_texts_in_full():
+    """all-MiniLM's tokenizer.json pads and truncates to 128 tokens; counting must not."""
+    from retrieval.embeddings import SentenceTransformerEncoder
+
+    encoder = SentenceTransformerEncoder("embedded:all-MiniLM-L6-v2", "cpu")
+    assert encoder.count_tokens("word " * 300) == 300
+    assert encoder.count_tokens("hello world") == 2
