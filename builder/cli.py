@@ -23,9 +23,11 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
 
 
 class _Bars:
