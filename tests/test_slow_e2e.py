@@ -116,3 +116,36 @@ def test_unknown_hub_model_fails_with_instructions(tmp_path):
     assert "no-such-org/no-such-model" in result.stderr
     assert "huggingface-cli download" in result.stderr
     assert not (project / "index").exists()
+
+
+def test_tune_a_few_steps_then_answer_and_evaluate_with_the_adapter(sample_project):
+    """The real student on the sample corpus: synthesis by rules, 2 LoRA steps, then the
+    tuned modes answer and `eval` compares all four."""
+    tuned = ragtune(
+        "tune",
+        str(sample_project),
+        "--set",
+        "synthesis.teacher='none'",
+        "--set",
+        "tune.max_steps=2",
+        "--set",
+        "tune.max_examples=8",
+        cwd=sample_project.parent,
+    )
+    assert tuned.returncode == 0, tuned.stderr
+    assert "kept" in tuned.stderr and "general questions: base" in tuned.stderr
+    asked = ragtune(
+        "ask", str(sample_project), "How often are laptops replaced?", "--json",
+        cwd=sample_project.parent,
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert answer["mode"] == "rag+tuned"
+    assert answer["answer"]
+    evaluated = ragtune(
+        "eval", str(sample_project), "--set", "eval.max_questions=4", "--json",
+        cwd=sample_project.parent,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    summary = json.loads(evaluated.stdout)
+    assert summary["modes"] == ["base", "rag", "tuned", "rag+tuned"]
