@@ -1,0 +1,327 @@
+"""Answer benchmark: prints a table.
+
+1. Time to first token and decode speed in mode rag (5 chunks), embedded SmolLM2-135M on the CPU:
+   ragtune's `engine.stream` (query embedding, hybrid search, prompt, generation) against a plain
+   `model.generate` + `TextIteratorStreamer` on the very same prompt, retrieved beforehand and not
+   timed. The two alternate question by question. Goal: ragtune's TTFT <= 1 s. Its TTFT is also
+   split into retrieval, prompt building and the model's prefill, with the prompt's length. A
+   what-if row times the plain baseline with the weights cast to bfloat16.
+2. API latency: N concurrent `openai` clients (default 20), each asking a different gold question,
+   against `ragtune serve` running as a real subprocess on loopback: p50/p95 request latency.
+
+Usage:
+    python bench/answer.py [--project DIR] [--questions 10] [--clients 20]
+Without --project it writes the sample corpus and builds it in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from builder.build import build
+from builder.engine import open_engine
+from builder.project import open_project
+from builder.sample_corpus import SAMPLE_QUESTIONS_PATH, write_sample_corpus
+from retrieval.answer import Answer, AnswerEngine
+
+MODEL = "embedded:SmolLM2-135M-Instruct"
+SETTINGS = [f"generation.model={MODEL}", "generation.device=cpu", "embedding.device=cpu"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def gold_questions() -> list[str]:
+    lines = Path(SAMPLE_QUESTIONS_PATH).read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["question"] for line in lines if line.strip()]
+
+
+def count_tokens(engine: AnswerEngine, text: str) -> int:
+    return len(engine.generator.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def time_engine(engine: AnswerEngine, question: str) -> dict:
+    """ragtune end to end: everything `ragtune ask` and the server do for one question."""
+    started = time.perf_counter()
+    first = None
+    pieces = []
+    for item in engine.stream(question, "rag"):
+        if first is None:
+            first = time.perf_counter() - started
+        if isinstance(item, Answer):
+            break
+        pieces.append(item)
+    total = time.perf_counter() - started
+    return {"ttft": first, "total": total, "tokens": count_tokens(engine, "".join(pieces))}
+
+
+def time_plain(engine: AnswerEngine, messages: list[dict[str, str]], model=None) -> dict:
+    """The baseline: the same prompt straight into `model.generate` with a streamer."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    tokenizer, model = engine.generator.tokenizer, model or engine.generator.model
+    started = time.perf_counter()
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model.generate(
+                **inputs,
+                streamer=streamer,
+                max_new_tokens=engine.generator.config.max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    first = None
+    pieces = []
+    for piece in streamer:
+        if piece and first is None:
+            first = time.perf_counter() - started
+        pieces.append(piece)
+    worker.join()
+    total = time.perf_counter() - started
+    return {"ttft": first, "total": total, "tokens": count_tokens(engine, "".join(pieces))}
+
+
+def time_prefill(engine: AnswerEngine, messages: list[dict[str, str]]) -> float:
+    """One forward pass over the prompt: the floor under any time to first token."""
+    import torch
+
+    batch = engine.generator._encode([messages])
+    started = time.perf_counter()
+    with torch.inference_mode():
+        engine.generator.model(**batch, logits_to_keep=1)
+    return time.perf_counter() - started
+
+
+def decode_rate(runs: list[dict]) -> float:
+    """Tokens per second after the first one arrived."""
+    return sum(r["tokens"] - 1 for r in runs) / sum(r["total"] - r["ttft"] for r in runs)
+
+
+def bench_stream(engine: AnswerEngine, questions: list[str]) -> dict:
+    import torch
+
+    # What-if: the same model in bfloat16 (ragtune loads float32 on the CPU).
+    bf16 = copy.deepcopy(engine.generator.model).to(torch.bfloat16)
+    for question in questions[:2]:  # warm-up: the encoder's lazy load, torch's first kernels
+        time_engine(engine, question)
+        messages = engine._messages(question, "rag", engine.retrieve([question])[0])
+        time_plain(engine, messages)
+        time_plain(engine, messages, bf16)
+    ours, plain, plain_bf16, retrieval_s, prompt_s, prompt_tokens, prefill_s = (
+        [] for _ in "1234567"
+    )
+    for number, question in enumerate(questions):
+        started = time.perf_counter()
+        hits = engine.retrieve([question])[0]
+        retrieval_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        messages = engine._messages(question, "rag", hits)
+        prompt_tokens.append(
+            len(engine.generator._encode([messages])["input_ids"][0])  # what generate() sees
+        )
+        prompt_s.append(time.perf_counter() - started)
+        prefill_s.append(time_prefill(engine, messages))
+        if number % 2:
+            plain.append(time_plain(engine, messages))
+            ours.append(time_engine(engine, question))
+        else:
+            ours.append(time_engine(engine, question))
+            plain.append(time_plain(engine, messages))
+        plain_bf16.append(time_plain(engine, messages, bf16))
+    return {
+        "ours": ours,
+        "plain": plain,
+        "plain_bf16": plain_bf16,
+        "retrieval_ms": statistics.median(retrieval_s) * 1000,
+        "prompt_ms": statistics.median(prompt_s) * 1000,
+        "prompt_tokens": statistics.median(prompt_tokens),
+        "prefill_ms": statistics.median(prefill_s) * 1000,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def bench_server(project_root: Path, questions: list[str], clients: int) -> dict:
+    """Start `ragtune serve`, then fire `clients` concurrent requests at once."""
+    import openai
+
+    port = free_port()
+    command = [sys.executable, "-m", "builder.cli", "serve", str(project_root), "--port", str(port)]
+    for setting in SETTINGS:
+        command += ["--set", setting]
+    server = subprocess.Popen(command, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    api = openai.OpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=600
+    )
+    try:
+        started = time.perf_counter()
+        while True:
+            try:
+                api.models.list()
+                break
+            except openai.APIConnectionError:
+                if server.poll() is not None or time.perf_counter() - started > 300:
+                    raise RuntimeError("ragtune serve did not start") from None
+                time.sleep(0.2)
+        startup = time.perf_counter() - started
+        latencies: list[float] = []
+        cited, refused = [], []
+        gate = threading.Barrier(clients)
+
+        def one(question: str) -> None:
+            gate.wait()
+            began = time.perf_counter()
+            reply = api.chat.completions.create(
+                model="ragtune-rag", messages=[{"role": "user", "content": question}]
+            )
+            latencies.append(time.perf_counter() - began)
+            cited.append(bool(reply.citations))
+            refused.append(reply.refused)
+
+        threads = [
+            threading.Thread(target=one, args=(questions[i % len(questions)],))
+            for i in range(clients)
+        ]
+        began = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - began
+    finally:
+        server.terminate()
+        server.wait(30)
+    if len(latencies) != clients:
+        raise RuntimeError(f"only {len(latencies)} of {clients} requests were answered")
+    return {
+        "startup": startup,
+        "p50": statistics.median(latencies),
+        "p95": percentile(latencies, 0.95),
+        "wall": wall,
+        "cited": sum(cited),
+        "refused": sum(refused),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", type=Path, help="a built project (default: build the sample)")
+    parser.add_argument("--questions", type=int, default=10, help="questions timed one by one")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent API clients")
+    args = parser.parse_args()
+    load = os.getloadavg()[0]  # other work on the machine skews every figure
+
+    with tempfile.TemporaryDirectory() as temporary:
+        root = args.project
+        if root is None:
+            root = Path(temporary) / "project"
+            write_sample_corpus(root / "docs")
+            print("building the sample corpus …", file=sys.stderr)
+            project = open_project(root, SETTINGS, docs=root / "docs")
+            project.save_config()
+            build(project)
+        project = open_project(root, SETTINGS)
+        questions = gold_questions()
+        print("timing time to first token …", file=sys.stderr)
+        engine = open_engine(project)
+        streamed = bench_stream(engine, questions[2 : 2 + args.questions])
+        del engine
+        print(f"timing {args.clients} concurrent API clients …", file=sys.stderr)
+        served = bench_server(root, questions, args.clients)
+
+    ours, plain = streamed["ours"], streamed["plain"]
+    ttft = statistics.median(r["ttft"] for r in ours)
+    plain_ttft = statistics.median(r["ttft"] for r in plain)
+    rows = [
+        (
+            "questions timed / prompt tokens (median)",
+            f"{len(ours)} / {streamed['prompt_tokens']:.0f}",
+            "",
+        ),
+        (
+            "TTFT p50 s: ragtune engine.stream / plain generate",
+            f"{ttft:.3f} / {plain_ttft:.3f}",
+            "goal ragtune ≤ 1 s " + ("✓" if ttft <= 1 else "✗"),
+        ),
+        (
+            "TTFT p95 s: ragtune / plain",
+            f"{percentile([r['ttft'] for r in ours], 0.95):.3f} / "
+            f"{percentile([r['ttft'] for r in plain], 0.95):.3f}",
+            "",
+        ),
+        (
+            "TTFT min s: ragtune / plain",
+            f"{min(r['ttft'] for r in ours):.3f} / {min(r['ttft'] for r in plain):.3f}",
+            "the least disturbed run",
+        ),
+        (
+            "  of which retrieval / prompt building, ms",
+            f"{streamed['retrieval_ms']:.0f} / {streamed['prompt_ms']:.0f}",
+            "p50, timed apart",
+        ),
+        (
+            "  the model's prefill of that prompt alone, ms",
+            f"{streamed['prefill_ms']:.0f}",
+            "p50, one forward pass",
+        ),
+        (
+            "decode tokens/s: ragtune / plain",
+            f"{decode_rate(ours):.1f} / {decode_rate(plain):.1f}",
+            f"ratio {decode_rate(ours) / decode_rate(plain):.2f}",
+        ),
+        (
+            "what-if bf16 weights: plain TTFT p50 s / decode tok/s",
+            f"{statistics.median(r['ttft'] for r in streamed['plain_bf16']):.3f} / "
+            f"{decode_rate(streamed['plain_bf16']):.1f}",
+            "same prompts, model cast to bfloat16",
+        ),
+        ("serve: startup (load + warm-up), s", f"{served['startup']:.1f}", ""),
+        (
+            f"serve: {args.clients} concurrent clients, p50 / p95 s",
+            f"{served['p50']:.1f} / {served['p95']:.1f}",
+            f"all done in {served['wall']:.1f} s; {served['cited']} cited, "
+            f"{served['refused']} refused",
+        ),
+    ]
+    rows.append(("load average before the run (1 min; 2 shared cores)", f"{load:.1f}", ""))
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure':<{width}}  {'value':>15}  note")
+    print("-" * (width + 40))
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>15}  {note}")
+
+
+if __name__ == "__main__":
+    main()
