@@ -86,13 +86,6 @@ class Generator:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
 
-    def prompt_tokens(self, conversation: list[dict[str, str]]) -> int:
-        return len(
-            self.tokenizer.apply_chat_template(
-                conversation, add_generation_prompt=True, tokenize=True
-            )
-        )
-
     def generate(
         self,
         conversations: Sequence[list[dict[str, str]]],
