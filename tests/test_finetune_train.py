@@ -17,7 +17,7 @@ from finetune.checkpoints import MARKER, RUN_FILE, ResumeError
 from finetune.config import TuneConfig
 from finetune.data import ChatExample
 from finetune.formatting import ChatTemplateError
-from finetune.train import TrainError, train
+from finetune.train import TrainError, native_bf16, train
 
 EXAMPLES = [
     ChatExample(
@@ -107,10 +107,13 @@ def test_saved_adapter_reloads_with_the_same_logits(lora_run, tiny_model):
     ids = tokenizer.apply_chat_template(
         EXAMPLES[0].messages[:-1], add_generation_prompt=True, return_tensors="pt", return_dict=True
     )["input_ids"]
-    with torch.no_grad():
-        expected = capture.model.eval()(input_ids=ids).logits
-        got = reloaded(input_ids=ids).logits
-        untuned = load_base(tiny_model)(input_ids=ids).logits
+    # The trained model computes in bf16 autocast where the CPU does bf16 natively (accelerate
+    # wraps its forward); run the reloaded one the same way, so both do the very same arithmetic.
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bf16(cuda=False))
+    with torch.no_grad(), autocast:
+        expected = capture.model.eval()(input_ids=ids).logits.float()
+        got = reloaded(input_ids=ids).logits.float()
+        untuned = load_base(tiny_model)(input_ids=ids).logits.float()
     assert torch.allclose(got, expected, atol=1e-6)
     assert not torch.allclose(got, untuned, atol=1e-4)  # the adapter is not a no-op
 
@@ -129,6 +132,34 @@ def test_loss_covers_only_the_answer_and_its_end_of_turn(lora_run, tiny_model):
         assert all(label != -100 for label in labels[first:])
         assert tokenizer.decode(row["input_ids"][:first]) == prompt
         assert tokenizer.decode(trained) == example.messages[-1]["content"] + "<|im_end|>\n"
+
+
+def test_answer_positions_loss_equals_trls_loss_over_every_position(tiny_model, tmp_path):
+    # On CPU the LM head runs over the answer positions alone; trl's own loss projects them all.
+    from trl import SFTTrainer
+
+    from finetune.train import build_trainer
+
+    trainer = build_trainer(str(tiny_model), EXAMPLES, tmp_path, tiny(), quiet=True)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.train()
+    losses, grads = [], []
+    for compute in (
+        trainer.compute_loss,
+        lambda *a, **k: SFTTrainer.compute_loss(trainer, *a, **k),
+    ):
+        trainer.model.zero_grad()
+        for count in (None, 7):  # the token count the Trainer passes with gradient accumulation
+            loss = compute(trainer.model, dict(batch), num_items_in_batch=count)
+            losses.append(loss.item())
+        loss.backward()
+        grads.append({n: p.grad for n, p in trainer.model.named_parameters() if p.grad is not None})
+    assert losses[:2] == pytest.approx(losses[2:], rel=1e-5)
+    assert len(grads[0]) == len(grads[1]) == 28
+    for name, grad in grads[1].items():
+        assert torch.allclose(grads[0][name], grad, rtol=1e-4, atol=1e-7), name
+    answer_and_prompt = 2 * int(batch["attention_mask"].sum())  # counted once by each path
+    assert trainer._total_train_tokens == 2 * answer_and_prompt
 
 
 def test_progress_and_result_describe_every_step(lora_run):
