@@ -231,7 +231,9 @@ def native_bf16(cuda: bool) -> bool:
 
     if cuda:
         return torch.cuda.is_bf16_supported()
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    # Private torch helpers; older torch releases may lack them, and then fp32 is the safe choice.
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def _load_model(model_path: str, config: TuneConfig, bf16_base: bool) -> Any:
