@@ -148,14 +148,10 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         return 2
     rows = _read_questions(args.questions) if args.questions else [{"question": args.question}]
     _quiet_libraries()
-    from retrieval.embeddings import load_encoder
-    from retrieval.search import Retriever
+    from builder.engine import open_retriever
 
     config = project.config
-    encoder = load_encoder(
-        config.embedding.model, config.embedding.device, config.embedding.batch_size
-    )
-    retriever = Retriever.open(project.index_root, encoder, config.retrieval, config.index)
+    retriever = open_retriever(project)
     try:
         k = args.k or config.retrieval.top_k
         results = retriever.search_many([row["question"] for row in rows], k)

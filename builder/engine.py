@@ -7,8 +7,25 @@ from pathlib import Path
 
 from builder.project import Project
 from retrieval.answer import AnswerEngine
+from retrieval.search import Retriever
 
 NO_ADAPTER = "none"
+
+
+def open_retriever(project: Project) -> Retriever:
+    """The project's live index with its configured embedding model.
+
+    Raises:
+        IndexLoadError: no build yet, or an index that fails its checks.
+        ModelNotFoundError: the embedding model cannot be found.
+    """
+    from retrieval.embeddings import load_encoder
+
+    config = project.config
+    encoder = load_encoder(
+        config.embedding.model, config.embedding.device, config.embedding.batch_size
+    )
+    return Retriever.open(project.index_root, encoder, config.retrieval, config.index)
 
 
 def open_engine(project: Project, adapter: str | Path | None = None) -> AnswerEngine:
@@ -23,10 +40,8 @@ def open_engine(project: Project, adapter: str | Path | None = None) -> AnswerEn
         ModelNotFoundError: a configured model cannot be found.
         AdapterError: the adapter folder is unusable.
     """
-    from retrieval.embeddings import load_encoder
     from retrieval.generation import load_generator_with_adapter
     from retrieval.index import IndexLayout
-    from retrieval.search import Retriever
 
     config = project.config
     if adapter == NO_ADAPTER:
@@ -37,9 +52,6 @@ def open_engine(project: Project, adapter: str | Path | None = None) -> AnswerEn
         adapter_dir = project.current_adapter()
     retriever = None
     if IndexLayout(project.index_root).current() is not None:
-        encoder = load_encoder(
-            config.embedding.model, config.embedding.device, config.embedding.batch_size
-        )
-        retriever = Retriever.open(project.index_root, encoder, config.retrieval, config.index)
+        retriever = open_retriever(project)
     generator, _path = load_generator_with_adapter(config.generation, adapter_dir)
     return AnswerEngine(generator, retriever, config.answer, config.answer.documents)

@@ -29,10 +29,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from builder.engine import open_retriever
 from builder.project import Project
 from retrieval.index import write_atomic
+
+if TYPE_CHECKING:
+    from retrieval.documents import Chunk
+    from retrieval.search import Retriever
 
 PAIRS = "pairs.jsonl"
 TRAIN_PAIRS = "train_pairs.jsonl"
@@ -118,29 +123,6 @@ class StatusFile:
             self._last_write = now
 
 
-class _ProjectSearch:
-    """The project's retriever, loaded once and shared by the synthesis and format stages."""
-
-    def __init__(self, project: Project) -> None:
-        from retrieval.embeddings import load_encoder
-        from retrieval.search import Retriever
-
-        config = project.config
-        encoder = load_encoder(
-            config.embedding.model, config.embedding.device, config.embedding.batch_size
-        )
-        self.retriever = Retriever.open(project.index_root, encoder, config.retrieval, config.index)
-
-    def hits(self, questions: list[str], k: int) -> list[list[Any]]:
-        return self.retriever.search_many(questions, k)
-
-    def chunk_ids(self, questions: list[str], k: int) -> list[list[str]]:
-        return [[h.chunk_id for h in hits] for hits in self.hits(questions, k)]
-
-    def close(self) -> None:
-        self.retriever.close()
-
-
 def _index_identity(project: Project) -> str:
     from retrieval.index import IndexLayout
 
@@ -153,8 +135,14 @@ def _index_identity(project: Project) -> str:
 
 
 def _synthesize(
-    project: Project, search: _ProjectSearch, index_id: str, report: TuneReport, progress: Progress
+    project: Project,
+    retriever: Retriever,
+    chunks: list[Chunk],
+    index_id: str,
+    report: TuneReport,
+    progress: Progress,
 ) -> Path:
+    from finetune.filters import retriever_search
     from finetune.pairs import write_pairs_jsonl
     from finetune.synthesize import synthesize
     from finetune.teacher import make_teacher
@@ -167,7 +155,6 @@ def _synthesize(
         report.stages["synthesize"] = "skipped (inputs unchanged)"
         report.synthesis = _read_json(stamp).get("report", {})
         return out
-    chunks = list(search.retriever.index.store.iter_chunks())
     teacher = None
     if config.uses_teacher():
         progress({"stage": "synthesize", "message": f"loading the teacher {config.teacher}"})
@@ -181,7 +168,7 @@ def _synthesize(
     def tell(stage: str, done: int, total: int) -> None:
         progress({"stage": "synthesize", "message": stage, "done": done, "total": total})
 
-    pairs, filter_report = synthesize(chunks, config, search.chunk_ids, teacher, tell)
+    pairs, filter_report = synthesize(chunks, config, retriever_search(retriever), teacher, tell)
     if not pairs:
         raise TuneError(
             "no question/answer pair survived the filters: add documents, or give your own "
@@ -220,7 +207,8 @@ def _split(project: Project, pairs_path: Path, report: TuneReport) -> Path:
 
 def _format(
     project: Project,
-    search: _ProjectSearch,
+    retriever: Retriever,
+    chunks: list[Chunk],
     train_pairs: Path | None,
     user_data: list[Any],
     index_id: str,
@@ -254,8 +242,7 @@ def _format(
         if config.tune.max_examples and len(pairs) > config.tune.max_examples:
             # A seeded sample keeps the default run within the laptop budget.
             pairs = random.Random(config.raft.seed).sample(pairs, config.tune.max_examples)
-        store = search.retriever.index.store
-        by_id = {c.chunk_id: c for c in store.iter_chunks()}
+        by_id = {c.chunk_id: c for c in chunks}
         oracles = {
             p.chunk_id: Hit(
                 source=c.source,
@@ -270,12 +257,12 @@ def _format(
         }
         usable = [p for p in pairs if p.chunk_id in oracles]
         synthesized, raft_report = raft_examples(
-            usable, oracles, search.hits, config.answer.documents, config.raft
+            usable, oracles, retriever.search_many, config.answer.documents, config.raft
         )
         examples.extend(synthesized)
         details = raft_report.to_dict()
     if user_data:
-        examples.extend(_with_context(user_data, search, config.answer.documents))
+        examples.extend(_with_context(user_data, retriever, config.answer.documents))
         details["user_examples"] = len(user_data)
     if not examples:
         raise TuneError("nothing to train on: no synthesized pairs and no --data examples")
@@ -286,7 +273,7 @@ def _format(
     return out
 
 
-def _with_context(examples: list[Any], search: _ProjectSearch, documents: int) -> list[Any]:
+def _with_context(examples: list[Any], retriever: Retriever, documents: int) -> list[Any]:
     """User pairs in the answer engine's RAG prompt: each single-turn question is shown with
     what the project's index retrieves for it, so that `rag+tuned` sees its training layout.
     Multi-turn conversations are kept as written."""
@@ -300,7 +287,7 @@ def _with_context(examples: list[Any], search: _ProjectSearch, documents: int) -
         if [m["role"] for m in e.messages if m["role"] != "system"] == ["user", "assistant"]
     ]
     questions = [next(m for m in examples[i].messages if m["role"] == "user") for i in single]
-    hits = search.hits([q["content"] for q in questions], documents) if single else []
+    hits = retriever.search_many([q["content"] for q in questions], documents) if single else []
     wrapped = list(examples)
     for i, question, found in zip(single, questions, hits):
         messages = rag_messages(question["content"], prompt_documents(found))
@@ -414,17 +401,20 @@ def tune(
     index_id = _index_identity(project)
     project.tune_dir.mkdir(parents=True, exist_ok=True)
     try:
-        search = _ProjectSearch(project)
+        retriever = open_retriever(project)
         try:
+            chunks = list(retriever.index.store.iter_chunks())
             train_pairs = None
             if not data_only:
-                pairs = _synthesize(project, search, index_id, report, status)
+                pairs = _synthesize(project, retriever, chunks, index_id, report, status)
                 status({"stage": "split"})
                 train_pairs = _split(project, pairs, report)
             status({"stage": "format"})
-            train_set = _format(project, search, train_pairs, data or [], index_id, report)
+            train_set = _format(
+                project, retriever, chunks, train_pairs, data or [], index_id, report
+            )
         finally:
-            search.close()
+            retriever.close()
         status({"stage": "train", "message": "loading the model"})
         run_dir = _train(project, train_set, resume, status, report)
         _check_forgetting(project, run_dir, report, status)
