@@ -46,6 +46,8 @@ _REFUSALS = tuple(
         r"\b(there is|there's) no information\b",
     )
 )
+# "..., but ..." joins a refusal clause to an answering one.
+_CONTRAST = re.compile(r"[,;]?\s+(?:but|however|although|though|yet)\b,?", re.IGNORECASE)
 # Function words that carry no claim: a sentence's support is judged on its other words.
 _STOPWORD_TEXT = (
     "a an the and or but if then of to in on at by for with from as into about over under "
@@ -163,9 +165,15 @@ def is_refusal(answer: str) -> bool:
 
     A refusal sentence is the engine's `NO_ANSWER` text or a common phrasing ('I could not
     find', 'the documents do not mention', 'I don't know', 'there is no information'). An
-    answer that refuses in one sentence and answers in another is not a refusal.
+    answer that refuses in one sentence or clause and answers in another ('... does not
+    provide a date, but it says every four years') is not a refusal.
     """
-    return all(_refusal_sentence(sentence) for sentence in split_sentences(answer))
+    return all(
+        _refusal_sentence(clause)
+        for sentence in split_sentences(answer)
+        for clause in _CONTRAST.split(sentence)
+        if clause.strip(string.punctuation + " ")
+    )
 
 
 def extract_label(answer: str, labels: Sequence[str] = LABELS) -> str | None:

@@ -118,6 +118,8 @@ def comparison_sentence(comparison: Mapping[str, Any], confidence: float = 0.95)
     label = metric_info(comparison["metric"]).label
     mean, low, high = comparison["mean"], comparison["low"], comparison["high"]
     ci = f"{confidence:.0%} CI"
+    if verdict == NO_CLEAR_DIFFERENCE and mean == low == high == 0:
+        return f"{a} and {b} are equal on {label} for every question."
     if verdict == NO_CLEAR_DIFFERENCE:
         mean, low, high = short_numbers(mean, low, high)
         return (

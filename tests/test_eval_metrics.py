@@ -83,6 +83,7 @@ def test_token_f1_counts_repeated_tokens_once_per_occurrence():
         "I don't know.",
         "There is no information about that.",
         "I cannot answer this question from the documents.",
+        "The documents do not mention it, but I could not find it elsewhere either.",
         "",
         "  [1] ",
     ],
@@ -98,6 +99,8 @@ def test_refusals_are_detected(answer):
         "The samples do not contain lead.",  # 'do not contain' about the world, not the documents
         "No, the rotor must be retired after 5000 runs.",
         "I could not find the exact date. The policy started in 2021 [1].",  # a partial answer
+        "The document does not provide a time frame, but it says laptops are replaced every "
+        "four years.",
     ],
 )
 def test_answers_are_not_refusals(answer):
