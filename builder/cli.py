@@ -111,19 +111,15 @@ def _print_skips(report) -> None:
 
 def _read_questions(path: Path) -> list[dict]:
     """Read a JSONL question file; every bad line is reported, by number, before any model loads."""
+    from retrieval.jsonl import decode_json_lines, read_utf8
+
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
+        text = read_utf8(path)
+    except (OSError, ValueError) as error:
         raise ConfigError(str(path), [f"cannot read: {error}"]) from error
-    rows, problems = [], []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            problems.append(f"line {number}: not valid JSON ({error.msg})")
-            continue
+    rows: list[dict] = []
+    problems: list[str] = []
+    for number, row in decode_json_lines(text, problems):
         if (
             not isinstance(row, dict)
             or not isinstance(row.get("question"), str)

@@ -7,10 +7,11 @@ one pass.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from retrieval.jsonl import decode_json_lines, read_utf8
 
 _KNOWN_KEYS = ("question", "answer", "sources", "source", "chunk_id")
 
@@ -57,19 +58,12 @@ def read_eval_questions(path: Path | str) -> list[EvalQuestion]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise EvalDataError(path, [f"not UTF-8 text ({error}): save it as UTF-8"]) from error
+        text = read_utf8(path)
+    except ValueError as error:
+        raise EvalDataError(path, [str(error)]) from error
     questions: list[EvalQuestion] = []
     problems: list[str] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            problems.append(f"line {number}: not valid JSON ({error.msg})")
-            continue
+    for number, record in decode_json_lines(text, problems):
         try:
             questions.append(parse_question(record))
         except ValueError as error:

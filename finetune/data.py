@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from retrieval.jsonl import decode_json_lines, read_utf8
+
 ROLES = ("system", "user", "assistant")
 EXPORT_FORMATS = ("messages", "sharegpt", "alpaca")
 # ShareGPT speakers as LLaMA-Factory and ms-swift write them, mapped to our roles.
@@ -74,9 +76,9 @@ def read_examples(path: Path, *, skip_bad: bool = False) -> tuple[list[ChatExamp
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DataFormatError(path, [f"not UTF-8 text ({error})"], "save it as UTF-8") from error
+        text = read_utf8(path)
+    except ValueError as error:
+        raise DataFormatError(path, [str(error)], "save it as UTF-8") from error
     examples: list[ChatExample] = []
     problems: list[str] = []
     for where, record in _records(path, text, problems):
@@ -108,13 +110,7 @@ def _records(path: Path, text: str, problems: list[str]) -> Iterable[tuple[str, 
             ) from error
         yield from ((f"item {number}", item) for number, item in enumerate(items, 1))
         return
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            yield f"line {number}", json.loads(line)
-        except json.JSONDecodeError as error:
-            problems.append(f"line {number}: not valid JSON ({error.msg})")
+    yield from ((f"line {number}", record) for number, record in decode_json_lines(text, problems))
 
 
 def parse_record(record: Any) -> ChatExample:
