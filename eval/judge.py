@@ -7,13 +7,12 @@ leaves out of the mean rather than counting as wrong.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
+
+from retrieval.chat_endpoint import ChatEndpoint, EndpointError
 
 JUDGE_SYSTEM = (
     "You grade answers to questions. Compare the candidate answer with the reference answer "
@@ -69,60 +68,23 @@ class EndpointJudge:
 
     def __init__(self, url: str, timeout: float = 120.0) -> None:
         base, _, self.model = url.partition("#")
-        base = base.rstrip("/")
-        for suffix in ("/chat/completions", "/v1"):
-            base = base.removesuffix(suffix)
-        self.base = base + "/v1"
-        self.timeout = timeout
-
-    def _request(self, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(API_KEY_VARIABLE)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        data = None if payload is None else json.dumps(payload).encode("utf-8")
-        request = urllib.request.Request(self.base + path, data=data, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read().decode("utf-8"))
-        except urllib.error.HTTPError as error:
-            detail = error.read().decode("utf-8", "replace")[:300]
-            raise JudgeError(
-                f"the judge server at {self.base} answered {error.code} to {path}: {detail}; "
-                f"check the model name after '#' and ${API_KEY_VARIABLE}"
-            ) from error
-        except (urllib.error.URLError, TimeoutError) as error:
-            raise JudgeError(
-                f"cannot reach the judge server at {self.base} ({error}): start it, or set "
-                "judge = '' to evaluate without a judge"
-            ) from error
-        except json.JSONDecodeError as error:
-            raise JudgeError(f"the judge server at {self.base} did not answer JSON") from error
-
-    def _model_name(self) -> str:
-        if not self.model:
-            listed = self._request("/models").get("data") or []
-            if not listed:
-                raise JudgeError(
-                    f"the judge server at {self.base} lists no model: name one as URL#MODEL"
-                )
-            self.model = listed[0]["id"]
-        return self.model
+        self.endpoint = ChatEndpoint(
+            base,
+            "judge",
+            api_key=os.environ.get(API_KEY_VARIABLE),
+            timeout=timeout,
+            unreachable_hint="start it, or set judge = '' to evaluate without a judge",
+            rejected_hint=f"check the model name after '#' and ${API_KEY_VARIABLE}",
+        )
 
     def score(self, question: str, reference: str, answer: str) -> float | None:
         """One grade, 1-5, or None when the reply holds none."""
-        payload = {
-            "model": self._model_name(),
-            "messages": judge_messages(question, reference, answer),
-            "temperature": 0,
-            "max_tokens": 8,
-        }
-        reply = self._request("/chat/completions", payload)
+        messages = judge_messages(question, reference, answer)
         try:
-            content = reply["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError):
-            return None
-        return parse_score(content)
+            self.model = self.model or self.endpoint.first_model()
+            return parse_score(self.endpoint.chat(self.model, messages, max_tokens=8))
+        except EndpointError as error:
+            raise JudgeError(str(error)) from error
 
     def score_batch(self, items: Sequence[Item]) -> list[float | None]:
         """One grade per (question, reference, answer), one request each."""

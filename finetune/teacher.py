@@ -8,10 +8,7 @@ endpoint such as vLLM, Ollama or llama.cpp's server (`OpenAITeacher`).
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -19,6 +16,7 @@ from typing import Protocol
 from finetune.pairs import TEACHER_PREFIX, QAPair
 from finetune.synthesis_config import NO_TEACHER
 from finetune.text import split_sentences, tokens
+from retrieval.chat_endpoint import ChatEndpoint, EndpointError
 from retrieval.documents import Chunk
 
 Messages = list[dict[str, str]]
@@ -268,52 +266,24 @@ class OpenAITeacher:
         max_tokens: int = 128,
         timeout: float = 120.0,
     ) -> None:
-        root = base_url.rstrip("/")
-        root = root.removesuffix("/chat/completions")
-        self.url = (root if root.endswith("/v1") else f"{root}/v1") + "/chat/completions"
+        self.endpoint = ChatEndpoint(
+            base_url,
+            "teacher",
+            api_key=api_key,
+            timeout=timeout,
+            unreachable_hint="start the server, or set synthesis.teacher = none",
+            rejected_hint=f"check teacher_model_name = {model!r}",
+        )
         self.model = model
         self.name = model or base_url
-        self.api_key = api_key
         self.concurrency = concurrency
         self.max_tokens = max_tokens
-        self.timeout = timeout
 
     def _complete(self, messages: Messages) -> str:
-        body = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": 0,
-            "max_tokens": self.max_tokens,
-        }
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(
-            self.url, data=json.dumps(body).encode(), headers=headers, method="POST"
-        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                reply = json.loads(response.read().decode("utf-8"))
-        except urllib.error.HTTPError as error:
-            detail = error.read().decode("utf-8", "replace")[:200]
-            raise TeacherError(
-                f"the teacher endpoint {self.url} answered HTTP {error.code}: {detail} "
-                f"(check teacher_model_name = {self.model!r})"
-            ) from error
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise TeacherError(
-                f"cannot reach the teacher endpoint {self.url} ({reason}): start the server, "
-                "or set synthesis.teacher = none"
-            ) from error
-        except json.JSONDecodeError as error:
-            raise TeacherError(f"the teacher endpoint {self.url} did not return JSON") from error
-        try:
-            return reply["choices"][0]["message"]["content"] or ""
-        except (KeyError, IndexError, TypeError) as error:
-            raise TeacherError(
-                f"the teacher endpoint {self.url} returned no chat completion: {str(reply)[:200]}"
-            ) from error
+            return self.endpoint.chat(self.model, messages, self.max_tokens)
+        except EndpointError as error:
+            raise TeacherError(str(error)) from error
 
     def generate(self, prompts: list[Messages]) -> list[str]:
         if not prompts:

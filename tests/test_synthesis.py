@@ -509,9 +509,8 @@ def chat_server():
 
 
 def test_openai_teacher_posts_chat_completions(chat_server):
-    teacher = make_teacher(chat_server, model_name="local-model", batch_size=2)
-    assert isinstance(teacher, OpenAITeacher)
-    teacher.api_key = "secret"
+    assert isinstance(make_teacher(chat_server, model_name="local-model"), OpenAITeacher)
+    teacher = OpenAITeacher(chat_server, "local-model", api_key="secret", concurrency=2)
     prompts = [[{"role": "user", "content": f"passage {n}"}] for n in range(3)]
     replies = teacher.generate(prompts)
     assert replies == [f"Question: passage {n}?\nAnswer: yes" for n in range(3)]
@@ -523,7 +522,7 @@ def test_openai_teacher_posts_chat_completions(chat_server):
 
 def test_openai_teacher_unreachable_says_what_to_do():
     teacher = OpenAITeacher("http://127.0.0.1:9/v1", "m", timeout=2)
-    with pytest.raises(TeacherError, match="cannot reach the teacher endpoint .* start the server"):
+    with pytest.raises(TeacherError, match="cannot reach the teacher server .* start the server"):
         teacher.generate([[{"role": "user", "content": "hi"}]])
 
 
