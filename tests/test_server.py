@@ -15,7 +15,7 @@ import openai
 import pytest
 import uvicorn
 from conftest import KeywordEncoder, write_docs
-from tiny_models import build_tokenizer
+from tiny_models import build_tokenizer, tiny_llama_config
 
 import builder.build
 import retrieval.embeddings
@@ -55,24 +55,11 @@ def build_citing_llama(folder: Path) -> Path:
     a huge constant to the residual stream and the head reads only that direction. Its answers
     cite the top retrieved chunk, so each client's citations show whose sources it got."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     tokenizer = build_tokenizer()
     tokenizer.add_tokens(["[1]"])
-    config = LlamaConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=4096,
-        mlp_bias=True,
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = tiny_llama_config(tokenizer, mlp_bias=True, tie_word_embeddings=False)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     with torch.no_grad():
