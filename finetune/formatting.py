@@ -31,6 +31,22 @@ def build_dataset(examples: list[ChatExample]) -> Any:
     return Dataset.from_list([to_prompt_completion(example) for example in examples])
 
 
+def fitting_examples(
+    tokenizer: Any, examples: list[ChatExample], max_tokens: int
+) -> tuple[list[ChatExample], int]:
+    """The examples whose whole conversation fits in `max_tokens` tokens, and how many do not.
+
+    trl cuts a longer one at `max_length`, which cuts off its answer, the only part the loss
+    looks at: such an example would train on nothing.
+    """
+    lengths = [
+        len(tokenizer.apply_chat_template(example.messages, tokenize=True, return_dict=False))
+        for example in examples
+    ]
+    kept = [example for example, length in zip(examples, lengths) if length <= max_tokens]
+    return kept, len(examples) - len(kept)
+
+
 def require_chat_template(tokenizer: Any, model_path: str) -> None:
     """Fail early and clearly when the model has no chat template to render conversations.
 

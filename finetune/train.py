@@ -23,7 +23,7 @@ from typing import Any
 from finetune.checkpoints import record_run_settings, resume_point, step_of
 from finetune.config import TuneConfig
 from finetune.data import ChatExample
-from finetune.formatting import build_dataset, require_chat_template
+from finetune.formatting import build_dataset, fitting_examples, require_chat_template
 
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
@@ -100,8 +100,23 @@ def train(
     settings = _run_settings(model_path, config)
     start, notes = resume_point(root, resume, settings)
 
+    from transformers import AutoTokenizer
+
     from finetune.callbacks import MarkCompleteCallback, ReportCallback
 
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    require_chat_template(tokenizer, model_path)
+    examples, too_long = fitting_examples(tokenizer, examples, config.max_seq_tokens)
+    if not examples:
+        raise TrainError(
+            f"every example is longer than tune.max_seq_tokens = {config.max_seq_tokens} "
+            "tokens: raise it, or lower answer.documents (chunks per prompt)"
+        )
+    if too_long:
+        notes.append(
+            f"{too_long} example(s) longer than tune.max_seq_tokens = "
+            f"{config.max_seq_tokens} tokens left out (their answers would be cut off)"
+        )
     tracker = ReportCallback(progress)
     trainer = build_trainer(
         model_path,
@@ -110,6 +125,7 @@ def train(
         config,
         callbacks=[MarkCompleteCallback(), tracker, *callbacks],
         quiet=progress is not None,
+        tokenizer=tokenizer,
     )
     record_run_settings(root, settings)
     began = time.monotonic()
@@ -162,6 +178,7 @@ def build_trainer(
     *,
     callbacks: Sequence[Any] = (),
     quiet: bool = False,
+    tokenizer: Any = None,
 ) -> Any:
     """Load the model and tokenizer and set up a trl `SFTTrainer` (nothing trained yet).
 
@@ -176,8 +193,9 @@ def build_trainer(
 
     cuda = torch.cuda.is_available()
     bf16 = native_bf16(cuda)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    require_chat_template(tokenizer, model_path)
+    if tokenizer is None:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        require_chat_template(tokenizer, model_path)
     args = SFTConfig(
         output_dir=str(checkpoints_dir),
         num_train_epochs=config.epochs,

@@ -189,6 +189,19 @@ def test_dora_saves_a_magnitude_vector(tiny_model, tmp_path):
     PeftModel.from_pretrained(load_base(tiny_model), result.adapter_dir)
 
 
+def test_examples_longer_than_max_seq_tokens_are_left_out_and_noted(tiny_model, tmp_path):
+    long_question = "When is the rotor retired? " * 40
+    long = ChatExample(
+        [{"role": "user", "content": long_question}, {"role": "assistant", "content": "Never."}]
+    )
+    config = tiny(max_steps=1, max_seq_tokens=64)
+    result = train(str(tiny_model), [*EXAMPLES, long], tmp_path / "some", config)
+    assert result.steps == 1
+    assert any("1 example(s) longer than tune.max_seq_tokens = 64" in n for n in result.notes)
+    with pytest.raises(TrainError, match="every example is longer than tune.max_seq_tokens"):
+        train(str(tiny_model), [long], tmp_path / "none", config)
+
+
 def test_full_finetuning_changes_the_base_weights(tiny_model, tmp_path):
     result = train(str(tiny_model), EXAMPLES, tmp_path, tiny(method="full", max_steps=2))
     assert (result.adapter_dir / "model.safetensors").is_file()
