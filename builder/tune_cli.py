@@ -129,6 +129,8 @@ def _print_report(report) -> None:
             if card.get("loss_curve")
             else f"trained {card['steps']} steps"
         )
+    for note in card.get("notes") or []:
+        err.print(f"[yellow]note:[/] {escape(note)}")
     if "forgetting" in card:
         err.print(card["forgetting"]["summary"])
     err.print(f"adapter: {escape(str(report.run_dir / 'adapter'))} (now the project's current)")
