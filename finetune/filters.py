@@ -67,7 +67,9 @@ def malformed_reason(pair: QAPair) -> str | None:
     answer = content_tokens(pair.answer)
     if not answer:
         return EMPTY_ANSWER
-    if set(answer) <= set(tokens(pair.question)):
+    # A yes/no answer quotes the statement its question was made from; its label is the answer.
+    yes_no = pair.answer.split(".", 1)[0].strip().lower() in ("yes", "no")
+    if set(answer) <= set(tokens(pair.question)) and not yes_no:
         return COPIES_ANSWER
     return None
 

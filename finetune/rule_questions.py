@@ -37,6 +37,7 @@ from finetune.question_context import (
     normalized,
 )
 from finetune.text import STOPWORDS, Unit, is_table_separator, table_cells, text_units, word_set
+from finetune.yes_no_questions import yes_no_question
 from retrieval.documents import Chunk
 
 _IDENTIFIER = re.compile(r"\b[A-Z][A-Za-z]{0,5}-?\d{1,5}[A-Za-z]?\b")
@@ -275,7 +276,11 @@ def _sentence(sentence: str, context: ChunkContext) -> _Draft | None:
     if question is None:
         question, priority = _definition(sentence, context), 3
     if question is None:
-        return None
+        yes_no = yes_no_question(sentence, context)
+        if yes_no is None:
+            return None
+        question, answer = yes_no
+        return _Draft(4, context.with_product(_finish(question)), answer, sentence)
     return _Draft(priority, context.with_product(_finish(question)), sentence, sentence)
 
 

@@ -21,6 +21,7 @@ from finetune.filters import (
     grounding,
 )
 from finetune.pairs import QAPair, read_pairs_jsonl, write_pairs_jsonl
+from finetune.question_context import chunk_context, document_name
 from finetune.rule_questions import questions_from_chunk, rule_pairs
 from finetune.split import leaks, split_pairs, write_eval_questions
 from finetune.synthesis_config import SynthesisConfig
@@ -169,7 +170,7 @@ RULE_CASES = [
         "On which internal extension can the IT helpdesk be reached from any desk phone?",
     ),
     (
-        "Rotor care\n\nRotors must be cleaned after every spill and checked for cracks by eye.",
+        "Rotor care\n\nRotors need cleaning after every spill and a check for cracks by eye.",
         "Rotor care",
         "manuals/merlin-mx30-manual.md",
         "What does the merlin MX30 manual say about rotor care?",
@@ -615,3 +616,63 @@ def test_synthesis_config_problems():
         assert name in text
     endpoint = SynthesisConfig(teacher="http://localhost:8000/v1")
     assert "teacher_model_name" in endpoint.problems()[0]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "question", "label"),
+    [
+        (
+            "The R-24A rotor is autoclavable at 121 degrees.",
+            "Is the R-24A rotor autoclavable at 121 degrees?",
+            "Yes",
+        ),
+        (
+            "Mortality was not reduced by early surgery in these patients.",
+            "Was mortality reduced by early surgery in these patients?",
+            "No",
+        ),
+        (
+            "Serum levels did not differ between the two treatment groups.",
+            "Did serum levels differ between the two treatment groups?",
+            "No",
+        ),
+        (
+            "There was no difference in survival between the groups.",
+            "Was there any difference in survival between the groups?",
+            "No",
+        ),
+        (
+            "No complications were seen after the procedure in any patient.",
+            "Were any complications seen after the procedure in any patient?",
+            "No",
+        ),
+        (
+            "All patients have been followed for at least two years.",
+            "Have all patients been followed for at least two years?",
+            "Yes",
+        ),
+    ],
+)
+def test_yes_no_questions_from_statements(sentence, question, label):
+    from finetune.yes_no_questions import yes_no_question
+
+    context = chunk_context(chunk(sentence), document_name("docs/notes.md", [sentence]))
+    assert yes_no_question(sentence, context) == (question, f"{label}. {sentence}")
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The groups had a reduced risk of progression over five years.",  # 'had' as main verb
+        "The patient improved quickly and was discharged after three days.",  # no noun phrase
+        "The plate is printed on the rear and is also shown on the screen.",  # two verbs
+        "Survival was longer in group A, but costs were higher than in group B.",  # two clauses
+        "The treatment may be effective in some of these elderly patients.",  # hedged
+        "The patients did improve after the second cycle of treatment.",  # 'did' without 'not'
+    ],
+)
+def test_no_yes_no_question_from_unsuitable_statements(sentence):
+    from finetune.yes_no_questions import yes_no_question
+
+    context = chunk_context(chunk(sentence), document_name("docs/notes.md", [sentence]))
+    assert yes_no_question(sentence, context) is None

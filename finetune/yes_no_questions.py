@@ -1,0 +1,95 @@
+"""Yes/no questions from statements: 'The R-24A rotor is autoclavable.' becomes 'Is the R-24A
+rotor autoclavable?' (yes) and 'Mortality was not reduced by early surgery.' becomes 'Was
+mortality reduced by early surgery?' (no).
+
+The auxiliary verb after the subject moves to the front and a 'not' after it is dropped; the
+answer starts with the label and quotes the sentence, so a tuned model learns to say yes or no
+first and to show where it read it.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import pairwise
+
+from finetune.number_questions import movable_subject
+from finetune.question_context import ChunkContext
+from finetune.text import STOPWORDS, word_set
+
+_AUXILIARIES = word_set("is are was were has have had can must should will would did does do")
+_PERFECT = word_set("has have had")
+_DO = word_set("did does do")
+_COPULAS = word_set("is are was were")
+_NEGATIONS = word_set("not never")
+# A sentence that states its own uncertainty or compares without a verdict makes a poor label.
+_HEDGES = word_set("may might could possibly likely unclear whether if although")
+_MIN_WORDS, _MAX_WORDS = 6, 35
+_THERE = re.compile(r"^There (is|are|was|were) (no|an?) (?P<rest>.+)\.$")
+_NO_SUBJECT = re.compile(
+    r"^No (?P<subject>[a-z][\w -]{2,60}?) (?P<aux>is|are|was|were) (?P<rest>.+)\.$"
+)
+
+
+def yes_no_question(sentence: str, context: ChunkContext) -> tuple[str, str] | None:
+    """(question, answer) for a plain statement with an auxiliary verb, or None.
+
+    The answer is 'Yes. <sentence>' or, when the statement is negated ('was not', 'did not',
+    'there was no', 'no X were'), 'No. <sentence>'.
+    """
+    words = sentence.rstrip(".").split()
+    if not _MIN_WORDS <= len(words) <= _MAX_WORDS or not sentence.endswith("."):
+        return None
+    if not sentence[0].isupper() or re.search(r"[;:?!()\"]", sentence):
+        return None
+    if re.search(r",\s+(and|but|whereas|while)\b", sentence):
+        return None  # two clauses, each with its own answer
+    lowered = [word.lower().strip(",") for word in words]
+    if _HEDGES & set(lowered):
+        return None
+    special = _there(sentence) or _no_subject(sentence)
+    if special:
+        question, negated = special
+        return question, f"{'No' if negated else 'Yes'}. {sentence}"
+    position = next((i for i, word in enumerate(lowered[:9]) if word in _AUXILIARIES), None)
+    if position is None or position == 0 or "," in " ".join(words[:position]):
+        return None
+    if lowered[position - 1] in STOPWORDS:
+        return None  # 'The patient improved and was discharged': no noun phrase before it
+    subject = movable_subject(" ".join(words[:position]), context)
+    if subject is None or subject == "you":
+        return None
+    rest = words[position + 1 :]
+    negated = bool(rest) and rest[0].lower() in _NEGATIONS
+    if negated:
+        rest = rest[1:]
+    if len(rest) < 2 or rest[0].lower() in _AUXILIARIES | {"no"}:
+        return None
+    if any(a == "and" and b.lower() in _AUXILIARIES for a, b in pairwise(rest)):
+        return None  # 'is printed on the plate and is also shown': two verbs, two questions
+    auxiliary = lowered[position]
+    if auxiliary in _DO and not negated:
+        return None  # 'did' only ever stands before 'not' in a statement
+    if auxiliary in _PERFECT and not re.fullmatch(r"been|\w+(ed|en|wn)", rest[0].lower()):
+        return None  # 'had a reduced risk' is a main verb: 'Had X a reduced risk?' is not English
+    return f"{auxiliary.capitalize()} {subject} {' '.join(rest)}?", (
+        f"{'No' if negated else 'Yes'}. {sentence}"
+    )
+
+
+def _there(sentence: str) -> tuple[str, bool] | None:
+    """'There was no difference in X.' -> ('Was there any difference in X?', negated)."""
+    match = _THERE.match(sentence)
+    if match is None:
+        return None
+    negated = match.group(2) == "no"
+    article = "any" if negated else match.group(2)
+    return f"{match.group(1).capitalize()} there {article} {match.group('rest')}?", negated
+
+
+def _no_subject(sentence: str) -> tuple[str, bool] | None:
+    """'No complications were seen.' -> ('Were any complications seen?', True)."""
+    match = _NO_SUBJECT.match(sentence)
+    if match is None or match.group("aux") not in _COPULAS:
+        return None
+    aux = match.group("aux").capitalize()
+    return f"{aux} any {match.group('subject')} {match.group('rest')}?", True
