@@ -125,7 +125,7 @@ def start_tune_job(
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         _children[child.pid] = child
-        job = JobInfo(child.pid, time.time(), argv, log_path, _start_ticks(child.pid))
+        job = JobInfo(child.pid, time.time(), argv, log_path, process_start_ticks(child.pid))
         _write_job(tune_dir, job)
     return job
 
@@ -153,6 +153,9 @@ def job_status(project: Project) -> JobStatus:
     """The project's tuning progress: status.json, checked against whether the job still runs."""
     job = read_job(project)
     status = _read_status(project.tune_dir / STATUS_FILE)
+    outside = _outside_run(status, job)
+    if outside is not None and status is not None:
+        return _from_status(status, running=True, pid=outside)
     if job is None:
         return _from_status(status, running=False, pid=None) if status else JobStatus("idle", False)
     # Progress written before this job started belongs to an earlier run.
@@ -184,6 +187,13 @@ def cancel_job(project: Project) -> bool:
         True when a running job was signalled, False when none was running.
     """
     job = read_job(project)
+    outside = _outside_run(_read_status(project.tune_dir / STATUS_FILE), job)
+    if outside is not None:
+        try:
+            os.kill(outside, signal.SIGTERM)  # its own process: the terminal keeps its shell
+        except ProcessLookupError:
+            return False
+        return True
     if job is None or not _alive(job):
         return False
     _write_job(project.tune_dir, replace(job, cancel_requested=True))
@@ -246,7 +256,8 @@ def _proc_stat(pid: int) -> list[str] | None:
     return text.rsplit(")", 1)[1].split()
 
 
-def _start_ticks(pid: int) -> str | None:
+def process_start_ticks(pid: int) -> str | None:
+    """When the process started (clock ticks since boot), which tells a reused pid apart."""
     fields = _proc_stat(pid)
     # Field 22 of stat is the start time; [0] here is field 3 (the state).
     return fields[19] if fields and len(fields) > 19 else None
@@ -256,18 +267,33 @@ def _alive(job: JobInfo) -> bool:
     child = _children.get(job.pid)
     if child is not None:
         return child.poll() is None
+    return _process_alive(job.pid, job.start_ticks)
+
+
+def _process_alive(pid: int, start_ticks: str | None) -> bool:
     try:
-        os.kill(job.pid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass  # it exists, under another user
-    fields = _proc_stat(job.pid)
+    fields = _proc_stat(pid)
     if fields is None:
         return True
     if fields[0] in ("Z", "X"):
         return False
-    return job.start_ticks is None or _start_ticks(job.pid) == job.start_ticks
+    return start_ticks is None or process_start_ticks(pid) == start_ticks
+
+
+def _outside_run(status: dict | None, job: JobInfo | None) -> int | None:
+    """The pid of a tune that is running but was not started by the app (a terminal's
+    `ragtune tune`), from the writer recorded in status.json; None otherwise."""
+    if not status or status.get("stage") in FINAL_STAGES:
+        return None
+    pid, ticks = status.get("pid"), status.get("start_ticks")
+    if not isinstance(pid, int) or (job is not None and pid == job.pid):
+        return None
+    return pid if _process_alive(pid, ticks if isinstance(ticks, str) else None) else None
 
 
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:

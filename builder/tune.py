@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.engine import open_retriever
+from builder.jobs import process_start_ticks
 from builder.project import Project
 from retrieval.index import write_atomic
 
@@ -118,6 +120,9 @@ class StatusFile:
                 "eta_s": event.get("eta_s"),
                 "message": event.get("message", ""),
                 "updated": now,
+                # Lets the app follow (and cancel) a tune started from a terminal.
+                "pid": os.getpid(),
+                "start_ticks": process_start_ticks(os.getpid()),
             }
             _write_json(self.path, status)
             self._last_write = now

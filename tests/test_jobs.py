@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -20,7 +21,7 @@ import json, os, signal, sys, time
 path, mode = sys.argv[1], sys.argv[2]
 def write(stage, step=0, message=""):
     data = {"stage": stage, "step": step, "max_steps": 10, "loss": 2.5, "eta_s": 30.0,
-            "message": message, "updated": time.time()}
+            "message": message, "updated": time.time(), "pid": os.getpid()}
     with open(path + ".tmp", "w") as handle:
         json.dump(data, handle)
     os.replace(path + ".tmp", path)
@@ -156,3 +157,20 @@ def test_a_reloaded_app_finds_the_job_through_its_pid(project, start):
     assert status.stage == "cancelled"
     os.waitpid(job.pid, 0)
     assert job_status(project).stage == "cancelled"
+
+
+def test_a_tune_started_from_a_terminal_is_followed_and_can_be_cancelled(project):
+    project.tune_dir.mkdir(parents=True, exist_ok=True)
+    status_path = project.tune_dir / jobs.STATUS_FILE
+    terminal = subprocess.Popen([sys.executable, "-c", STAND_IN, str(status_path), "train"])
+    try:
+        status = wait_for(project, lambda s: s.running and s.stage == "train")
+        assert status.pid == terminal.pid
+        with pytest.raises(JobError, match="already running"):
+            start_tune_job(project, command=[sys.executable, "-c", "pass"])
+        assert cancel_job(project)
+        terminal.wait(timeout=10)
+        assert wait_for(project, lambda s: not s.running).stage == "cancelled"
+    finally:
+        terminal.kill()
+        terminal.wait()
