@@ -149,13 +149,13 @@ def _synthesize(
 ) -> Path:
     from finetune.filters import retriever_search
     from finetune.pairs import write_pairs_jsonl
-    from finetune.synthesize import synthesize
+    from finetune.synthesize import SYNTHESIS_VERSION, synthesize
     from finetune.teacher import make_teacher
 
     config = project.config.synthesis
     out = project.tune_dir / PAIRS
     stamp = project.tune_dir / "synthesis.json"
-    inputs = _digest(index_id, asdict(config), asdict(project.config.retrieval))
+    inputs = _digest(index_id, asdict(config), asdict(project.config.retrieval), SYNTHESIS_VERSION)
     if _up_to_date(stamp, inputs, out):
         report.stages["synthesize"] = "skipped (inputs unchanged)"
         report.synthesis = _read_json(stamp).get("report", {})

@@ -16,6 +16,9 @@ from retrieval.documents import Chunk
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total), stage one of 'rules', 'teacher', 'filter'."""
 
+# Part of the synthesis stage's input hash: bump it when the rules or filters change what they
+# write, so that `ragtune tune` synthesizes again instead of reusing an older pairs file.
+SYNTHESIS_VERSION = 2
 MIN_TEACHER_WORDS = 25
 """Chunks shorter than this (headings, table fragments) say too little for a teacher question."""
 
