@@ -32,8 +32,8 @@ demo-report: install
 	$(BIN)/ragtune sample $(DEMO)/docs
 	$(BIN)/ragtune build $(DEMO) --docs $(DEMO)/docs
 	$(BIN)/ragtune tune $(DEMO)
-	$(BIN)/ragtune eval $(DEMO) --questions builder/sample/questions.jsonl
 	$(BIN)/ragtune ask $(DEMO) "How many runs before the MX-30 rotor has to be retired?"
+	$(BIN)/ragtune eval $(DEMO) --questions builder/sample/questions.jsonl
 
 test: install
 	$(BIN)/python -m pytest
