@@ -473,3 +473,37 @@ def serve(
     warm_up(engine)
     app = create_app(engine, ServerLimits(max_queue=max_queue), api_key)
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m apps.server PROJECT [...]`: the program `ragtune serve` runs once it has
+    checked its arguments. The API key, if any, is read from $RAGTUNE_API_KEY."""
+    import argparse
+    import os
+    from pathlib import Path
+
+    from builder.cli import _quiet_libraries, run_command
+    from builder.project import open_project
+
+    parser = argparse.ArgumentParser(prog="ragtune serve")
+    parser.add_argument("project", type=Path)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-queue", type=int, default=ServerLimits.max_queue)
+    parser.add_argument("--adapter")
+    parser.add_argument("--set", action="append", default=[])
+
+    def start(args: argparse.Namespace) -> int:
+        project = open_project(args.project, args.set)
+        _quiet_libraries()
+        api_key = os.environ.get("RAGTUNE_API_KEY") or None
+        serve(project, args.host, args.port, api_key, args.max_queue, args.adapter)
+        return 0
+
+    return run_command(start, parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

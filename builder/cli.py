@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -256,12 +257,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"[yellow]warning:[/] serving on {escape(args.host)} without an API key: anyone who "
             "can reach this port can query your documents; set RAGTUNE_API_KEY"
         )
-    _quiet_libraries()
-    # The CLI may launch an app; library code never imports apps/.
-    from apps.server import serve
-
-    serve(project, args.host, args.port, api_key, args.max_queue, args.adapter)
-    return 0
+    # The server is an app: it runs as its own program (nothing imports apps/), in place of
+    # this process so that Ctrl-C and signals reach it. The key travels in the environment,
+    # where other users' `ps` cannot read it.
+    command = [sys.executable, "-m", "apps.server", str(project.root)]
+    command += ["--host", args.host, "--port", str(args.port), "--max-queue", str(args.max_queue)]
+    if args.adapter:
+        command += ["--adapter", args.adapter]
+    for override in args.set:
+        command += ["--set", override]
+    environment = dict(os.environ)
+    if api_key:
+        environment["RAGTUNE_API_KEY"] = api_key
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, command, environment)
+    return 0  # not reached
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -379,10 +390,10 @@ def _tuning_errors() -> tuple[type[Exception], ...]:
     return (TuneError, ExportError, TrainError, ResumeError, ChatTemplateError)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run one command; a user-facing failure becomes a one-line error and exit code 2."""
     try:
-        return args.handler(args)
+        return handler(args)
     except ConfigError as error:
         err.print(f"[red]error:[/] {escape(str(error))}")
         return 2
@@ -401,6 +412,11 @@ def main(argv: list[str] | None = None) -> int:
             err.print(f"[red]error:[/] {escape(str(error))}")
             return 2
         raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args.handler, args)
 
 
 if __name__ == "__main__":

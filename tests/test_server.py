@@ -336,3 +336,30 @@ def test_a_client_leaving_mid_stream_frees_the_queue(serve, engine, monkeypatch)
             assert time.monotonic() < deadline, "the abandoned stream kept its queue slot"
             time.sleep(0.05)
     assert completion.citations[0]["source"] == "topics/tundra.md"
+
+
+def test_ragtune_serve_runs_the_server_program_with_the_key_in_its_environment(
+    tmp_path, monkeypatch
+):
+    from builder import cli
+
+    calls = []
+    monkeypatch.setattr(cli.os, "execve", lambda path, argv, env: calls.append((argv, env)))
+    code = cli.main(
+        [
+            "serve",
+            str(tmp_path / "p"),
+            "--port",
+            "9001",
+            "--api-key",
+            KEY,
+            "--set",
+            "answer.documents=2",
+        ]
+    )
+    assert code == 0
+    ((argv, env),) = calls
+    assert argv[1:4] == ["-m", "apps.server", str((tmp_path / "p").resolve())]
+    assert argv[argv.index("--port") + 1] == "9001"
+    assert argv[-2:] == ["--set", "answer.documents=2"]
+    assert KEY not in argv and env["RAGTUNE_API_KEY"] == KEY
