@@ -68,10 +68,15 @@ def malformed_reason(pair: QAPair) -> str | None:
     if not answer:
         return EMPTY_ANSWER
     # A yes/no answer quotes the statement its question was made from; its label is the answer.
-    yes_no = pair.answer.split(".", 1)[0].strip().lower() in ("yes", "no")
-    if set(answer) <= set(tokens(pair.question)) and not yes_no:
+    if set(answer) <= set(tokens(pair.question)) and not yes_no_label(pair.answer):
         return COPIES_ANSWER
     return None
+
+
+def yes_no_label(answer: str) -> str:
+    """'yes' or 'no' for an answer that starts 'Yes.' or 'No.', else ''."""
+    first = answer.split(".", 1)[0].strip().lower()
+    return first if first in ("yes", "no") else ""
 
 
 def grounding(answer: str, chunk_text: str) -> float:
@@ -131,8 +136,15 @@ def filter_pairs(
         else:
             survivors.append(pair)
 
-    question_sets = [topic_tokens(pair.question) for pair in survivors]
-    duplicates = {later for _, later in similar_pairs(question_sets, config.duplicate_jaccard)}
+    # Questions are compared within one answer label: 'Is it 9,000 runs?' (yes) and its
+    # false twin 'Is it 13,500 runs?' (no) differ by design.
+    duplicates: set[int] = set()
+    by_label: dict[str, list[int]] = {}
+    for index, pair in enumerate(survivors):
+        by_label.setdefault(yes_no_label(pair.answer), []).append(index)
+    for indices in by_label.values():
+        sets = [topic_tokens(survivors[i].question) for i in indices]
+        duplicates |= {indices[j] for _, j in similar_pairs(sets, config.duplicate_jaccard)}
     # A pair whose earlier twin was itself dropped as a duplicate still has a kept twin earlier.
     unique = [pair for index, pair in enumerate(survivors) if index not in duplicates]
     dropped[DUPLICATE] += len(survivors) - len(unique)

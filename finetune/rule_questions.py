@@ -37,7 +37,7 @@ from finetune.question_context import (
     normalized,
 )
 from finetune.text import STOPWORDS, Unit, is_table_separator, table_cells, text_units, word_set
-from finetune.yes_no_questions import yes_no_question
+from finetune.yes_no_questions import false_number_question, yes_no_question
 from retrieval.documents import Chunk
 
 _IDENTIFIER = re.compile(r"\b[A-Z][A-Za-z]{0,5}-?\d{1,5}[A-Za-z]?\b")
@@ -51,6 +51,7 @@ _GENERIC_HEADERS = word_set(
     data info information notes note"""
 )
 # Words that make a 'key' a clause rather than a noun phrase ('Days do not roll over: ...').
+_YES_NO = 4  # the priority of yes/no drafts
 _WH_WORDS = word_set("who what when where which why how whom whose")
 _CLAUSE_WORDS = word_set(
     """is are was were be been do does did not no must should can cannot may will would have
@@ -265,23 +266,30 @@ def _definition(sentence: str, context: ChunkContext) -> str | None:
     return f"What {match.group('aux')} {subject}?" if subject else None
 
 
-def _sentence(sentence: str, context: ChunkContext) -> _Draft | None:
+def _sentence(sentence: str, context: ChunkContext) -> list[_Draft]:
+    """A wh-question (definition, number) or else a yes/no question about the sentence, plus,
+    when the sentence holds a number, a yes/no question with a wrong number (answer: no)."""
     words = sentence.split()
     if not 4 <= len(words) <= 45 or not sentence.endswith((".", "!")):
-        return None
+        return []
     if not (sentence[0].isupper() or sentence[0].isdigit()):
-        return None  # a fragment: the chunk started mid-sentence
+        return []  # a fragment: the chunk started mid-sentence
+    drafts = []
     question = _definition_like(sentence, context) or question_about_number(sentence, context)
     priority = 2
     if question is None:
         question, priority = _definition(sentence, context), 3
-    if question is None:
-        yes_no = yes_no_question(sentence, context)
-        if yes_no is None:
-            return None
-        question, answer = yes_no
-        return _Draft(4, context.with_product(_finish(question)), answer, sentence)
-    return _Draft(priority, context.with_product(_finish(question)), sentence, sentence)
+    if question is not None:
+        drafts.append(_Draft(priority, context.with_product(_finish(question)), sentence, sentence))
+    yes_no = yes_no_question(sentence, context)
+    if yes_no is not None:
+        yes_question, answer = context.with_product(_finish(yes_no[0])), yes_no[1]
+        if not drafts:
+            drafts.append(_Draft(_YES_NO, yes_question, answer, sentence))
+        false = false_number_question(sentence, yes_question) if answer.startswith("Yes") else None
+        if false:
+            drafts.append(_Draft(_YES_NO, false[0], false[1], sentence))
+    return drafts
 
 
 def _fallback(units: Sequence[Unit], context: ChunkContext) -> _Draft | None:
@@ -355,7 +363,9 @@ def _drafts(units: list[Unit], context: ChunkContext) -> list[_Draft]:
         elif unit.text.endswith("?"):
             draft = _faq(unit.text, following)
         else:
-            draft = _key_value(unit, context) or _sentence(unit.text, context)
+            draft = _key_value(unit, context)
+            if draft is None:
+                drafts.extend(_sentence(unit.text, context))
         if draft:
             drafts.append(draft)
     return drafts

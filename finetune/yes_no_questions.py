@@ -5,6 +5,11 @@ mortality reduced by early surgery?' (no).
 The auxiliary verb after the subject moves to the front and a 'not' after it is dropped; the
 answer starts with the label and quotes the sentence, so a tuned model learns to say yes or no
 first and to show where it read it.
+
+Documents state facts, so nearly all such questions are answered yes. A model tuned on them
+learns to say yes to anything; `false_number_question` adds the missing no: the same question
+with a wrong number ('Is the rotor retired after 13,500 runs?'), answered 'No.' and the sentence
+with the right one, which is also what a user with a wrong premise needs to hear.
 """
 
 from __future__ import annotations
@@ -93,3 +98,28 @@ def _no_subject(sentence: str) -> tuple[str, bool] | None:
         return None
     aux = match.group("aux").capitalize()
     return f"{aux} any {match.group('subject')} {match.group('rest')}?", True
+
+
+# A standalone number: not part of an identifier (R-24A, ISO-9001) or a version (4.2.2).
+_STANDALONE_NUMBER = re.compile(r"(?<![\w.-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w.-]?\d|-\w)")
+
+
+def false_number_question(sentence: str, question: str) -> tuple[str, str] | None:
+    """A yes-question made false by changing its first standalone number, answered 'No.' and
+    the original sentence; None when it has no number that can be changed safely (years,
+    numbers that already occur elsewhere in the sentence)."""
+    for match in _STANDALONE_NUMBER.finditer(question):
+        whole, decimals = match.group(1), match.group(2) or ""
+        value = int(whole.replace(",", ""))
+        if 1900 <= value <= 2100 and not decimals:
+            continue  # a year: a shifted year reads as a plausible different fact
+        after = question[match.end() : match.end() + 2]
+        percent = after.strip().startswith("%")
+        half = max(1, round(value / 2))
+        changed = value + half if not percent or value + half <= 100 else value - half
+        text = f"{changed:,}" if "," in whole else str(changed)
+        if re.search(rf"(?<![\w.,]){re.escape(text + decimals)}(?![\w,]|\.\d)", sentence):
+            continue  # the new number is in the sentence already: the question could be true
+        false = question[: match.start()] + text + decimals + question[match.end() :]
+        return false, f"No. {sentence}"
+    return None

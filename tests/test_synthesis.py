@@ -186,11 +186,13 @@ def test_rule_patterns_write_the_expected_question(text, section, source, expect
 
 def test_rule_pairs_are_extractive_and_tagged():
     text = "The RMA number is valid for 14 days. If the item is late, the number expires."
-    (only,) = questions_from_chunk(chunk(text))
+    only, false_premise = questions_from_chunk(chunk(text))
     assert only.answer == "The RMA number is valid for 14 days."
     assert only.evidence == only.answer
     assert only.generator == "rules"
     assert grounding(only.answer, text) == 1.0
+    assert false_premise.question == "Is the RMA number valid for 21 days?"
+    assert false_premise.answer == f"No. {only.answer}"
 
 
 @pytest.mark.parametrize(
@@ -211,8 +213,11 @@ def test_rule_generator_names_the_product_from_the_document():
     # Two sibling manuals share a sentence: the question must say which product it is about.
     text = "The rotor must be retired after 9,000 runs."
     mx30 = chunk("The Merlin MX-30 is small.\n\n" + text, "manuals/merlin-mx30-manual.pdf")
-    (question,) = [p.question for p in rule_pairs([mx30]) if "retired" in p.question]
-    assert question == "For the MX-30, after how many runs must the rotor be retired?"
+    questions = [p.question for p in rule_pairs([mx30]) if "retired" in p.question]
+    assert questions == [
+        "For the MX-30, after how many runs must the rotor be retired?",
+        "For the MX-30, must the rotor be retired after 13,500 runs?",
+    ]
 
 
 def test_rule_generator_uses_a_named_section_for_it():
@@ -676,3 +681,47 @@ def test_no_yes_no_question_from_unsuitable_statements(sentence):
 
     context = chunk_context(chunk(sentence), document_name("docs/notes.md", [sentence]))
     assert yes_no_question(sentence, context) is None
+
+
+def test_a_sentence_with_a_number_also_gets_a_false_premise_question_answered_no():
+    sentence = "The R-24A rotor must be retired after 9,000 runs of the centrifuge."
+    text = f"Rotor limits\n\n{sentence}"
+    pairs = questions_from_chunk(chunk(text, "manuals/rotor-guide.md", "Rotor limits"))
+    assert [(p.question, p.answer) for p in pairs] == [
+        ("After how many runs of the centrifuge must the R-24A rotor be retired?", sentence),
+        ("Must the R-24A rotor be retired after 13,500 runs of the centrifuge?", f"No. {sentence}"),
+    ]
+    # Near-duplicate questions with different yes/no labels are both kept.
+    yes = pair("Must the R-24A rotor be retired after 9,000 runs of the centrifuge?")
+    yes.answer = f"Yes. {sentence}"
+    kept, _ = filter_pairs([yes, pairs[1]], {"c1": chunk(text)}, None, SynthesisConfig())
+    assert len(kept) == 2
+
+
+@pytest.mark.parametrize(
+    ("sentence", "question", "expected"),
+    [
+        (
+            "Torsion was suspected in 94% of cases.",
+            "Was torsion suspected in 94% of cases?",
+            "Was torsion suspected in 47% of cases?",
+        ),
+        (
+            "Plans renew 30 days before the 45 day window.",
+            "Do plans renew 30 days before the 45 day window?",
+            "Do plans renew 30 days before the 67 day window?",
+        ),  # 45 is in the sentence already
+        (
+            "It was released in 2023 by the ISO-9001 team.",
+            "Was it released in 2023 by the ISO-9001 team?",
+            None,
+        ),  # a year and an identifier
+    ],
+)
+def test_false_number_questions(sentence, question, expected):
+    from finetune.yes_no_questions import false_number_question
+
+    result = false_number_question(sentence, question)
+    assert (result[0] if result else None) == expected
+    if result:
+        assert result[1] == f"No. {sentence}"
