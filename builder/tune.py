@@ -105,6 +105,8 @@ class StatusFile:
         self.path = path
         self.forward = forward
         self._last_write = 0.0
+        # Lets the app follow (and cancel) a tune started from a terminal.
+        self._writer = {"pid": os.getpid(), "start_ticks": process_start_ticks(os.getpid())}
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.forward:
@@ -120,9 +122,7 @@ class StatusFile:
                 "eta_s": event.get("eta_s"),
                 "message": event.get("message", ""),
                 "updated": now,
-                # Lets the app follow (and cancel) a tune started from a terminal.
-                "pid": os.getpid(),
-                "start_ticks": process_start_ticks(os.getpid()),
+                **self._writer,
             }
             _write_json(self.path, status)
             self._last_write = now

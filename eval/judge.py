@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
-from retrieval.chat_endpoint import ChatEndpoint, EndpointError
+from retrieval.chat_endpoint import ChatEndpoint, EndpointError, NoCompletion
 
 JUDGE_SYSTEM = (
     "You grade answers to questions. Compare the candidate answer with the reference answer "
@@ -83,6 +83,8 @@ class EndpointJudge:
         try:
             self.model = self.model or self.endpoint.first_model()
             return parse_score(self.endpoint.chat(self.model, messages, max_tokens=8))
+        except NoCompletion:
+            return None  # a reply without a grade is left out of the mean, like an unparsable one
         except EndpointError as error:
             raise JudgeError(str(error)) from error
 

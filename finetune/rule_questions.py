@@ -50,8 +50,8 @@ _GENERIC_HEADERS = word_set(
     """value values detail details description setting settings specification specifications
     data info information notes note"""
 )
-# Words that make a 'key' a clause rather than a noun phrase ('Days do not roll over: ...').
 _YES_NO = 4  # the priority of yes/no drafts
+# Words that make a 'key' a clause rather than a noun phrase ('Days do not roll over: ...').
 _WH_WORDS = word_set("who what when where which why how whom whose")
 _CLAUSE_WORDS = word_set(
     """is are was were be been do does did not no must should can cannot may will would have

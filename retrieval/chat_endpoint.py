@@ -13,6 +13,10 @@ class EndpointError(Exception):
     """The server could not be reached or gave no usable answer; the message says what to do."""
 
 
+class NoCompletion(EndpointError):
+    """The server answered JSON that holds no chat completion."""
+
+
 class ChatEndpoint:
     """One server.
 
@@ -82,7 +86,7 @@ class ChatEndpoint:
         try:
             return reply["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError) as error:
-            raise EndpointError(
+            raise NoCompletion(
                 f"the {self.role} server at {self.base} returned no chat completion: "
                 f"{str(reply)[:200]}"
             ) from error
