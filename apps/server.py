@@ -12,9 +12,12 @@ ignored too: decoding follows the project's `generation` settings; `max_tokens` 
 `max_completion_tokens`) is honoured up to `ServerLimits.max_tokens_cap`.
 
 Beyond the OpenAI schema, the completion object (and the final chunk of a stream) carries
-`citations` (the cited chunks: n, source, page, section, chunk_id, score, snippet, text) and
-`refused`. A stream sends the raw generated text; the non-streamed content has the [n] markers
-that point at no retrieved chunk removed.
+`citations` (the verified citations: the shown chunks that support a sentence of the answer,
+each with n, source, page, section, chunk_id, score, snippet, text), `claims` (each sentence:
+text, cited, model_cited, supported, support, missing_facts), `model_citations` (the markers the
+model wrote itself), `quoted` and `refused`. The non-streamed content is the verified answer:
+each sentence carries the marker of the chunk that supports it. A stream sends the raw
+generated text as it comes; its final chunk adds `verified_content`, the verified answer.
 
 One model answers one request at a time. Requests wait in a bounded queue and are answered on a
 worker thread, so the event loop keeps accepting and refusing requests while the model works;
@@ -389,7 +392,20 @@ def _ignore(_piece: str) -> None:
 
 
 def _extras(answer: Answer) -> dict:
-    return {"citations": [c.to_dict() for c in answer.citations], "refused": answer.refused}
+    return {
+        "citations": [c.to_dict() for c in answer.citations],
+        "refused": answer.refused,
+        "claims": [c.to_dict() for c in answer.claims],
+        "model_citations": [
+            {
+                "n": n,
+                "source": answer.retrieved[n - 1].source,
+                "chunk_id": answer.retrieved[n - 1].chunk_id,
+            }
+            for n in answer.model_citations
+        ],
+        "quoted": answer.quoted,
+    }
 
 
 def _completion(completion: dict, result: _Result) -> dict:
@@ -436,7 +452,10 @@ async def _events(
             log.exception("streaming an answer failed")
             yield _sse({"error": {"message": f"answering failed: {error}", "type": "server_error"}})
         else:
-            yield _sse({**_chunk(completion, {}, result.finish_reason), **_extras(result.answer)})
+            final = _chunk(completion, {}, result.finish_reason)
+            yield _sse(
+                {**final, **_extras(result.answer), "verified_content": result.answer.answer}
+            )
         yield "data: [DONE]\n\n"
     finally:
         # A client that left stops the job at its next piece (or before it starts).

@@ -148,7 +148,15 @@ def show_details(answer: Answer) -> None:
 
 
 def show_answer(answer: Answer) -> None:
-    text(answer.answer)
+    text(answer.marked_text())
+    unsupported = len(answer.unsupported_claims)
+    if unsupported:
+        st.warning(
+            f"{unsupported} of {len(answer.claims)} sentence(s) are not supported by any shown "
+            "passage: check them before relying on them."
+        )
+    if answer.quoted:
+        st.caption("Quoted from the passage the model found likeliest to answer.")
     show_details(answer)
 
 

@@ -192,6 +192,14 @@ def _where(item) -> str:
     )
 
 
+def _print_claims(out: Console, answer) -> None:
+    """After a streamed answer: the verified version when it differs from what streamed."""
+    if answer.quoted:
+        out.print("[dim]quoted from the likeliest shown passage:[/]")
+    if answer.answer != answer.model_answer or answer.unsupported_claims:
+        out.print(f"[bold]verified:[/] {escape(answer.marked_text())}")
+
+
 def _print_answer(out: Console, answer) -> None:
     for citation in answer.citations:
         out.print(f"  [{citation.n}] [cyan]{escape(_where(citation))}[/]")
@@ -223,6 +231,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         for piece in engine.stream(rows[0]["question"], mode):
             if isinstance(piece, Answer):
                 out.print()
+                _print_claims(out, piece)
                 _print_answer(out, piece)
             else:
                 out.print(piece, end="", markup=False)
@@ -239,7 +248,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(json.dumps(answer.to_dict(), ensure_ascii=False))
             continue
         out.print(f"[bold]{escape(answer.question)}[/]")
-        out.print(answer.answer, markup=False)
+        out.print(answer.marked_text(), markup=False)
         _print_answer(out, answer)
     return 0
 

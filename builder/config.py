@@ -19,6 +19,7 @@ from retrieval.config import (
     ANSWER_MODES,
     INDEX_KINDS,
     RETRIEVAL_MODES,
+    UNSUPPORTED_POLICIES,
     AnswerConfig,
     EmbeddingConfig,
     GenerationConfig,
@@ -52,6 +53,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "index.kind": INDEX_KINDS,
     "retrieval.mode": RETRIEVAL_MODES,
     "answer.mode": ANSWER_MODES,
+    "answer.unsupported": UNSUPPORTED_POLICIES,
 }
 _AT_LEAST_ZERO = {"ingest.chunk_overlap", "generation.temperature", "answer.min_relevance"}
 
@@ -167,6 +169,10 @@ def _check_values(config: ProjectConfig) -> list[str]:
                     problems.append(f"{path} = {value}: must be 0 or more")
                 elif path not in _AT_LEAST_ZERO and value <= 0:
                     problems.append(f"{path} = {value}: must be more than 0")
+    if config.answer.support_threshold > 1:
+        problems.append(
+            f"answer.support_threshold = {config.answer.support_threshold}: must be at most 1"
+        )
     ingest = config.ingest
     if ingest.chunk_overlap >= ingest.chunk_tokens:
         problems.append(

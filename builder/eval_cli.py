@@ -50,6 +50,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if problems:
             raise ConfigError("--modes", problems)
     path = args.questions or default_questions(project)
+    source = (
+        f"Questions: yours, from {path}."
+        if args.questions
+        else f"Questions: the held-out synthetic split of `ragtune tune` ({path}). They passed "
+        "the round-trip retrieval filter, so retrieval figures on them are optimistic; give "
+        "--questions FILE for questions written by people."
+    )
     try:
         questions = read_eval_questions(path)
     except EvalDataError as error:
@@ -63,6 +70,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     name = time.strftime("eval-%Y%m%d-%H%M%S")
     out_dir = project.reports_dir / name
     meta = {
+        "questions_source": source,
         "project": str(project.root),
         "questions_file": str(path),
         "generator": project.config.generation.model,
@@ -85,6 +93,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.summary, ensure_ascii=False))
     else:
+        print(source)
         print(format_summary_table(result.summary))
         from eval.report import sentences_in_words
 

@@ -37,6 +37,9 @@ class Difference(NamedTuple):
     high: float | None
     n: int
     verdict: str
+    p: float | None = None
+    """Two-sided bootstrap p-value of 'no difference': twice the smaller share of resampled
+    mean differences on either side of 0 (at most 1); None when not comparable."""
     """'better' / 'worse' (or 'higher' / 'lower' for a metric with no better direction) when
     the interval excludes 0, 'no clear difference' when it contains 0, 'not comparable' when
     fewer than 2 questions have both values."""
@@ -58,21 +61,23 @@ def _resampled_means(values: np.ndarray, samples: int, seed: int) -> np.ndarray:
     return means
 
 
-def _interval(values: np.ndarray, samples: int, seed: int, level: float) -> Interval:
+def _interval(
+    values: np.ndarray, samples: int, seed: int, level: float
+) -> tuple[Interval, np.ndarray | None]:
     if not 0 < level < 1:
         raise ValueError(f"confidence level {level}: must be between 0 and 1, e.g. 0.95")
     if samples < 1:
         raise ValueError(f"bootstrap samples {samples}: must be at least 1, e.g. 2000")
     count = len(values)
     if count == 0:
-        return Interval(None, None, None, 0)
+        return Interval(None, None, None, 0), None
     mean = float(values.mean())
     if count < 2:
-        return Interval(mean, None, None, count)
+        return Interval(mean, None, None, count), None
     means = _resampled_means(values, samples, seed)
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
-    return Interval(mean, float(low), float(high), count)
+    return Interval(mean, float(low), float(high), count), means
 
 
 def bootstrap_ci(
@@ -90,7 +95,7 @@ def bootstrap_ci(
         Interval(mean, low, high, n); mean is None when no value is defined, low and high are
         None when fewer than 2 are.
     """
-    return _interval(_defined(values), samples, seed, level)
+    return _interval(_defined(values), samples, seed, level)[0]
 
 
 def paired_difference_ci(
@@ -122,7 +127,13 @@ def paired_difference_ci(
             f"paired values need one value per question in both modes: got {len(a)} and {len(b)}"
         )
     differences = [x - y for x, y in zip(a, b) if x is not None and y is not None]
-    interval = _interval(np.array(differences, dtype=np.float64), samples, seed, level)
+    interval, means = _interval(np.array(differences, dtype=np.float64), samples, seed, level)
+    p = None
+    if means is not None:
+        if np.all(np.asarray(differences) == 0):
+            p = 1.0
+        else:
+            p = float(min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0))))
     if interval.low is None:
         verdict = NOT_COMPARABLE
     elif interval.low <= 0 <= interval.high:
@@ -133,4 +144,20 @@ def paired_difference_ci(
             verdict = "higher" if up else "lower"
         else:
             verdict = "better" if up == higher_is_better else "worse"
-    return Difference(*interval, verdict)
+    return Difference(*interval, verdict, p)
+
+
+def holm_adjust(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values for a family of tests (None stays None).
+
+    The k-th smallest of m p-values is multiplied by m - k + 1, and the adjusted values are
+    made non-decreasing in that order, so a family-wise error rate of alpha holds when each
+    adjusted value is compared with alpha.
+    """
+    order = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(order):
+        running = max(running, min(1.0, p * (len(order) - rank)))
+        adjusted[i] = running
+    return adjusted

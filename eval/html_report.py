@@ -33,7 +33,7 @@ ol.citations { margin: 4px 0; padding-left: 1.4em; }
 """
 # default-src 'none' blocks scripts, images, fonts and fetches; only the inline style may apply.
 _CSP = "default-src 'none'; style-src 'unsafe-inline'"
-_ROW_SCORES = (("token_f1", "F1"), ("exact_match", "EM"), ("faithfulness", "faithful"))
+_ROW_SCORES = (("correct", "correct"), ("token_f1", "F1"), ("faithfulness", "faithful"))
 
 
 def _e(value: Any) -> str:
@@ -106,10 +106,12 @@ def _comparison_table(summary: Mapping[str, Any]) -> str:
                 f"{c['mean']:+.3f}",
                 _e(interval),
                 str(c["n"]),
+                _e(c.get("role", "")),
+                "" if c.get("p_holm") is None else f"{c['p_holm']:.3f}",
                 verdict,
             ]
         )
-    header = ["modes (a vs b)", "metric", "a - b", "CI", "n", "verdict"]
+    header = ["modes (a vs b)", "metric", "a - b", "CI", "n", "role", "Holm p", "verdict"]
     return _table(header, rows, numeric_from=2)
 
 
@@ -126,8 +128,12 @@ def _definitions(report: Mapping[str, Any]) -> str:
         f"questions ({boot['samples']} resamples, seed {boot['seed']}). A difference a - b is "
         "taken over the questions where both modes have a value, resampling the same questions "
         "for both (paired bootstrap); it is called better or worse only when its interval "
-        "excludes 0. Each mean leaves out the questions where the metric is undefined; n says "
-        "how many remain."
+        "excludes 0. One comparison was named before any data, the headline: RAG+tuned vs RAG "
+        "on correctness (without both modes, the first pair present). The others are "
+        "exploratory: a finding claims a difference only when its bootstrap p-value, "
+        "Holm-adjusted over the exploratory focus comparisons, is below 1 - confidence as well. "
+        "Each mean leaves out the questions where the metric is undefined; n says how many "
+        "remain."
     )
     return f"<dl>{items}</dl><p>{_e(method)}</p>"
 
@@ -193,8 +199,10 @@ def render_html(report: Mapping[str, Any]) -> str:
     """
     summary = report["summary"]
     findings = "".join(f"<li>{_e(sentence)}</li>" for sentence in report["sentences"])
+    source = report["meta"].get("questions_source")
     sections = [
         "<h1>ragtune evaluation</h1>",
+        f"<p><strong>{_e(source)}</strong></p>" if source else "",
         _meta(report["meta"]),
         f"<p>{summary['questions']} questions, modes: "
         f"{_e(', '.join(mode_label(m) for m in summary['modes']))}.</p>",

@@ -31,12 +31,12 @@ def short_numbers(*values: float) -> list[str]:
 
 
 def format_interval(cell: Mapping[str, Any], questions: int | None = None) -> str:
-    """'0.620 [0.550, 0.690]', plus ' n=40' when fewer than `questions` values were defined."""
+    """'0.620 [0.550, 0.690] n=40': the mean, its interval and how many questions it is over."""
     if cell["mean"] is None:
         return "n/a"
     text = f"{cell['mean']:.3f}"
     if cell["low"] is not None:
         text += f" [{cell['low']:.3f}, {cell['high']:.3f}]"
-    if questions is not None and cell["n"] < questions:
+    if questions is not None:
         text += f" n={cell['n']}"
     return text

@@ -20,6 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from eval.questions import EvalQuestion
+from retrieval.attribution import (
+    TermStatistics,
+    fact_forms,
+    facts_of,
+    split_claims,
+    verify_claims,
+)
 from retrieval.prompt import NO_ANSWER
 
 DEFAULT_FAITHFULNESS_THRESHOLD = 0.5
@@ -28,7 +35,7 @@ LABELS = ("yes", "no", "maybe")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 _CITATION_MARKER = re.compile(r"\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]")
-_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,;:!?])")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<!\s)\s+([.,;:!?])")
 # A sentence ends at . ! or ? followed by space and a capital, digit or quote: "2.1 days" and
 # "e.g. the" stay whole.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])|\n+")
@@ -48,16 +55,6 @@ _REFUSALS = tuple(
 )
 # "..., but ..." joins a refusal clause to an answering one.
 _CONTRAST = re.compile(r"[,;]?\s+(?:but|however|although|though|yet)\b,?", re.IGNORECASE)
-# Function words that carry no claim: a sentence's support is judged on its other words.
-_STOPWORD_TEXT = (
-    "a an the and or but if then of to in on at by for with from as into about over under "
-    "is are was were be been being am do does did has have had having will would shall should "
-    "can could may might must this that these those it its they them their there here "
-    "he she his her him we our us you your i me my which who whom whose what when where why "
-    "how so than too very also just only such not any all each both some most more other "
-    "same own up down out off again further once per via"
-)
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 @dataclass(frozen=True)
@@ -72,14 +69,26 @@ class MetricInfo:
     """The value lies in [0, 1]."""
 
 
+HEADLINE_METRIC = "correct"
+"""The pre-registered headline: is the answer right?"""
+
 METRICS = (
+    MetricInfo("correct", "correctness (gold answer contained)", True),
+    MetricInfo("gold_recall", "gold-token recall", True),
     MetricInfo("token_f1", "token F1", True),
     MetricInfo("exact_match", "exact match", True),
     MetricInfo("label_accuracy", "label accuracy", True),
     MetricInfo("judge_score", "judge score (1-5)", True, bounded=False),
-    MetricInfo("faithfulness", "faithfulness", True),
-    MetricInfo("citation_precision", "citation precision", True),
-    MetricInfo("citation_recall", "citation recall", True),
+    MetricInfo("faithfulness", "faithfulness (sentences supported by a shown chunk)", True),
+    MetricInfo("citation_precision", "citation precision (verified)", True),
+    MetricInfo("citation_recall", "citation recall (verified)", True),
+    MetricInfo("model_cited", "model wrote a valid [n] itself", True),
+    MetricInfo(
+        "fact_errors",
+        "supported sentences with a fact missing from the cited chunk",
+        False,
+        bounded=False,
+    ),
     MetricInfo("hit_at_k", "retrieval hit@k", True),
     MetricInfo("mrr", "retrieval MRR", True),
     MetricInfo("refusal", "refusal rate", None),
@@ -92,6 +101,14 @@ def metric_definitions(faithfulness_threshold: float = DEFAULT_FAITHFULNESS_THRE
     """How each metric is computed, in words, for the report."""
     percent = f"{faithfulness_threshold:.0%}"
     return {
+        "correct": "The headline. 1 when the answer is right: for a yes/no/maybe reference, its "
+        "first label word is the reference; for a reference saying the documents lack the "
+        "answer, the answer refuses; otherwise the normalized reference (lower case, no "
+        "punctuation, articles or [n] markers, thousands separators removed: '9,000' = '9000') "
+        "occurs as a whole in the normalized answer, which must not be a refusal. A refusal "
+        "of an answerable question is wrong.",
+        "gold_recall": "Share of the reference's normalized tokens that occur in the answer (0 "
+        "for a refusal of an answerable question; for an unanswerable one, 1 when it refuses).",
         "token_f1": "Harmonic mean of token precision and recall between the answer and the "
         "reference after SQuAD normalization (lower case, punctuation, articles and [n] "
         "citation markers removed). A refusal scores 1 only when the reference is a refusal.",
@@ -100,18 +117,25 @@ def metric_definitions(faithfulness_threshold: float = DEFAULT_FAITHFULNESS_THRE
         "yes, no, maybe in the answer is the reference label, else 0.",
         "judge_score": "Correctness from 1 (wrong) to 5 (fully correct) given by the judge "
         "model, which sees the question, the reference and the answer.",
-        "faithfulness": "Share of the answer's sentences supported by the chunks it cites. "
-        "Citation markers are removed and refusal sentences skipped; a sentence is supported "
-        f"when at least {percent} of its content words (lower-cased, without punctuation and "
-        "function words) occur in one cited chunk. An answer that cites nothing scores 0. "
-        "Lexical overlap: a paraphrase can miss and a contradiction using the chunk's words can "
-        "pass. Defined for the RAG modes only; refusals are left out.",
-        "citation_precision": "Share of the distinct cited sources that are gold sources. Left "
-        "out when the answer cites nothing, refuses, or the question has no gold sources. RAG "
-        "modes only.",
-        "citation_recall": "Share of the gold sources that the answer cites (0 when it cites "
-        "nothing). Left out for refusals and when the question has no gold sources. RAG modes "
-        "only.",
+        "faithfulness": "Share of the answer's sentences that one of the chunks shown to the "
+        "model supports, cited or not: every number, date and code of the sentence occurs in "
+        f"the chunk and the chunk holds at least {percent} of the sentence's word weight (words "
+        "weighted by inverse document frequency over the index, so words found everywhere "
+        "count little). Refusal sentences and sentences with nothing to check ('Yes.') are "
+        "skipped. Lexical: a paraphrase can miss and a contradiction using the chunk's words "
+        "can pass. RAG modes only; refusals are left out.",
+        "citation_precision": "Share of the distinct sources of the verified citations (the "
+        "chunks that support a sentence, whatever marker the model wrote) that are gold "
+        "sources. Left out when nothing is cited, the answer refuses, or the question has no "
+        "gold sources. RAG modes only.",
+        "citation_recall": "Share of the gold sources among the verified citations (0 when "
+        "nothing is cited). Left out for refusals and when the question has no gold sources. "
+        "RAG modes only.",
+        "model_cited": "1 when the model itself wrote a marker [n] that points at a shown "
+        "chunk. RAG modes only; refusals left out.",
+        "fact_errors": "Sentences marked supported whose cited chunk lacks one of their facts "
+        "(numbers, dates, codes), counted per answer from the cited chunks' text: a check on "
+        "the verifier, which should be 0. RAG modes only.",
         "hit_at_k": "1 when a gold chunk (or, without one, a chunk of a gold source) is among the "
         "k retrieved chunks. RAG modes only.",
         "mrr": "Reciprocal rank of the first retrieved chunk that is gold (0 when none is). RAG "
@@ -125,9 +149,13 @@ def metric_definitions(faithfulness_threshold: float = DEFAULT_FAITHFULNESS_THRE
     }
 
 
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
 def normalize_answer(text: str) -> str:
-    """SQuAD normalization: lower case, no [n] markers, punctuation or articles, single spaces."""
-    text = _CITATION_MARKER.sub(" ", text).lower().translate(_PUNCTUATION)
+    """SQuAD normalization: lower case, no [n] markers, punctuation or articles, single spaces;
+    thousands separators dropped first, so '9,000' and '9000' agree."""
+    text = _THOUSANDS.sub("", _CITATION_MARKER.sub(" ", text)).lower().translate(_PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
@@ -150,6 +178,23 @@ def token_f1(prediction: str, reference: str) -> float:
 def exact_match(prediction: str, reference: str) -> float:
     """1.0 when the normalized strings are equal, else 0.0."""
     return float(normalize_answer(prediction) == normalize_answer(reference))
+
+
+def contains_gold(prediction: str, reference: str) -> float:
+    """1.0 when the normalized reference occurs in the normalized prediction at word bounds."""
+    gold = _tokens(reference)
+    if not gold:
+        return 0.0
+    return float(f" {' '.join(gold)} " in f" {' '.join(_tokens(prediction))} ")
+
+
+def gold_token_recall(prediction: str, reference: str) -> float:
+    """Share of the reference's normalized tokens (counted with repeats) in the prediction."""
+    gold = Counter(_tokens(reference))
+    if not gold:
+        return 0.0
+    found = Counter(_tokens(prediction))
+    return sum((gold & found).values()) / sum(gold.values())
 
 
 def _refusal_sentence(sentence: str) -> bool:
@@ -249,42 +294,46 @@ def split_sentences(answer: str) -> list[str]:
     return [piece for piece in cleaned if piece.strip(string.punctuation + " ")]
 
 
-def content_tokens(text: str) -> set[str]:
-    """Normalized words of a text minus function words."""
-    return {token for token in _tokens(text) if token not in _STOPWORDS}
-
-
 def faithfulness(
     answer: str,
-    cited_texts: Sequence[str],
+    shown_texts: Sequence[str],
     threshold: float = DEFAULT_FAITHFULNESS_THRESHOLD,
+    statistics: TermStatistics | None = None,
 ) -> float | None:
-    """Share of the answer's sentences supported by at least one cited chunk.
-
-    A sentence is supported when at least `threshold` of its content tokens occur in one cited
-    chunk. Refusal sentences and sentences with no content token are not judged.
+    """Share of the answer's sentences that one shown chunk supports (`retrieval.attribution`).
 
     Args:
         answer: the answer text, with or without [n] markers.
-        cited_texts: the full text of each cited chunk.
-        threshold: the share of a sentence's content tokens one chunk must contain.
+        shown_texts: the full text of each chunk shown to the model.
+        threshold: the share of a sentence's word weight one chunk must hold.
+        statistics: corpus word frequencies (None: frequencies among the shown chunks).
 
     Returns:
-        The share in [0, 1] (0.0 when claims are made and nothing is cited), or None when the
-        answer makes no claim to check (a refusal, or empty).
+        The share in [0, 1] (0.0 when claims are made and no chunk was shown), or None when the
+        answer makes no claim to check (a refusal, empty, or only 'Yes.').
     """
-    claims = [
-        words
-        for sentence in split_sentences(answer)
-        if not _refusal_sentence(sentence) and (words := content_tokens(sentence))
-    ]
-    if not claims:
-        return None
-    chunks = [set(_tokens(text)) for text in cited_texts]
-    supported = sum(
-        any(len(words & chunk) >= threshold * len(words) for chunk in chunks) for words in claims
+    claims = verify_claims(
+        split_claims(answer),
+        list(shown_texts),
+        statistics=statistics,
+        threshold=threshold,
+        skip=_refusal_sentence,
     )
-    return supported / len(claims)
+    checked = [c.supported for c in claims if c.supported is not None]
+    if not checked:
+        return None
+    return sum(checked) / len(checked)
+
+
+def fact_errors(claims: Sequence[Mapping[str, Any]], citations: Sequence[Mapping]) -> float:
+    """How many claims marked supported have a fact that none of their cited chunks holds."""
+    forms = {int(c["n"]): fact_forms(c.get("text", "")) for c in citations}
+    errors = 0
+    for claim in claims:
+        if claim.get("supported"):
+            held = set().union(*(forms.get(int(n), set()) for n in claim.get("cited") or []))
+            errors += not facts_of(claim["text"]) <= held
+    return float(errors)
 
 
 def _first_gold_rank(retrieved: Sequence[str], gold: Collection[str], exact: bool) -> int | None:
@@ -356,16 +405,18 @@ def score_answer(
     faithfulness_threshold: float = DEFAULT_FAITHFULNESS_THRESHOLD,
     label_extractor: Callable[[str], str | None] = extract_label,
     judge_score: float | None = None,
+    statistics: TermStatistics | None = None,
 ) -> dict[str, float | None]:
     """Every metric of one answer to one question.
 
     Args:
         question: the question with its reference answer and gold sources.
         answer: the engine's answer (dict or dataclass; see the module docstring).
-        k: retrieved chunks counted by hit@k; None counts all that were retrieved.
+        k: retrieved chunks shown to the model (and counted by hit@k); None: all retrieved.
         faithfulness_threshold: see `faithfulness`.
         label_extractor: turns a free-form answer into a label for `label_accuracy`.
         judge_score: the judge model's 1-5 score, when a judge ran.
+        statistics: corpus word frequencies for `faithfulness`.
 
     Returns:
         {metric key: value or None}, with the keys of `METRICS`.
@@ -373,19 +424,28 @@ def score_answer(
     record = as_record(answer)
     text = record.get("answer") or ""
     refused = bool(record.get("refused")) or is_refusal(text)
+    label = label_accuracy(text, question.answer, label_extractor)
     if is_refusal(question.answer):  # an unanswerable question: refusing is the right answer
-        f1 = em = float(refused)
+        correct = f1 = em = recall = float(refused)
+    elif refused:
+        correct = f1 = em = recall = 0.0
     else:
-        f1 = 0.0 if refused else token_f1(text, question.answer)
-        em = 0.0 if refused else exact_match(text, question.answer)
+        f1 = token_f1(text, question.answer)
+        em = exact_match(text, question.answer)
+        recall = gold_token_recall(text, question.answer)
+        correct = label if label is not None else contains_gold(text, question.answer)
     row: dict[str, float | None] = {
+        "correct": correct,
+        "gold_recall": recall,
         "token_f1": f1,
         "exact_match": em,
-        "label_accuracy": label_accuracy(text, question.answer, label_extractor),
+        "label_accuracy": label,
         "judge_score": judge_score,
         "faithfulness": None,
         "citation_precision": None,
         "citation_recall": None,
+        "model_cited": None,
+        "fact_errors": None,
         "hit_at_k": None,
         "mrr": None,
         "refusal": float(refused),
@@ -394,14 +454,18 @@ def score_answer(
     if not uses_retrieval(str(record.get("mode", ""))):
         return row
     citations = _items(record, "citations")
+    retrieved = _items(record, "retrieved")
+    shown = retrieved if k is None else retrieved[:k]
     if not refused:
-        cited_texts = [c.get("text", "") for c in citations]
-        row["faithfulness"] = faithfulness(text, cited_texts, faithfulness_threshold)
-        precision, recall = citation_precision_recall(
+        row["faithfulness"] = faithfulness(
+            text, [h.get("text", "") for h in shown], faithfulness_threshold, statistics
+        )
+        precision, recall_sources = citation_precision_recall(
             [c["source"] for c in citations], question.sources
         )
-        row["citation_precision"], row["citation_recall"] = precision, recall
-    retrieved = _items(record, "retrieved")
+        row["citation_precision"], row["citation_recall"] = precision, recall_sources
+        row["model_cited"] = float(bool(record.get("model_citations")))
+        row["fact_errors"] = fact_errors(_items(record, "claims"), citations)
     if question.chunk_id:
         ranked, gold, exact = [h["chunk_id"] for h in retrieved], [question.chunk_id], True
     else:

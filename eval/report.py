@@ -10,11 +10,18 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from eval.bootstrap import NO_CLEAR_DIFFERENCE, NOT_COMPARABLE, bootstrap_ci, paired_difference_ci
+from eval.bootstrap import (
+    NO_CLEAR_DIFFERENCE,
+    NOT_COMPARABLE,
+    bootstrap_ci,
+    holm_adjust,
+    paired_difference_ci,
+)
 from eval.html_report import render_html
 from eval.labels import format_interval, metric_info, mode_label, short_numbers
 from eval.metrics import (
     DEFAULT_FAITHFULNESS_THRESHOLD,
+    HEADLINE_METRIC,
     METRICS,
     as_record,
     latency,
@@ -24,6 +31,14 @@ from eval.questions import EvalQuestion
 
 # The questions the report answers first: does each addition help on its own and together?
 FOCUS_PAIRS = (("rag+tuned", "rag"), ("rag+tuned", "tuned"), ("rag", "base"), ("tuned", "base"))
+HEADLINE = "headline"
+EXPLORATORY = "exploratory"
+
+
+def headline_pair(modes: Sequence[str]) -> tuple[str, str] | None:
+    """The one comparison named before any data: does tuning help RAG on correctness? Without
+    both modes, the first focus pair present."""
+    return next(((a, b) for a, b in FOCUS_PAIRS if a in modes and b in modes), None)
 
 
 def comparison_pairs(modes: Sequence[str]) -> list[tuple[str, str, bool]]:
@@ -56,8 +71,11 @@ def summarize(
     Returns:
         A JSON-ready dict: `modes`, `questions`, `bootstrap` (samples, seed, confidence),
         `metrics` (keys with at least one value), `per_mode[mode][metric]` = {mean, low, high,
-        n}, and `comparisons`, a list of {a, b, focus, metric, mean, low, high, n, verdict}
-        where mean is the mean of a - b over the questions where both are defined.
+        n}, and `comparisons`, a list of {a, b, focus, metric, mean, low, high, n, verdict, p,
+        role, p_holm} where mean is the mean of a - b over the questions where both are
+        defined; role is 'headline' for the pre-registered comparison (`headline_pair` on
+        `HEADLINE_METRIC`), else 'exploratory', and p_holm is p adjusted (Holm) over the
+        exploratory focus comparisons.
 
     Raises:
         ValueError: no mode, or modes with different numbers of questions.
@@ -99,6 +117,18 @@ def summarize(
             comparisons.append(
                 {"a": a, "b": b, "focus": focus, "metric": key, **difference._asdict()}
             )
+    headline = headline_pair(modes)
+    family = []
+    for comparison in comparisons:
+        is_headline = (comparison["a"], comparison["b"]) == headline and (
+            comparison["metric"] == HEADLINE_METRIC
+        )
+        comparison["role"] = HEADLINE if is_headline else EXPLORATORY
+        comparison["p_holm"] = None
+        if not is_headline and comparison["focus"]:
+            family.append(comparison)
+    for comparison, adjusted in zip(family, holm_adjust([c["p"] for c in family])):
+        comparison["p_holm"] = adjusted
     return {
         "modes": modes,
         "questions": counts[modes[0]],
@@ -110,7 +140,11 @@ def summarize(
 
 
 def comparison_sentence(comparison: Mapping[str, Any], confidence: float = 0.95) -> str | None:
-    """One comparison in words, or None when it is not comparable."""
+    """One comparison in words, or None when it is not comparable.
+
+    The headline comparison is judged by its interval. An exploratory one claims a difference
+    only when its Holm-adjusted p-value is below 1 - confidence as well.
+    """
     verdict = comparison["verdict"]
     if verdict == NOT_COMPARABLE:
         return None
@@ -118,33 +152,44 @@ def comparison_sentence(comparison: Mapping[str, Any], confidence: float = 0.95)
     label = metric_info(comparison["metric"]).label
     mean, low, high = comparison["mean"], comparison["low"], comparison["high"]
     ci = f"{confidence:.0%} CI"
+    prefix = "Headline (pre-registered): " if comparison.get("role") == HEADLINE else ""
+    adjusted = comparison.get("p_holm")
+    corrected = (
+        comparison.get("role") == EXPLORATORY
+        and adjusted is not None
+        and adjusted >= 1 - confidence
+        and verdict != NO_CLEAR_DIFFERENCE
+    )
     if verdict == NO_CLEAR_DIFFERENCE and mean == low == high == 0:
-        return f"{a} and {b} are equal on {label} for every question."
-    if verdict == NO_CLEAR_DIFFERENCE:
+        return f"{prefix}{a} and {b} are equal on {label} for every question."
+    if verdict == NO_CLEAR_DIFFERENCE or corrected:
         mean, low, high = short_numbers(mean, low, high)
+        after = f", Holm-adjusted p {adjusted:.2f}" if corrected else ""
         return (
-            f"{a} and {b} show no clear difference on {label} "
-            f"(difference {mean}, {ci} {low} to {high})."
+            f"{prefix}{a} and {b} show no clear difference on {label} "
+            f"(difference {mean}, {ci} {low} to {high}{after})."
         )
     if mean < 0:  # state the size of the gap as a positive number, interval included
         mean, low, high = -mean, -high, -low
     mean, low, high = short_numbers(mean, low, high)
     span = f"by {mean} ({ci} {low} to {high})"
     if verdict == "better":
-        return f"{a} beats {b} on {label} {span}."
+        return f"{prefix}{a} beats {b} on {label} {span}."
     if verdict == "worse":
-        return f"{a} is worse than {b} on {label} {span}."
-    return f"{a} has a {verdict} {label} than {b} {span}."
+        return f"{prefix}{a} is worse than {b} on {label} {span}."
+    return f"{prefix}{a} has a {verdict} {label} than {b} {span}."
 
 
 def sentences_in_words(summary: Mapping[str, Any], focus_only: bool = True) -> list[str]:
-    """The paired comparisons as sentences, focus pairs only unless there are none.
+    """The paired comparisons as sentences: the headline first, then the exploratory focus
+    pairs (all pairs when there are no focus pairs), each corrected for multiple comparisons.
 
-    Example: 'RAG+tuned beats RAG on token F1 by 0.12 (95% CI 0.05 to 0.19).'
+    Example: 'Headline (pre-registered): RAG+tuned beats RAG on correctness by 0.12 (...).'
     """
     comparisons = summary["comparisons"]
     if focus_only and any(c["focus"] for c in comparisons):
         comparisons = [c for c in comparisons if c["focus"]]
+    comparisons = sorted(comparisons, key=lambda c: c.get("role") != HEADLINE)
     confidence = summary["bootstrap"]["confidence"]
     sentences = (comparison_sentence(c, confidence) for c in comparisons)
     return [sentence for sentence in sentences if sentence]

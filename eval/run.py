@@ -101,6 +101,7 @@ def evaluate(
                 faithfulness_threshold=config.faithfulness_threshold,
                 label_extractor=label_extractor,
                 judge_score=score,
+                statistics=engine.statistics,
             )
             for q, a, score in zip(questions, answers_by_mode[mode], judged)
         ]

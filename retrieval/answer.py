@@ -15,6 +15,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
+from retrieval.attribution import (
+    Claim,
+    TermStatistics,
+    candidate_sentences,
+    cited_numbers,
+    render,
+    split_claims,
+    strip_prompt_markup,
+    verify_claims,
+    with_markers,
+)
 from retrieval.config import AnswerConfig
 from retrieval.generation import Generator
 from retrieval.prompt import (
@@ -27,6 +38,9 @@ from retrieval.prompt import (
 from retrieval.search import Hit, Retriever
 
 MODES = ("base", "rag", "tuned", "rag+tuned")
+UNSUPPORTED_MARK = "(unsupported: no shown passage says this)"
+STATISTICS_SAMPLE = 20_000
+"""Chunks read for the word frequencies behind claim verification; a sample beyond that."""
 
 
 class ModeError(ValueError):
@@ -59,7 +73,9 @@ class Answer:
     question: str
     mode: str
     answer: str
+    """The answer as shown: each sentence with its verified citation markers."""
     citations: list[Citation] = field(default_factory=list)
+    """The verified citations: the shown chunks that support a sentence of the answer."""
     retrieved: list[Hit] = field(default_factory=list)
     refused: bool = False
     """True when the engine found nothing relevant or the model said it could not answer."""
@@ -67,6 +83,29 @@ class Answer:
     """[n] markers that pointed at no shown document and were removed from the answer."""
     seconds: float = 0.0
     """Wall time spent on this answer (a batch's time divided by its size when batched)."""
+    claims: list[Claim] = field(default_factory=list)
+    """Each sentence of the answer, checked against the shown chunks (modes that retrieve)."""
+    model_answer: str = ""
+    """The text the model wrote, before verification (invalid markers and markup removed)."""
+    model_citations: list[int] = field(default_factory=list)
+    """The valid [n] markers the model wrote itself, in order of first use."""
+    removed_markup: int = 0
+    """Prompt tags (<document ...>) the model copied into its answer; removed."""
+    quoted: bool = False
+    """True when the answer is a quoted sentence of a shown chunk (answer.unsupported='quote')."""
+
+    @property
+    def unsupported_claims(self) -> list[Claim]:
+        return [c for c in self.claims if c.supported is False]
+
+    def marked_text(self) -> str:
+        """The answer as plain text with each unsupported sentence marked, for display."""
+        if not self.unsupported_claims:
+            return self.answer
+        return " ".join(
+            with_markers(c.text, c.cited) + (f" {UNSUPPORTED_MARK}" if c.supported is False else "")
+            for c in self.claims
+        )
 
     def to_dict(self, with_retrieved: bool = False) -> dict:
         data = {
@@ -77,6 +116,11 @@ class Answer:
             "refused": self.refused,
             "dropped_citations": self.dropped_citations,
             "seconds": round(self.seconds, 3),
+            "claims": [c.to_dict() for c in self.claims],
+            "model_answer": self.model_answer,
+            "model_citations": list(self.model_citations),
+            "removed_markup": self.removed_markup,
+            "quoted": self.quoted,
         }
         if with_retrieved:
             data["retrieved"] = [h.to_dict() for h in self.retrieved]
@@ -114,6 +158,10 @@ def best_snippet(text: str, answer: str, limit: int = 320) -> str:
     return snippet if len(snippet) <= limit else snippet[: limit - 1].rstrip() + "…"
 
 
+def _is_no_answer(text: str) -> bool:
+    return NO_ANSWER.lower().rstrip(".") in text.lower()
+
+
 class AnswerEngine:
     """Answers questions in any of the four modes with one loaded model.
 
@@ -135,6 +183,7 @@ class AnswerEngine:
         self.retriever = retriever
         self.config = config
         self.documents = documents
+        self._statistics: TermStatistics | None = None
 
     @property
     def modes(self) -> list[str]:
@@ -193,14 +242,97 @@ class AnswerEngine:
             return rag_messages(question, prompt_documents(hits))
         return closed_book_messages(question)
 
+    @property
+    def statistics(self) -> TermStatistics | None:
+        """Word frequencies over the indexed chunks (a sample of large indexes), read once."""
+        if self._statistics is None and self.retriever is not None:
+            store, size = self.retriever.index.store, self.retriever.size
+            if size <= STATISTICS_SAMPLE:
+                texts = (chunk.text for chunk in store.iter_chunks())
+            else:
+                step = size / STATISTICS_SAMPLE
+                rows = [int(i * step) for i in range(STATISTICS_SAMPLE)]
+                texts = (chunk.text for chunk in store.chunks_at(rows))
+            self._statistics = TermStatistics.from_texts(texts)
+        return self._statistics
+
+    def _embed(self, texts: list[str]):
+        return self.retriever.encoder.encode(texts)
+
+    def verify(self, text: str, hits: Sequence[Hit]) -> list[Claim]:
+        """The sentences of `text` checked against the shown chunks `hits`."""
+        return verify_claims(
+            split_claims(text),
+            [h.text for h in hits],
+            statistics=self.statistics,
+            threshold=self.config.support_threshold,
+            embed=self._embed if self.retriever is not None else None,
+            skip=_is_no_answer,
+        )
+
+    def _quote(self, question: str, mode: str, hits: Sequence[Hit]) -> list[Claim] | None:
+        """The shown sentence the model itself finds likeliest as its reply, as a cited claim."""
+        candidates = candidate_sentences([h.text for h in hits])
+        if not candidates:
+            return None
+        scores = self.generator.score_replies(
+            self._messages(question, mode, hits),
+            [sentence for sentence, _ in candidates],
+            tuned=uses_adapter(mode),
+        )
+        best = max(range(len(candidates)), key=lambda i: scores[i])
+        sentence, number = candidates[best]
+        return [Claim(f"\u201c{sentence}\u201d", cited=[number], supported=True, support=1.0)]
+
     def _finish(
         self, question: str, mode: str, hits: list[Hit], text: str, seconds: float
     ) -> Answer:
+        text, markup = strip_prompt_markup(text)
         if not uses_retrieval(mode):
-            refused = NO_ANSWER.lower().rstrip(".") in text.lower()
-            return Answer(question, mode, text, refused=refused, seconds=seconds)
-        cleaned, cited, dropped = parse_citations(text, len(hits))
-        citations = [
+            cleaned, _, _ = parse_citations(text, 0)
+            return Answer(
+                question,
+                mode,
+                cleaned,
+                refused=_is_no_answer(cleaned),
+                seconds=seconds,
+                model_answer=cleaned,
+                removed_markup=markup,
+            )
+        cleaned, model_cited, dropped = parse_citations(text, len(hits))
+        answer = Answer(
+            question,
+            mode,
+            cleaned,
+            retrieved=hits,
+            dropped_citations=dropped,
+            seconds=seconds,
+            model_answer=cleaned,
+            model_citations=model_cited,
+            removed_markup=markup,
+        )
+        if _is_no_answer(cleaned):
+            answer.refused = True
+            return answer
+        claims = self.verify(cleaned, hits)
+        policy = self.config.unsupported
+        if policy == "drop":
+            claims = [c for c in claims if c.supported is not False]
+        elif policy == "quote" and any(c.supported is False for c in claims):
+            quoted = self._quote(question, mode, hits)
+            if quoted is not None:
+                claims, answer.quoted = quoted, True
+        if policy == "drop" and not claims:
+            answer.answer, answer.refused = NO_ANSWER, True
+            return answer
+        answer.claims = claims
+        if claims:  # else the text makes no claim (only markers, say): shown as written
+            answer.answer = render(claims)
+        cited_text = {}
+        for claim in claims:
+            for n in claim.cited:
+                cited_text[n] = cited_text.get(n, "") + " " + claim.text
+        answer.citations = [
             Citation(
                 n=n,
                 source=hits[n - 1].source,
@@ -208,22 +340,12 @@ class AnswerEngine:
                 section=hits[n - 1].section,
                 chunk_id=hits[n - 1].chunk_id,
                 score=hits[n - 1].score,
-                snippet=best_snippet(hits[n - 1].text, cleaned),
+                snippet=best_snippet(hits[n - 1].text, cited_text[n]),
                 text=hits[n - 1].text,
             )
-            for n in cited
+            for n in cited_numbers(claims)
         ]
-        refused = NO_ANSWER.lower().rstrip(".") in cleaned.lower()
-        return Answer(
-            question,
-            mode,
-            cleaned,
-            citations=[] if refused else citations,
-            retrieved=hits,
-            refused=refused,
-            dropped_citations=dropped,
-            seconds=seconds,
-        )
+        return answer
 
     def _refusal(self, question: str, mode: str, hits: list[Hit]) -> Answer:
         return Answer(question, mode, NO_ANSWER, retrieved=hits, refused=True)

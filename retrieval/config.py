@@ -78,6 +78,7 @@ class GenerationConfig:
 
 
 ANSWER_MODES = ("auto", "base", "rag", "tuned", "rag+tuned")
+UNSUPPORTED_POLICIES = ("flag", "drop", "quote")
 
 
 @dataclass
@@ -95,3 +96,10 @@ class AnswerConfig:
     before `ragtune tune`. Small models read few chunks better than many."""
     batch_size: int = 8
     """Questions generated together when many are asked at once (eval, --questions)."""
+    unsupported: str = "flag"
+    """What to do with a sentence of the answer that no shown chunk supports: 'flag' (keep it,
+    marked unsupported and uncited), 'drop' (remove it; nothing left is a refusal) or 'quote'
+    (answer instead with the shown sentence the model finds likeliest as its reply, cited)."""
+    support_threshold: float = 0.5
+    """Share of a sentence's word weight (inverse document frequency) that one chunk must hold,
+    with every number, date and code of the sentence, to support it."""

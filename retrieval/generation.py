@@ -111,6 +111,56 @@ class Generator:
             for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         ]
 
+    def score_replies(
+        self,
+        conversation: list[dict[str, str]],
+        replies: Sequence[str],
+        *,
+        tuned: bool = False,
+        max_reply_tokens: int = 64,
+    ) -> list[float]:
+        """Mean log-probability per token of each reply as the model's answer to `conversation`.
+
+        The prompt is read once; its cache is copied for every reply, and all replies are
+        scored in one batched forward pass.
+
+        Returns:
+            One score per reply (higher: the model finds it likelier), in input order.
+        """
+        import torch
+
+        if not replies:
+            return []
+        prompt = self._encode([conversation])["input_ids"]
+        pad = self.tokenizer.pad_token_id
+        encoded = [
+            self.tokenizer(r, add_special_tokens=False)["input_ids"][:max_reply_tokens] or [pad]
+            for r in replies
+        ]
+        width = max(len(ids) for ids in encoded)
+        ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(encoded), prompt.shape[1] + width), dtype=torch.long)
+        mask[:, : prompt.shape[1]] = 1
+        for row, tokens in enumerate(encoded):
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, prompt.shape[1] : prompt.shape[1] + len(tokens)] = 1
+        device = self.model.device
+        with self._lock, self._model_for(tuned) as model, torch.inference_mode():
+            head = model(input_ids=prompt, use_cache=True)
+            cache = head.past_key_values
+            cache.batch_repeat_interleave(len(encoded))
+            tail = model(
+                input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache
+            )
+        # Position j of the replies is predicted by the logits one step before it: the prompt's
+        # last position for j = 0, the reply's own position j - 1 after that.
+        first = head.logits[:, -1:, :].expand(len(encoded), 1, -1)
+        logits = torch.cat([first, tail.logits[:, :-1, :]], dim=1).float()
+        log_probs = torch.log_softmax(logits, dim=-1).gather(2, ids.to(device)[..., None])[..., 0]
+        counts = torch.tensor([len(t) for t in encoded], device=device)
+        valid = torch.arange(width, device=device)[None, :] < counts[:, None]
+        return ((log_probs * valid).sum(dim=1) / counts).tolist()
+
     def stream(
         self,
         conversation: list[dict[str, str]],

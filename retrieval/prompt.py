@@ -74,7 +74,8 @@ def closed_book_messages(question: str) -> list[dict[str, str]]:
     ]
 
 
-_CITATION_GROUP = re.compile(r"([ \t]*)\[(\s*\d+(?:\s*,\s*\d+)*\s*)\]")
+# (?<![ \t]): a match starts only at the first blank of a run (linear time on long blank runs).
+_CITATION_GROUP = re.compile(r"(?<![ \t])([ \t]*)\[(\s*\d+(?:\s*,\s*\d+)*\s*)\]")
 
 
 def parse_citations(answer: str, document_count: int) -> tuple[str, list[int], int]:

@@ -118,7 +118,9 @@ def test_stream_yields_pieces_then_the_answer(project):
     final = items[-1]
     assert isinstance(final, Answer)
     assert all(isinstance(piece, str) for piece in items[:-1])
-    assert "".join(items[:-1]).strip() == engine.answer("When is the rotor replaced?", "rag").answer
+    again = engine.answer("When is the rotor replaced?", "rag")
+    assert "".join(items[:-1]).strip() == again.model_answer
+    assert final.answer == again.answer
 
 
 def test_one_load_serves_all_four_modes_and_base_ignores_the_adapter(project, tiny_adapter):
@@ -142,3 +144,74 @@ def test_the_project_current_adapter_is_picked_up(project, tiny_adapter):
     project.set_current_adapter("run-test")
     assert project.current_adapter() == run / "adapter"
     assert open_engine(project).default_mode == "rag+tuned"
+
+
+MX30 = Hit("mx30.md", 4, None, "id-30", 0.5, "The R-24A rotor must be retired after 9,000 runs.")
+MX60 = Hit("mx60.md", 7, None, "id-60", 0.4, "The R-30F rotor must be retired after 12,000 runs.")
+
+
+def test_a_citation_moves_to_the_chunk_that_supports_the_claim(project):
+    engine = open_engine(project, NO_ADAPTER)
+    text = 'The R-30F rotor is retired after 12000 runs [1]. <document id="1">It is blue [2].'
+    answer = engine._finish("q", "rag", [MX30, MX60], text, 0.0)
+    assert answer.model_citations == [1, 2]
+    assert [c.chunk_id for c in answer.citations] == ["id-60"]
+    assert [(c.cited, c.supported) for c in answer.claims] == [([2], True), ([], False)]
+    assert answer.answer == "The R-30F rotor is retired after 12000 runs [2]. It is blue."
+    assert answer.removed_markup == 1
+    assert answer.marked_text().endswith("It is blue. (unsupported: no shown passage says this)")
+    record = answer.to_dict()
+    assert record["claims"][1]["supported"] is False and record["model_citations"] == [1, 2]
+
+
+def test_an_answer_without_markers_is_cited_where_it_is_supported(project):
+    engine = open_engine(project, NO_ADAPTER)
+    answer = engine._finish("q", "rag", [MX30, MX60], "The R-24A rotor lasts 9,000 runs.", 0.0)
+    assert answer.model_citations == []
+    assert [c.source for c in answer.citations] == ["mx30.md"]
+    assert answer.answer == "The R-24A rotor lasts 9,000 runs [1]."
+
+
+def test_unsupported_policies_drop_and_quote(project):
+    engine = open_engine(project, NO_ADAPTER)
+    text = "The R-24A rotor lasts 9,000 runs [1]. The R-24A rotor lasts 5 years."
+    engine.config.unsupported = "drop"
+    dropped = engine._finish("q", "rag", [MX30, MX60], text, 0.0)
+    assert dropped.answer == "The R-24A rotor lasts 9,000 runs [1]."
+    assert not dropped.refused
+    nothing = engine._finish("q", "rag", [MX30, MX60], "It lasts 5 years.", 0.0)
+    assert nothing.refused and nothing.answer == NO_ANSWER and nothing.citations == []
+    engine.config.unsupported = "quote"
+    quoted = engine._finish("When is it retired?", "rag", [MX30, MX60], text, 0.0)
+    assert quoted.quoted
+    (claim,) = quoted.claims
+    assert claim.supported and claim.text.strip("\u201c\u201d") in (MX30.text, MX60.text)
+    assert [c.chunk_id for c in quoted.citations] == [
+        "id-30" if claim.text.strip("\u201c\u201d") == MX30.text else "id-60"
+    ]
+    assert quoted.model_answer == text.replace(" [1]", " [1]")
+    engine.config.unsupported = "quote"
+    kept = engine._finish("q", "rag", [MX30, MX60], "The R-24A rotor lasts 9,000 runs.", 0.0)
+    assert not kept.quoted  # every claim supported: the model's answer stands
+
+
+def test_reply_scores_with_a_shared_prompt_cache_equal_full_forward_passes(project):
+    import torch
+
+    engine = open_engine(project, NO_ADAPTER)
+    generator = engine.generator
+    messages = rag_messages("When?", [PromptDocument("a.md", MX30.text)])
+    replies = ["The rotor lasts 9,000 runs.", "Blue.", "It is retired after many runs of it."]
+    scores = generator.score_replies(messages, replies)
+    prompt = generator.tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False
+    )
+    prompt_ids = generator.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    for reply, score in zip(replies, scores):
+        reply_ids = generator.tokenizer(reply, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([prompt_ids + reply_ids])
+        with torch.inference_mode():
+            logits = generator.model(input_ids=ids).logits[0].float()
+        log_probs = torch.log_softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)
+        expected = log_probs.gather(1, torch.tensor(reply_ids)[:, None]).mean().item()
+        assert score == pytest.approx(expected, abs=1e-4)

@@ -81,7 +81,7 @@ def test_chat_streams_an_answer_with_its_cited_source(project, echo):
     at.chat_input[0].set_value("When is the rotor replaced?").run()
     assert not at.exception
     shown = texts(at)
-    assert "Replace the rotor after 12000 hours. [1]" in shown
+    assert "Replace the rotor after 12000 hours [1]." in shown
     assert "**[1]** manuals/centrifuge.md · § Centrifuge" in shown
     # The passage matching the answer is highlighted inside its source.
     assert any(m.value.startswith(":orange-background[") for m in at.markdown)
@@ -152,7 +152,7 @@ def test_compare_sends_one_question_through_each_mode(project, echo):
     assert [h.value for h in at.subheader] == ["Base model", "RAG"]
     shown = texts(at)
     assert CLOSED_BOOK_REPLY in shown
-    assert "Replace the rotor after 12000 hours. [1]" in shown
+    assert "Replace the rotor after 12000 hours [1]." in shown
 
 
 def test_documents_page_lists_uploads_and_rejects_bad_names(project):

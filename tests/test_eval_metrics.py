@@ -11,11 +11,14 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from eval.bootstrap import bootstrap_ci, paired_difference_ci
+from eval.bootstrap import bootstrap_ci, holm_adjust, paired_difference_ci
 from eval.config import EvalConfig
 from eval.judge import EndpointJudge, JudgeError, ModelJudge, make_judge, parse_score
 from eval.metrics import (
     citation_precision_recall,
+    contains_gold,
+    fact_errors,
+    gold_token_recall,
     exact_match,
     extract_label,
     faithfulness,
@@ -277,6 +280,69 @@ def test_score_answer_takes_dataclasses():
 
     row = score_answer(EvalQuestion("q", "yes"), Answer("base", "Yes, it does."))
     assert row["label_accuracy"] == 1.0 and row["latency_s"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "contained", "recall"),
+    [
+        ("It must be retired after 9000 runs [2].", "9,000 runs", 1.0, 1.0),
+        ("After 9,000 runs or ten years.", "9000 runs", 1.0, 1.0),
+        ("After 19000 runs.", "9000 runs", 0.0, 0.5),
+        ("Runs: 9000.", "9000 runs", 0.0, 1.0),  # the words, not the phrase
+        ("Maren Oduya leads it.", "Maren Oduya", 1.0, 1.0),
+        ("Marena Oduya", "Maren Oduya", 0.0, 0.5),
+    ],
+)
+def test_gold_containment_and_gold_token_recall(prediction, reference, contained, recall):
+    assert contains_gold(prediction, reference) == contained
+    assert gold_token_recall(prediction, reference) == pytest.approx(recall)
+
+
+def test_correct_is_label_refusal_or_containment_and_a_wrong_refusal_is_wrong():
+    rotor = EvalQuestion("q", "after 5000 runs", ["rotor.md"])
+    assert score_answer(rotor, _rag_answer("It is retired after 5,000 runs [1]."))["correct"] == 1.0
+    assert score_answer(rotor, _rag_answer("After 500 runs [1]."))["correct"] == 0.0
+    refusal = _rag_answer(NO_ANSWER, refused=True, citations=[])
+    assert score_answer(rotor, refusal)["correct"] == 0.0
+    assert score_answer(rotor, refusal)["gold_recall"] == 0.0
+    assert score_answer(EvalQuestion("q", NO_ANSWER), refusal)["correct"] == 1.0
+    label = EvalQuestion("Is it retired?", "no")
+    assert score_answer(label, _rag_answer("No, it is not; yes means..."))["correct"] == 1.0
+    assert score_answer(label, _rag_answer("Yes."))["correct"] == 0.0
+
+
+def test_faithfulness_reads_every_shown_chunk_cited_or_not():
+    rotor = EvalQuestion("q", "after 5000 runs", ["rotor.md"])
+    uncited = _rag_answer("The MX-30 rotor is retired after 5000 runs.", citations=[])
+    row = score_answer(rotor, uncited)
+    assert row["faithfulness"] == 1.0  # supported by a shown chunk although nothing is cited
+    assert row["citation_recall"] == 0.0 and row["model_cited"] == 0.0
+    cited = _rag_answer("After 5000 runs [1].", model_citations=[2])
+    assert score_answer(rotor, cited)["model_cited"] == 1.0
+
+
+def test_fact_errors_count_supported_claims_whose_cited_chunk_lacks_a_number():
+    citations = [{"n": 1, "text": CHUNK}, {"n": 2, "text": "Parking is free."}]
+    claims = [
+        {"text": "The rotor is retired after 5,000 runs.", "cited": [1], "supported": True},
+        {"text": "Inspect the MX-30 every 500 runs.", "cited": [1], "supported": True},
+        {"text": "Inspect it every 700 runs.", "cited": [1], "supported": True},
+        {"text": "Parking costs 5 EUR.", "cited": [2], "supported": True},
+        {"text": "It costs 9 EUR.", "cited": [], "supported": False},
+    ]
+    assert fact_errors(claims, citations) == 2.0
+
+
+def test_holm_adjustment():
+    assert holm_adjust([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
+    assert holm_adjust([0.5, 0.9]) == [1.0, 1.0]
+
+
+def test_paired_difference_has_a_bootstrap_p_value():
+    better = paired_difference_ci([1.0] * 30, [0.0] * 15 + [1.0] * 15, samples=500)
+    assert better.verdict == "better" and better.p < 0.01
+    same = paired_difference_ci([1.0, 0.0] * 10, [1.0, 0.0] * 10, samples=500)
+    assert same.p == 1.0
 
 
 # --- bootstrap ---------------------------------------------------------------------------------

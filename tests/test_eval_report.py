@@ -118,13 +118,38 @@ def test_sentences_in_words(summary):
     assert len(sentences_in_words(summary, focus_only=False)) == 6 * 5 - 5
 
 
+def test_the_headline_comes_first_and_exploratory_findings_are_holm_corrected():
+    rng = np.random.default_rng(3)
+    rows = {
+        "rag": [{"correct": float(i % 2), "token_f1": float(rng.random())} for i in range(60)],
+        "rag+tuned": [
+            {"correct": float(i % 2 or i % 3 == 0), "token_f1": float(rng.random())}
+            for i in range(60)
+        ],
+    }
+    summary = summarize(rows, samples=1000)
+    roles = {(c["metric"], c["role"]) for c in summary["comparisons"]}
+    assert roles == {("correct", "headline"), ("token_f1", "exploratory")}
+    headline = _comparison(summary, "rag+tuned", "rag", "correct")
+    assert headline["p_holm"] is None and headline["p"] < 0.05
+    first = sentences_in_words(summary)[0]
+    assert first.startswith("Headline (pre-registered): RAG+tuned beats RAG on correctness")
+    # A difference that one interval would call significant is not claimed once corrected.
+    fake = dict(_comparison(summary, "rag+tuned", "rag", "token_f1"))
+    fake.update(verdict="better", mean=0.1, low=0.01, high=0.2, p=0.04, p_holm=0.12)
+    from eval.report import comparison_sentence
+
+    assert "no clear difference" in comparison_sentence(fake)
+    assert "Holm-adjusted p 0.12" in comparison_sentence(fake)
+
+
 def test_a_gap_in_favour_of_the_second_mode_is_stated_as_a_positive_number():
     rows = {
         "rag": [{"latency_s": 2.0 + i % 2 * 0.1} for i in range(50)],
         "rag+tuned": [{"latency_s": 1.0 + i % 3 * 0.1} for i in range(50)],
     }
     sentence = sentences_in_words(summarize(rows, samples=300))[0]
-    assert sentence.startswith("RAG+tuned beats RAG on latency (s) by 0.9")
+    assert sentence.startswith("RAG+tuned beats RAG on latency (s) by 0.9"), sentence
     assert "-" not in sentence
 
 
@@ -266,7 +291,7 @@ def test_report_html_has_charts_tables_definitions_and_answers(written):
     page = html_path.read_text(encoding="utf-8")
     assert page.count('<svg class="chart"') == len(summary["metrics"])
     assert 'class="error"' in page  # error bars
-    assert "How each metric is computed" in page and "at least 60% of its content words" in page
+    assert "How each metric is computed" in page and "at least 60% of the sentence" in page
     assert "paired bootstrap" in page
     header = re.search(r"<th>#</th><th>question</th>(.*?)</tr>", page).group(1)
     assert re.findall(r"<th>(.*?)</th>", header) == ["Base", "RAG", "Tuned", "RAG+tuned"]

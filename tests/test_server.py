@@ -156,10 +156,10 @@ def test_answer_carries_citations_and_honours_max_tokens(serve):
     assert choice.message.content == "[1][1][1]"
     assert choice.finish_reason == "length"
     assert completion.refused is False
-    (citation,) = completion.citations  # only the last user message was the question
-    assert citation["n"] == 1
-    assert citation["source"] == "topics/meteor.md"
-    assert "meteor code is" in citation["text"]
+    # The model wrote markers and no sentence: nothing to verify, so no verified citation.
+    assert completion.citations == [] and completion.claims == []
+    (marker,) = completion.model_citations  # only the last user message was the question
+    assert marker == {"n": 1, "source": "topics/meteor.md", "chunk_id": marker["chunk_id"]}
 
 
 def test_refusal_when_nothing_is_relevant(serve):
@@ -182,7 +182,8 @@ def test_streaming_sends_pieces_then_citations(serve):
     assert chunks[0].choices[0].delta.role == "assistant"
     last = chunks[-1]
     assert last.choices[0].finish_reason == "length"
-    assert [c["source"] for c in last.citations] == ["topics/quartz.md"]
+    assert [c["source"] for c in last.model_citations] == ["topics/quartz.md"]
+    assert last.verified_content == "[1]" * 4
     assert last.refused is False
 
 
@@ -270,7 +271,7 @@ def test_full_queue_is_429_and_the_loop_stays_responsive(serve, engine, monkeypa
     finally:
         release.set()
         worker.join(10)
-    assert first[0].citations[0]["source"] == "topics/falcon.md"
+    assert first[0].model_citations[0]["source"] == "topics/falcon.md"
 
 
 def test_twenty_concurrent_clients_each_get_their_own_sources(serve):
@@ -289,11 +290,11 @@ def test_twenty_concurrent_clients_each_get_their_own_sources(serve):
                         model="ragtune-rag", messages=ask(word), max_tokens=2, stream=True
                     )
                 )
-                citations = chunks[-1].citations
+                citations = chunks[-1].model_citations
             else:
                 citations = api.chat.completions.create(
                     model="ragtune-rag", messages=ask(word), max_tokens=2
-                ).citations
+                ).model_citations
             results[word] = [c["source"] for c in citations]
         except BaseException as error:
             failures.append(error)
@@ -335,7 +336,7 @@ def test_a_client_leaving_mid_stream_frees_the_queue(serve, engine, monkeypatch)
         except openai.RateLimitError:
             assert time.monotonic() < deadline, "the abandoned stream kept its queue slot"
             time.sleep(0.05)
-    assert completion.citations[0]["source"] == "topics/tundra.md"
+    assert completion.model_citations[0]["source"] == "topics/tundra.md"
 
 
 def test_ragtune_serve_runs_the_server_program_with_the_key_in_its_environment(

@@ -1,0 +1,355 @@
+"""Verified attribution: each claim of an answer is checked against the chunks the model was shown,
+and its citation is the chunk that supports it, whatever marker the model wrote.
+
+A claim is a sentence of the answer (sentence ends of any script: Latin, CJK, Devanagari and
+Arabic stops, and line breaks). A chunk supports a claim when
+
+- every fact of the claim (a token holding a digit: number, date, code, identifier; thousands
+  separators removed, so "9,000" = "9000") occurs in the chunk, and
+- the claim's words that the chunk holds carry at least `threshold` of the claim's word weight,
+  each word weighted by its inverse document frequency in the corpus: words found in most
+  chunks ("the", "der", "de") weigh little in any language, with no word list. A word is held
+  when the chunk has it or a form that differs only in a short ending ("rotor", "rotors").
+
+Of several supporting chunks the model's own marker is kept when it is one of them; otherwise
+the chunk with the most support is cited, and the embedding model, when given, breaks ties.
+Text handling is linear-time: no pattern here can backtrack.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+DEFAULT_SUPPORT_THRESHOLD = 0.5
+"""Share of a claim's word weight that one chunk must hold (with every fact) to support it."""
+TIE_MARGIN = 0.05
+"""Chunks whose support is within this of the best one count as tied."""
+
+# (?<![ \t]) starts a match only at the first blank of a run, so a long run of blanks that no
+# marker follows is scanned once, not once per blank.
+_MARKER_GROUP = re.compile(r"(?<![ \t])[ \t]*\[(\s*\d{1,4}(?:\s*,\s*\d{1,4}){0,15}\s*)\]")
+_LEADING_MARKERS = re.compile(r"^(?:\s*\[\s*\d{1,4}(?:\s*,\s*\d{1,4}){0,15}\s*\])+")
+# Prompt markup a model may copy from its prompt: <document id="2" ...>, </document>, <documents>.
+_PROMPT_MARKUP = re.compile(r"</?documents?\b[^<>\n]{0,400}>?", re.IGNORECASE)
+# Sentence ends: Latin-style stops need the space after them; CJK stops and the Devanagari and
+# Arabic ones end a sentence by themselves; a line break always does.
+_SPACES = re.compile(r"(?<![ \t])[ \t]{2,}")
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<!\s)\s+([.,;:!?])")
+_OTHER_STOPS = "\u3002\uff01\uff1f\u0964\u061f"  # ideographic . ! ?, Devanagari danda, Arabic ?
+_CLOSING_QUOTES = "\"'\u201d\u2019)\\]"
+_LATIN_END = re.compile(f"[.!?]+[{_CLOSING_QUOTES}]*[ \t]+")
+_OTHER_END = re.compile(f"[{_OTHER_STOPS}]+[{_CLOSING_QUOTES}\u300d\u300f]*[ \t]*|\n+")
+_CLOSING_PUNCTUATION = ".!?" + _OTHER_STOPS
+# A token: word characters, joined by -./,: when a word character follows ("R-24A", "9,000",
+# "2024-03-01", "v2.1"); each separator must be followed by \w, so matching is linear.
+_TOKEN = re.compile(r"\w+(?:[-./,:]\w+)*")
+_DIGIT = re.compile(r"\d")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
+_PART = re.compile(r"[-./,:]")
+# A fact's parts: "R-24A" holds "24a", "2024-03-01" holds "2024"; a decimal point does not
+# split ("2.5" does not hold "5").
+_FACT_PART = re.compile(r"[-/:]")
+# Scripts written without spaces between words: their runs are split into character bigrams.
+_UNSPACED_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\u0e00-\u0e7f"
+_UNSPACED = re.compile(f"[{_UNSPACED_CHARS}]")
+_SCRIPT_RUN = re.compile(f"[{_UNSPACED_CHARS}]+|[^{_UNSPACED_CHARS}]+")
+
+
+@dataclass
+class Claim:
+    """One sentence of an answer and what supports it."""
+
+    text: str
+    """The sentence without citation markers."""
+    cited: list[int] = field(default_factory=list)
+    """The shown chunks (numbered from 1) that support it: the verified citation."""
+    model_cited: list[int] = field(default_factory=list)
+    """The valid markers the model wrote on this sentence."""
+    supported: bool | None = None
+    """True or False once checked; None for a sentence with nothing to check ('Yes.')."""
+    support: float = 0.0
+    """The best chunk's share of the claim's word weight (facts must all be present too)."""
+    missing_facts: list[str] = field(default_factory=list)
+    """Facts of the claim that no shown chunk holds."""
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["support"] = round(self.support, 3)
+        return data
+
+
+@dataclass
+class TermStatistics:
+    """Document frequencies of words over a corpus of chunks, for inverse-frequency weights."""
+
+    documents: int
+    frequencies: Counter
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> TermStatistics:
+        frequencies: Counter = Counter()
+        count = 0
+        for text in texts:
+            count += 1
+            frequencies.update(words_of(text))
+        return cls(count, frequencies)
+
+    def weight(self, word: str) -> float:
+        """log(1 + N / df): a word in every chunk weighs log 2, an unseen one log(1 + N)."""
+        return math.log(1 + self.documents / max(self.frequencies.get(word, 0), 0.5))
+
+
+def _split_unspaced(token: str) -> list[str]:
+    """A token as is, or with each run of an unspaced script cut into character bigrams."""
+    if not _UNSPACED.search(token):
+        return [token]
+    pieces: list[str] = []
+    for run in _SCRIPT_RUN.findall(token):
+        if not _UNSPACED.match(run) or len(run) == 1:
+            pieces.append(run)
+        else:
+            pieces.extend(run[i : i + 2] for i in range(len(run) - 1))
+    return pieces
+
+
+def normalize_fact(token: str) -> str:
+    """A fact token compared across texts: lower case, thousands separators removed."""
+    return _THOUSANDS.sub("", token.casefold())
+
+
+def _tokens(text: str) -> list[str]:
+    return [t.casefold() for t in _TOKEN.findall(text)]
+
+
+def words_of(text: str) -> set[str]:
+    """The text's words (tokens without digits), lower case; unspaced scripts as bigrams."""
+    words: set[str] = set()
+    for token in _tokens(text):
+        if not _DIGIT.search(token):
+            for part in _PART.split(token):
+                words.update(_split_unspaced(part))
+    words.discard("")
+    return words
+
+
+def facts_of(text: str) -> set[str]:
+    """The text's fact tokens (holding a digit), normalized."""
+    return {normalize_fact(t) for t in _TOKEN.findall(text) if _DIGIT.search(t)}
+
+
+def fact_forms(text: str) -> set[str]:
+    """Every form under which a chunk holds a fact: whole tokens and their parts."""
+    forms = set()
+    for fact in facts_of(text):
+        forms.add(fact)
+        forms.update(p for p in _FACT_PART.split(fact) if p)
+        forms.add(_FACT_PART.sub("", fact))
+    return forms
+
+
+def strip_prompt_markup(text: str) -> tuple[str, int]:
+    """Remove <document ...> / </documents> tags copied from the prompt; return the count."""
+    found = _PROMPT_MARKUP.findall(text)
+    if not found:
+        return text, 0
+    return _SPACES.sub(" ", _PROMPT_MARKUP.sub(" ", text)).strip(), len(found)
+
+
+def _markers(text: str) -> list[int]:
+    numbers: list[int] = []
+    for group in _MARKER_GROUP.findall(text):
+        for part in group.split(","):
+            if int(part) not in numbers:
+                numbers.append(int(part))
+    return numbers
+
+
+def _sentence_ends(text: str) -> list[int]:
+    """Offsets where a sentence ends; a Latin stop needs a next sentence that does not start in
+    lower case ('e.g. the' stays whole)."""
+    ends = set()
+    for match in _OTHER_END.finditer(text):
+        ends.add(match.end())
+    for match in _LATIN_END.finditer(text):
+        after = text[match.end() : match.end() + 1]
+        before = text[max(0, match.start() - 1) : match.start()]
+        if after and not after.islower() and not (before.isdigit() and after.isdigit()):
+            ends.add(match.end())
+    return sorted(ends)
+
+
+def split_claims(text: str) -> list[tuple[str, list[int]]]:
+    """The answer's sentences, each as (text without markers, the markers written on it).
+
+    Markers right after a sentence end ('... 10 years. [3]') belong to that sentence.
+    """
+    pieces, start = [], 0
+    for end in [*_sentence_ends(text), len(text)]:
+        if end > start:
+            pieces.append(text[start:end])
+            start = end
+    claims: list[tuple[str, list[int]]] = []
+    for piece in pieces:
+        leading = _LEADING_MARKERS.match(piece)
+        if leading and claims:
+            claims[-1][1].extend(n for n in _markers(leading.group()) if n not in claims[-1][1])
+            piece = piece[leading.end() :]
+        markers = _markers(piece)
+        sentence = " ".join(_MARKER_GROUP.sub("", piece).split())
+        sentence = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", sentence)
+        if sentence.strip("".join(_CLOSING_PUNCTUATION) + " ,;:"):
+            claims.append((sentence, markers))
+        elif claims:
+            claims[-1][1].extend(n for n in markers if n not in claims[-1][1])
+    return claims
+
+
+def with_markers(sentence: str, numbers: Sequence[int]) -> str:
+    """`sentence` with its markers before the closing stop: 'Two years [2].'"""
+    text = sentence.strip()
+    if not numbers:
+        return text
+    marks = "".join(f"[{n}]" for n in numbers)
+    if text and text[-1] in _CLOSING_PUNCTUATION:
+        return f"{text[:-1].rstrip()} {marks}{text[-1]}"
+    return f"{text} {marks}"
+
+
+MIN_STEM = 4
+"""Words match when equal, or when one is a prefix of the other at least this long and at most
+`MAX_ENDING` characters shorter ('rotor' ~ 'rotors', 'Rotor' ~ 'Rotoren' is too far)."""
+MAX_ENDING = 3
+
+
+def _prefixes(word: str) -> set[str]:
+    return {word[:n] for n in range(max(MIN_STEM, len(word) - MAX_ENDING), len(word))}
+
+
+@dataclass
+class _ChunkView:
+    words: set[str]
+    facts: set[str]
+    prefixes: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        for word in self.words:
+            self.prefixes |= _prefixes(word)
+
+    def holds(self, word: str) -> bool:
+        return word in self.words or word in self.prefixes or bool(_prefixes(word) & self.words)
+
+
+def _support(weights: dict[str, float], view: _ChunkView) -> float:
+    total = sum(weights.values())
+    if total == 0:
+        return 0.0
+    return sum(weight for word, weight in weights.items() if view.holds(word)) / total
+
+
+def verify_claims(
+    claims: Sequence[tuple[str, list[int]]],
+    chunks: Sequence[str],
+    *,
+    statistics: TermStatistics | None = None,
+    threshold: float = DEFAULT_SUPPORT_THRESHOLD,
+    embed: Callable[[list[str]], np.ndarray] | None = None,
+    skip: Callable[[str], bool] | None = None,
+) -> list[Claim]:
+    """Check each claim against the shown chunks and give it the citation that supports it.
+
+    Args:
+        claims: (sentence, model-written markers) pairs, from `split_claims`.
+        chunks: the text of each shown chunk, numbered from 1 in this order.
+        statistics: corpus document frequencies; None weighs words by their frequency among the
+            shown chunks (a weaker signal, for callers without the index).
+        threshold: see `DEFAULT_SUPPORT_THRESHOLD`.
+        embed: normalized embeddings of texts, to break ties between equally supporting chunks.
+        skip: sentences that make no claim (e.g. the refusal sentence); left unchecked.
+
+    Returns:
+        One `Claim` per input claim, in order.
+    """
+    stats = statistics or TermStatistics.from_texts(chunks)
+    views = [_ChunkView(words_of(text), fact_forms(text)) for text in chunks]
+    verified: list[Claim] = []
+    ties: list[tuple[Claim, list[int]]] = []
+    for sentence, markers in claims:
+        model_cited = [n for n in markers if 1 <= n <= len(chunks)]
+        claim = Claim(sentence, model_cited=model_cited)
+        verified.append(claim)
+        words, facts = words_of(sentence), facts_of(sentence)
+        if (skip and skip(sentence)) or (len(words) < 2 and not facts):
+            continue  # 'Yes.', 'Sure.': nothing a chunk could confirm
+        weights = {w: stats.weight(w) for w in words}
+        scores = [
+            (_support(weights, view) if words else 1.0)
+            if facts <= view.facts
+            else -1.0
+            for view in views
+        ]
+        best = max(scores, default=-1.0)
+        claim.support = max(best, 0.0)
+        if best < threshold:
+            claim.supported = False
+            closest = max(views, key=lambda v: len(facts & v.facts), default=None)
+            claim.missing_facts = sorted(facts - (closest.facts if closest else set()))
+            continue
+        claim.supported = True
+        candidates = [i + 1 for i, s in enumerate(scores) if s >= threshold]
+        own = [n for n in model_cited if n in candidates]
+        if own:
+            claim.cited = own
+            continue
+        tied = [n for n in candidates if scores[n - 1] >= best - TIE_MARGIN]
+        claim.cited = [tied[0]]
+        if len(tied) > 1 and embed is not None:
+            ties.append((claim, tied))
+    if ties and embed is not None:
+        _break_ties(ties, chunks, embed)
+    return verified
+
+
+def _break_ties(
+    ties: list[tuple[Claim, list[int]]],
+    chunks: Sequence[str],
+    embed: Callable[[list[str]], np.ndarray],
+) -> None:
+    needed = sorted({n for _, tied in ties for n in tied})
+    vectors = embed([claim.text for claim, _ in ties] + [chunks[n - 1] for n in needed])
+    claim_vectors, chunk_vectors = vectors[: len(ties)], vectors[len(ties) :]
+    row = {n: i for i, n in enumerate(needed)}
+    for (claim, tied), vector in zip(ties, claim_vectors):
+        similarities = [float(vector @ chunk_vectors[row[n]]) for n in tied]
+        claim.cited = [tied[int(np.argmax(similarities))]]
+
+
+def render(claims: Sequence[Claim]) -> str:
+    """The answer text from its claims, each with its verified markers (joined without spaces
+    in scripts written without them)."""
+    joiner = "" if any(_UNSPACED.search(c.text) for c in claims) else " "
+    return joiner.join(with_markers(c.text, c.cited) for c in claims).strip()
+
+
+def cited_numbers(claims: Sequence[Claim]) -> list[int]:
+    """The verified citations of an answer, in order of first use."""
+    return list(dict.fromkeys(n for claim in claims for n in claim.cited))
+
+
+def candidate_sentences(chunks: Sequence[str], limit: int = 32) -> list[tuple[str, int]]:
+    """Sentences of the shown chunks that could answer as a quote: (sentence, chunk number)."""
+    found: list[tuple[str, int]] = []
+    seen = set()
+    for number, text in enumerate(chunks, start=1):
+        for sentence, _ in split_claims(text):
+            key = sentence.casefold()
+            if key in seen or len(words_of(sentence) | facts_of(sentence)) < 3:
+                continue
+            seen.add(key)
+            found.append((sentence, number))
+    return found[:limit]
