@@ -17,11 +17,11 @@ from eval.judge import EndpointJudge, JudgeError, ModelJudge, make_judge, parse_
 from eval.metrics import (
     citation_precision_recall,
     contains_gold,
-    fact_errors,
-    gold_token_recall,
     exact_match,
     extract_label,
+    fact_errors,
     faithfulness,
+    gold_token_recall,
     hit_at_k,
     is_refusal,
     label_accuracy,
