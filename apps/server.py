@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
     from pathlib import Path
 
-    from builder.cli import _quiet_libraries, run_command
+    from builder.console import quiet_libraries, run_command
     from builder.project import open_project
 
     parser = argparse.ArgumentParser(prog="ragtune serve")
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def start(args: argparse.Namespace) -> int:
         project = open_project(args.project, args.set)
-        _quiet_libraries()
+        quiet_libraries()
         api_key = os.environ.get("RAGTUNE_API_KEY") or None
         serve(project, args.host, args.port, api_key, args.max_queue, args.adapter)
         return 0

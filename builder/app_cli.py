@@ -14,6 +14,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from builder.console import err
+
 DEFAULT_PORT = 8501
 # apps/ sits beside builder/ in the source tree and in site-packages alike.
 APP_SCRIPT = Path(__file__).resolve().parents[1] / "apps" / "chat.py"
@@ -78,7 +80,6 @@ def parse_app_args(argv: Sequence[str]) -> tuple[Path, list[str]]:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from builder.cli import err
     from builder.project import open_project
 
     root: Path = args.project

@@ -6,32 +6,15 @@ import argparse
 import json
 import os
 import sys
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from builder.config import ConfigError
-
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _quiet_libraries() -> None:
-    """Hide the libraries' own progress bars and info logs; ours say what is going on."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import datasets
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    # peft reads this renamed property when it wraps a model; nothing a user can act on.
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+from builder.console import err, progress_bars, quiet_libraries, run_command
 
 
 class _Bars:
@@ -54,17 +37,6 @@ class _Bars:
         self.progress.update(self.tasks[stage], completed=done, total=total)
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description:<22}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    )
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     from builder.build import BuildError, build
     from builder.project import open_project, record_docs
@@ -76,11 +48,11 @@ def cmd_build(args: argparse.Namespace) -> int:
             "pass --docs DIR or set docs in ragtune.toml"
         )
         return 2
-    _quiet_libraries()
+    quiet_libraries()
     if args.docs is not None or not project.config_path.exists():
         record_docs(args.project, args.docs)
     try:
-        with _progress() as progress:
+        with progress_bars() as progress:
             report = build(project, full=args.full, progress=_Bars(progress))
     except BuildError as error:
         _print_skips(error.report)
@@ -147,7 +119,7 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         err.print("[red]error:[/] give one question, or --questions FILE.jsonl")
         return 2
     rows = _read_questions(args.questions) if args.questions else [{"question": args.question}]
-    _quiet_libraries()
+    quiet_libraries()
     from builder.engine import open_retriever
 
     config = project.config
@@ -219,7 +191,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         err.print("[red]error:[/] give one question, or --questions FILE.jsonl")
         return 2
     rows = _read_questions(args.questions) if args.questions else [{"question": args.question}]
-    _quiet_libraries()
+    quiet_libraries()
     from builder.engine import open_engine
     from retrieval.answer import Answer
 
@@ -236,7 +208,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             else:
                 out.print(piece, end="", markup=False)
         return 0
-    with _progress() as progress:
+    with progress_bars() as progress:
         task = progress.add_task(f"answering ({mode})", total=len(rows))
         answers = engine.answer_many(
             [row["question"] for row in rows],
@@ -300,7 +272,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from builder.project import open_project
 
     project = open_project(args.project, args.set)
-    _quiet_libraries()
+    quiet_libraries()
     from retrieval.embeddings import load_encoder
     from retrieval.models import load_generator
 
@@ -387,40 +359,6 @@ def build_parser() -> argparse.ArgumentParser:
     sample = add("sample", "Write the bundled sample corpus.", cmd_sample, project=False)
     sample.add_argument("dest", type=Path, help="folder to write the documents into")
     return parser
-
-
-def _tuning_errors() -> tuple[type[Exception], ...]:
-    from builder.export import ExportError
-    from builder.tune import TuneError
-    from finetune.checkpoints import ResumeError
-    from finetune.formatting import ChatTemplateError
-    from finetune.train import TrainError
-
-    return (TuneError, ExportError, TrainError, ResumeError, ChatTemplateError)
-
-
-def run_command(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    """Run one command; a user-facing failure becomes a one-line error and exit code 2."""
-    try:
-        return handler(args)
-    except ConfigError as error:
-        err.print(f"[red]error:[/] {escape(str(error))}")
-        return 2
-    except KeyboardInterrupt:
-        err.print("interrupted; what was built before is intact (tune: use --resume)")
-        return 130
-    except Exception as error:  # user-facing failures are typed; show them in one line
-        from retrieval.answer import ModeError
-        from retrieval.generation import AdapterError
-        from retrieval.index import IndexLoadError
-        from retrieval.models import ModelNotFoundError
-
-        user_errors = (IndexLoadError, ModelNotFoundError, AdapterError, ModeError)
-        user_errors += _tuning_errors()
-        if isinstance(error, (*user_errors, FileNotFoundError)):
-            err.print(f"[red]error:[/] {escape(str(error))}")
-            return 2
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

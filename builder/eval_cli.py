@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from builder.config import ConfigError
+from builder.console import err, progress_bars, quiet_libraries
 from builder.project import Project
 from builder.tune import EVAL_QUESTIONS
 
@@ -39,7 +40,6 @@ def default_questions(project: Project) -> Path:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from builder.cli import _progress, _quiet_libraries, err
     from builder.project import open_project
     from eval.questions import EvalDataError, read_eval_questions
 
@@ -61,7 +61,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         questions = read_eval_questions(path)
     except EvalDataError as error:
         raise ConfigError(str(path), error.problems) from error
-    _quiet_libraries()
+    quiet_libraries()
     from builder.engine import open_engine
     from eval.report import format_summary_table
     from eval.run import evaluate
@@ -76,7 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "generator": project.config.generation.model,
         "adapter": str(project.current_adapter()) if args.adapter is None else args.adapter,
     }
-    with _progress() as progress:
+    with progress_bars() as progress:
         tasks: dict[str, int] = {}
 
         def tell(mode: str, done: int, total: int) -> None:

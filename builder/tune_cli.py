@@ -17,10 +17,10 @@ from rich.progress import (
 )
 
 from builder.config import ConfigError
+from builder.console import err, quiet_libraries
 
 
 def _console():
-    from builder.cli import err
 
     return err
 
@@ -65,7 +65,6 @@ def _stop_on_sigterm() -> None:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from builder.cli import _quiet_libraries
     from builder.project import open_project
 
     err = _console()
@@ -83,7 +82,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                 err.print(f"[yellow]skipped[/] {escape(str(path))} {escape(problem)}")
             data.extend(examples)
     _stop_on_sigterm()
-    _quiet_libraries()
+    quiet_libraries()
     from builder.tune import tune
 
     progress = Progress(
@@ -147,9 +146,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             err.print(f"wrote {escape(str(path))}")
         return 0
     if args.merge:
-        from builder.cli import _quiet_libraries
-
-        _quiet_libraries()
+        quiet_libraries()
         out = export_merged(project, args.out)
         err.print(f"merged model: {escape(str(out))} (AutoModelForCausalLM.from_pretrained)")
     else:
