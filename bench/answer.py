@@ -1,16 +1,27 @@
 """Answer benchmark: prints a table.
 
-1. Time to first token and decode speed in mode rag (5 chunks), embedded SmolLM2-135M on the CPU:
-   ragtune's `engine.stream` (query embedding, hybrid search, prompt, generation) against a plain
-   `model.generate` + `TextIteratorStreamer` on the very same prompt, retrieved beforehand and not
-   timed. The two alternate question by question. Goal: ragtune's TTFT <= 1 s. Its TTFT is also
-   split into retrieval, prompt building and the model's prefill, with the prompt's length. A
-   what-if row times the plain baseline with the weights cast to bfloat16.
+1. Time to first token and decode speed in mode rag (`answer.documents` chunks in the prompt, as
+   the project's config sets it: 3 by default; the table says how many ran), embedded
+   SmolLM2-135M on the CPU: ragtune's `engine.stream` (query embedding, hybrid search, prompt,
+   generation) against a plain `model.generate` + `TextIteratorStreamer` on the very same
+   prompt, retrieved beforehand and not timed. The two alternate question by question. Goal:
+   ragtune's TTFT <= 1 s. Its TTFT is also split into retrieval, prompt building and the
+   model's prefill, with the prompt's length. A what-if row times the plain baseline with the
+   weights cast to bfloat16.
+   Questions whose best chunk is below `answer.min_relevance` are refused by the engine without
+   generating ("I could not find this in the documents."): they are timed apart and left out
+   of the TTFT and decode figures, which compare generated answers only (plain generate cannot
+   refuse, so it is not run on them).
 2. API latency: N concurrent `openai` clients (default 20), each asking a different gold question,
-   against `ragtune serve` running as a real subprocess on loopback: p50/p95 request latency.
+   against `ragtune serve` running as a real subprocess on loopback: p50/p95 request latency,
+   for generated answers and for refusals without generation apart.
+
+--smoke: a tiny random generator (tests/tiny_models.py) on 4 documents of the sample corpus,
+3 questions (one off-topic, to be refused), 3 clients. Its figures only show that the script
+works.
 
 Usage:
-    python bench/answer.py [--project DIR] [--questions 10] [--clients 20]
+    python bench/answer.py [--project DIR] [--questions 10] [--clients 20] [--smoke]
 Without --project it writes the sample corpus and builds it in a temporary folder.
 """
 
@@ -18,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import socket
 import statistics
@@ -33,14 +43,19 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from smoke import TINY_LABEL, single_threaded, small_sample_corpus, tiny_generator
+
 from builder.build import build
 from builder.engine import open_engine
 from builder.project import open_project
-from builder.sample_corpus import SAMPLE_QUESTIONS_PATH, write_sample_corpus
+from builder.sample_corpus import load_sample_questions, write_sample_corpus
 from retrieval.answer import Answer, AnswerEngine
+from retrieval.prompt import NO_ANSWER
 
 MODEL = "embedded:SmolLM2-135M-Instruct"
-SETTINGS = [f"generation.model={MODEL}", "generation.device=cpu", "embedding.device=cpu"]
+DEVICES = ["generation.device=cpu", "embedding.device=cpu"]
+OFF_TOPIC = "Which team won the 1966 football World Cup final at Wembley?"
+"""Smoke mode's question that the sample corpus cannot answer, so that a refusal is timed."""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -48,9 +63,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def gold_questions() -> list[str]:
-    lines = Path(SAMPLE_QUESTIONS_PATH).read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["question"] for line in lines if line.strip()]
+def gold_questions(docs: Path | None = None) -> list[str]:
+    """The sample corpus's gold questions; with `docs`, those whose document is in it."""
+    return [
+        item["question"]
+        for item in load_sample_questions()
+        if docs is None or (docs / item["source"]).is_file()
+    ]
 
 
 def count_tokens(engine: AnswerEngine, text: str) -> int:
@@ -62,14 +81,21 @@ def time_engine(engine: AnswerEngine, question: str) -> dict:
     started = time.perf_counter()
     first = None
     pieces = []
+    refused = False
     for item in engine.stream(question, "rag"):
         if first is None:
             first = time.perf_counter() - started
         if isinstance(item, Answer):
+            refused = item.refused
             break
         pieces.append(item)
     total = time.perf_counter() - started
-    return {"ttft": first, "total": total, "tokens": count_tokens(engine, "".join(pieces))}
+    return {
+        "ttft": first,
+        "total": total,
+        "tokens": count_tokens(engine, "".join(pieces)),
+        "refused": refused,
+    }
 
 
 def time_plain(engine: AnswerEngine, messages: list[dict[str, str]], model=None) -> dict:
@@ -135,13 +161,19 @@ def bench_stream(engine: AnswerEngine, questions: list[str]) -> dict:
         messages = engine._messages(question, "rag", engine.retrieve([question])[0])
         time_plain(engine, messages)
         time_plain(engine, messages, bf16)
-    ours, plain, plain_bf16, retrieval_s, prompt_s, prompt_tokens, prefill_s = (
-        [] for _ in "1234567"
-    )
+    ours, plain, plain_bf16, refusals = [], [], [], []
+    retrieval_s, prompt_s, prompt_tokens, prefill_s = [], [], [], []
     for number, question in enumerate(questions):
         started = time.perf_counter()
         hits = engine.retrieve([question])[0]
         retrieval_s.append(time.perf_counter() - started)
+        if not engine.relevant(hits):
+            # The engine answers without generating; plain generate has no such path.
+            refusal = time_engine(engine, question)
+            if not refusal["refused"] or refusal["tokens"] > count_tokens(engine, NO_ANSWER):
+                raise RuntimeError(f"expected a refusal without generation for {question!r}")
+            refusals.append(refusal)
+            continue
         started = time.perf_counter()
         messages = engine._messages(question, "rag", hits)
         prompt_tokens.append(
@@ -160,11 +192,20 @@ def bench_stream(engine: AnswerEngine, questions: list[str]) -> dict:
         "ours": ours,
         "plain": plain,
         "plain_bf16": plain_bf16,
+        "refusals": refusals,
         "retrieval_ms": statistics.median(retrieval_s) * 1000,
-        "prompt_ms": statistics.median(prompt_s) * 1000,
-        "prompt_tokens": statistics.median(prompt_tokens),
-        "prefill_ms": statistics.median(prefill_s) * 1000,
+        "prompt_ms": median(prompt_s) * 1000,
+        "prompt_tokens": median(prompt_tokens),
+        "prefill_ms": median(prefill_s) * 1000,
     }
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def refuses_without_generating(engine: AnswerEngine, question: str) -> bool:
+    return not engine.relevant(engine.retrieve([question])[0])
 
 
 def free_port() -> int:
@@ -173,13 +214,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def bench_server(project_root: Path, questions: list[str], clients: int) -> dict:
-    """Start `ragtune serve`, then fire `clients` concurrent requests at once."""
+def bench_server(
+    project_root: Path,
+    questions: list[str],
+    clients: int,
+    settings: list[str],
+    refusing: set[str],
+) -> dict:
+    """Start `ragtune serve`, then fire `clients` concurrent requests at once; latencies of the
+    questions in `refusing` (answered without generating) are kept apart."""
     import openai
 
     port = free_port()
     command = [sys.executable, "-m", "builder.cli", "serve", str(project_root), "--port", str(port)]
-    for setting in SETTINGS:
+    for setting in settings:
         command += ["--set", setting]
     server = subprocess.Popen(command, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     api = openai.OpenAI(
@@ -196,7 +244,8 @@ def bench_server(project_root: Path, questions: list[str], clients: int) -> dict
                     raise RuntimeError("ragtune serve did not start") from None
                 time.sleep(0.2)
         startup = time.perf_counter() - started
-        latencies: list[float] = []
+        generated: list[float] = []
+        refused_fast: list[float] = []
         cited, refused = [], []
         gate = threading.Barrier(clients)
 
@@ -206,7 +255,8 @@ def bench_server(project_root: Path, questions: list[str], clients: int) -> dict
             reply = api.chat.completions.create(
                 model="ragtune-rag", messages=[{"role": "user", "content": question}]
             )
-            latencies.append(time.perf_counter() - began)
+            seconds = time.perf_counter() - began
+            (refused_fast if question in refusing else generated).append(seconds)
             cited.append(bool(reply.citations))
             refused.append(reply.refused)
 
@@ -223,16 +273,24 @@ def bench_server(project_root: Path, questions: list[str], clients: int) -> dict
     finally:
         server.terminate()
         server.wait(30)
-    if len(latencies) != clients:
-        raise RuntimeError(f"only {len(latencies)} of {clients} requests were answered")
+    if len(generated) + len(refused_fast) != clients:
+        answered = len(generated) + len(refused_fast)
+        raise RuntimeError(f"only {answered} of {clients} requests were answered")
     return {
         "startup": startup,
-        "p50": statistics.median(latencies),
-        "p95": percentile(latencies, 0.95),
+        "generated": generated,
+        "refused_fast": refused_fast,
         "wall": wall,
         "cited": sum(cited),
         "refused": sum(refused),
     }
+
+
+def spread(values: list[float], digits: int = 1) -> str:
+    """'p50 / p95' of `values`, or 'n/a' when there are none."""
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):.{digits}f} / {percentile(values, 0.95):.{digits}f}"
 
 
 def main() -> None:
@@ -240,84 +298,125 @@ def main() -> None:
     parser.add_argument("--project", type=Path, help="a built project (default: build the sample)")
     parser.add_argument("--questions", type=int, default=10, help="questions timed one by one")
     parser.add_argument("--clients", type=int, default=20, help="concurrent API clients")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a tiny random model, 3 questions: checks the script"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        single_threaded()
     load = os.getloadavg()[0]  # other work on the machine skews every figure
 
     with tempfile.TemporaryDirectory() as temporary:
         root = args.project
+        settings = [f"generation.model={MODEL}", *DEVICES]
+        if args.smoke:
+            tiny = tiny_generator(Path(temporary) / "tiny-llama")
+            settings = [f"generation.model={tiny}", "generation.max_new_tokens=8", *DEVICES]
         if root is None:
             root = Path(temporary) / "project"
-            write_sample_corpus(root / "docs")
+            if args.smoke:
+                small_sample_corpus(root / "docs")
+            else:
+                write_sample_corpus(root / "docs")
             print("building the sample corpus …", file=sys.stderr)
-            project = open_project(root, SETTINGS, docs=root / "docs")
+            project = open_project(root, settings, docs=root / "docs")
             project.save_config()
             build(project)
-        project = open_project(root, SETTINGS)
-        questions = gold_questions()
+        project = open_project(root, settings)
+        if args.smoke:
+            questions = [*gold_questions(project.docs_dir)[:2], OFF_TOPIC]
+            served_questions, args.clients = questions, len(questions)
+        else:
+            served_questions = gold_questions()
+            questions = served_questions[2 : 2 + args.questions]
         print("timing time to first token …", file=sys.stderr)
         engine = open_engine(project)
-        streamed = bench_stream(engine, questions[2 : 2 + args.questions])
+        documents, min_relevance = engine.documents, engine.config.min_relevance
+        streamed = bench_stream(engine, questions)
+        refusing = {q for q in served_questions if refuses_without_generating(engine, q)}
         del engine
         print(f"timing {args.clients} concurrent API clients …", file=sys.stderr)
-        served = bench_server(root, questions, args.clients)
+        served = bench_server(root, served_questions, args.clients, settings, refusing)
 
-    ours, plain = streamed["ours"], streamed["plain"]
-    ttft = statistics.median(r["ttft"] for r in ours)
-    plain_ttft = statistics.median(r["ttft"] for r in plain)
+    ours, plain, refusals = streamed["ours"], streamed["plain"], streamed["refusals"]
+    model = TINY_LABEL if args.smoke else project.config.generation.model
+    print(
+        f"\nmode rag, {documents} chunks in the prompt (answer.documents of the config that ran), "
+        f"answer.min_relevance {min_relevance}, {model}"
+    )
     rows = [
+        ("chunks in the rag prompt (answer.documents)", str(documents), "read from the engine"),
         (
-            "questions timed / prompt tokens (median)",
-            f"{len(ours)} / {streamed['prompt_tokens']:.0f}",
-            "",
+            "questions timed: generated / refused without generating",
+            f"{len(ours)} / {len(refusals)}",
+            f"best chunk below min_relevance {min_relevance}: no generation",
         ),
+        ("prompt tokens of the generated ones (median)", f"{streamed['prompt_tokens']:.0f}", ""),
+    ]
+    if ours:
+        ttft = statistics.median(r["ttft"] for r in ours)
+        rows += [
+            (
+                "TTFT p50 / p95 s, generated: ragtune engine.stream",
+                spread([r["ttft"] for r in ours], 3),
+                "goal p50 ≤ 1 s " + ("✓" if ttft <= 1 else "✗"),
+            ),
+            (
+                "TTFT p50 / p95 s, generated: plain generate",
+                spread([r["ttft"] for r in plain], 3),
+                "",
+            ),
+            (
+                "TTFT min s: ragtune / plain",
+                f"{min(r['ttft'] for r in ours):.3f} / {min(r['ttft'] for r in plain):.3f}",
+                "the least disturbed run",
+            ),
+            (
+                "  of which retrieval / prompt building, ms",
+                f"{streamed['retrieval_ms']:.0f} / {streamed['prompt_ms']:.0f}",
+                "p50, timed apart",
+            ),
+            (
+                "  the model's prefill of that prompt alone, ms",
+                f"{streamed['prefill_ms']:.0f}",
+                "p50, one forward pass",
+            ),
+            (
+                "decode tokens/s: ragtune / plain",
+                f"{decode_rate(ours):.1f} / {decode_rate(plain):.1f}",
+                f"ratio {decode_rate(ours) / decode_rate(plain):.2f}",
+            ),
+            (
+                "what-if bf16 weights: plain TTFT p50 s / decode tok/s",
+                f"{statistics.median(r['ttft'] for r in streamed['plain_bf16']):.3f} / "
+                f"{decode_rate(streamed['plain_bf16']):.1f}",
+                "same prompts, model cast to bfloat16",
+            ),
+        ]
+    rows.append(
         (
-            "TTFT p50 s: ragtune engine.stream / plain generate",
-            f"{ttft:.3f} / {plain_ttft:.3f}",
-            "goal ragtune ≤ 1 s " + ("✓" if ttft <= 1 else "✗"),
-        ),
-        (
-            "TTFT p95 s: ragtune / plain",
-            f"{percentile([r['ttft'] for r in ours], 0.95):.3f} / "
-            f"{percentile([r['ttft'] for r in plain], 0.95):.3f}",
-            "",
-        ),
-        (
-            "TTFT min s: ragtune / plain",
-            f"{min(r['ttft'] for r in ours):.3f} / {min(r['ttft'] for r in plain):.3f}",
-            "the least disturbed run",
-        ),
-        (
-            "  of which retrieval / prompt building, ms",
-            f"{streamed['retrieval_ms']:.0f} / {streamed['prompt_ms']:.0f}",
-            "p50, timed apart",
-        ),
-        (
-            "  the model's prefill of that prompt alone, ms",
-            f"{streamed['prefill_ms']:.0f}",
-            "p50, one forward pass",
-        ),
-        (
-            "decode tokens/s: ragtune / plain",
-            f"{decode_rate(ours):.1f} / {decode_rate(plain):.1f}",
-            f"ratio {decode_rate(ours) / decode_rate(plain):.2f}",
-        ),
-        (
-            "what-if bf16 weights: plain TTFT p50 s / decode tok/s",
-            f"{statistics.median(r['ttft'] for r in streamed['plain_bf16']):.3f} / "
-            f"{decode_rate(streamed['plain_bf16']):.1f}",
-            "same prompts, model cast to bfloat16",
-        ),
+            "refusal without generating, p50 / p95 s",
+            spread([r["total"] for r in refusals], 3),
+            "retrieval, relevance check, the fixed sentence",
+        )
+    )
+    rows += [
         ("serve: startup (load + warm-up), s", f"{served['startup']:.1f}", ""),
         (
-            f"serve: {args.clients} concurrent clients, p50 / p95 s",
-            f"{served['p50']:.1f} / {served['p95']:.1f}",
-            f"all done in {served['wall']:.1f} s; {served['cited']} cited, "
-            f"{served['refused']} refused",
+            f"serve: {args.clients} concurrent clients, generated, p50 / p95 s",
+            spread(served["generated"]),
+            f"{len(served['generated'])} requests; all done in {served['wall']:.1f} s; "
+            f"{served['cited']} cited, {served['refused']} refused in all",
         ),
+        (
+            "serve: refused without generating, p50 / p95 s",
+            spread(served["refused_fast"]),
+            f"{len(served['refused_fast'])} requests, in the same queue as the generated ones",
+        ),
+        ("load average before the run (1 min; 2 shared cores)", f"{load:.1f}", ""),
     ]
-    rows.append(("load average before the run (1 min; 2 shared cores)", f"{load:.1f}", ""))
     width = max(len(r[0]) for r in rows)
-    print(f"\n{'measure':<{width}}  {'value':>15}  note")
+    print(f"{'measure':<{width}}  {'value':>15}  note")
     print("-" * (width + 40))
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>15}  {note}")

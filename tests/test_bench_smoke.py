@@ -1,0 +1,98 @@
+"""Each benchmark script's --smoke mode, run as a user runs it (a subprocess): it must exit 0 and
+print its table with real figures. Every script embeds with the real all-MiniLM-L6-v2 and starts
+fresh Python processes that import torch, so each takes longer than 20 s: the slow tier."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBMEDQA = ROOT.parent / "shared" / "data" / "pubmedqa"
+NUMBER = r"[-+]?\d+(?:\.\d+)?"
+
+
+def run_smoke(script: str, *extra: str, timeout: int = 600) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--smoke", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, f"{script} --smoke failed:\n{result.stderr[-4000:]}"
+    return result.stdout
+
+
+def cells(output: str, label: str) -> list[str]:
+    """The cells of the table row that starts with `label` (columns are 2+ spaces apart)."""
+    for line in output.splitlines():
+        if re.match(re.escape(label) + r"(\s{2,}|$)", line):
+            return [label, *re.split(r"\s{2,}", line[len(label) :].strip())]
+    raise AssertionError(f"no row {label!r} in:\n{output}")
+
+
+def number(cell: str) -> float:
+    found = re.match(NUMBER, cell)
+    assert found, f"not a number: {cell!r}"
+    return float(found.group())
+
+
+@pytest.mark.slow
+def test_train_smoke_compares_like_with_like():
+    out = run_smoke("train.py")
+    assert re.search(r"^trainer\s+method\s+batch\s+tokens/s\s+tokens/CPU-s\s+peak", out, re.M)
+    ours = cells(out, "ragtune (finetune.train)")
+    plain = cells(out, "plain trl SFTTrainer, same settings")
+    defaults = cells(out, "out of the box: full fine-tune, trl defaults")
+    assert ours[1:3] == plain[1:3] == ["lora", "4"]
+    assert defaults[1:3] == ["full", "8"]
+    for row in (ours, plain, defaults):
+        assert number(row[3]) > 0 and number(row[5]) > 0  # tokens/s, peak MiB
+    # The same batch through the same weights: the first-step losses agree.
+    assert abs(number(ours[6]) - number(plain[6])) < 1e-3
+    assert cells(out, "settings that differ, ragtune vs same-settings trl")[1] == "0"
+    assert number(cells(out, "tokens/s, ragtune ÷ same-settings trl")[1]) > 0
+    assert number(cells(out, "synthesis, rules, kept pairs/s")[1]) > 0
+
+
+@pytest.mark.slow
+def test_answer_smoke_reports_documents_and_refusals_apart():
+    out = run_smoke("answer.py")
+    assert "3 chunks in the prompt (answer.documents of the config that ran)" in out
+    assert cells(out, "chunks in the rag prompt (answer.documents)")[1] == "3"
+    # Two gold questions generate; the off-topic one is refused without generating.
+    assert cells(out, "questions timed: generated / refused without generating")[1] == "2 / 1"
+    ttft = cells(out, "TTFT p50 / p95 s, generated: ragtune engine.stream")[1]
+    assert re.fullmatch(rf"{NUMBER} / {NUMBER}", ttft)
+    assert number(cells(out, "refusal without generating, p50 / p95 s")[1]) > 0
+    served = cells(out, "serve: 3 concurrent clients, generated, p50 / p95 s")
+    assert served[2].startswith("2 requests")
+    assert cells(out, "serve: refused without generating, p50 / p95 s")[2].startswith("1 request")
+
+
+@pytest.mark.slow
+def test_ingest_smoke_reports_recall_against_exact_search():
+    out = run_smoke("ingest.py", "--data", str(PUBMEDQA))
+    assert re.search(r"^vector index\s+recall@10, PubMedQA questions", out, re.M)
+    assert cells(out, "flat (exact)")[1] == "1.000"
+    for name in ("hnsw (production)", "ivf"):
+        row = cells(out, name)
+        assert 0 < number(row[1]) <= 1 and 0 < number(row[2]) <= 1
+        assert re.fullmatch(rf"{NUMBER} / {NUMBER}", row[3])  # dense p50 / p95 ms
+    assert re.search(r"search at 3000 chunks: \d+ real texts", out)
+    assert number(cells(out, "hybrid search (Retriever, HNSW index), p50 / p95 ms")[1]) > 0
+    assert number(cells(out, "build end to end, chunks/s")[1]) > 0
+
+
+@pytest.mark.slow
+def test_pubmedqa_smoke_runs_both_variants():
+    out = run_smoke("pubmedqa.py", "--data", str(PUBMEDQA))
+    assert re.search(r"^system\s+accuracy % \[95% CI\]", out, re.M)
+    for label in ("RAG", "RAG + tuned on synthesized pairs", "RAG + tuned on 4 labelled"):
+        assert re.fullmatch(rf"{NUMBER} \[{NUMBER}, {NUMBER}\]", cells(out, label)[1])
+    assert re.search(rf"\(3 questions\): hit@5 {NUMBER}, MRR {NUMBER}", out)
