@@ -149,3 +149,33 @@ def test_tune_a_few_steps_then_answer_and_evaluate_with_the_adapter(sample_proje
     assert evaluated.returncode == 0, evaluated.stderr
     summary = json.loads(evaluated.stdout)
     assert summary["modes"] == ["base", "rag", "tuned", "rag+tuned"]
+    headline = [c for c in summary["comparisons"] if c["role"] == "headline"]
+    assert [(c["a"], c["b"], c["metric"]) for c in headline] == [("rag+tuned", "rag", "correct")]
+    for mode in ("rag", "rag+tuned"):  # every sentence marked supported holds its facts
+        assert summary["per_mode"][mode]["fact_errors"]["mean"] in (0.0, None)
+
+
+def test_rag_answers_of_the_untuned_model_are_cited_and_verified(sample_project):
+    """The untuned model never writes [n]; verification still cites what supports its answer,
+    and every sentence marked supported holds each number of it in its cited chunk."""
+    from retrieval.attribution import fact_forms, facts_of
+
+    gold = [json.loads(line) for line in SAMPLE_QUESTIONS_PATH.read_text().splitlines()][:8]
+    questions = sample_project.parent / "eight.jsonl"
+    questions.write_text("".join(json.dumps({"question": g["question"]}) + "\n" for g in gold))
+    asked = ragtune(
+        "ask", str(sample_project), "--questions", str(questions), "--mode", "rag", "--json",
+        cwd=sample_project.parent,
+    )  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    answers = [json.loads(line) for line in asked.stdout.splitlines()]
+    assert len(answers) == 8
+    for answer in answers:
+        texts = {c["n"]: c["text"] for c in answer["citations"]}
+        for claim in answer["claims"]:
+            if claim["supported"]:
+                held = set().union(*(fact_forms(texts[n]) for n in claim["cited"]))
+                assert facts_of(claim["text"]) <= held, claim
+            else:
+                assert claim["cited"] == []
+    assert any(answer["citations"] for answer in answers)
