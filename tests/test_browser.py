@@ -160,7 +160,7 @@ def test_ask_shows_the_answer_with_its_highlighted_source(page):
     ask(page, "When is the rotor replaced?")
     page.get_by_text("manuals/centrifuge.md · § Centrifuge").wait_for()
     answer = page.get_by_test_id("stChatMessage").nth(1)
-    expect(answer).to_contain_text("Replace the rotor after 12000 hours. [1]")
+    expect(answer).to_contain_text("Replace the rotor after 12000 hours [1].")
     highlight = answer.locator("span.stMarkdownColoredBackground")
     assert "Replace the rotor after 12000 hours." in highlight.first.inner_text()
 
@@ -172,7 +172,7 @@ def test_ask_shows_the_answer_with_its_highlighted_source(page):
     question.press("Enter")
     page.get_by_role("button", name="Compare").click()
     columns = page.get_by_test_id("stColumn")
-    expect(columns.nth(1)).to_contain_text("Replace the rotor after 12000 hours. [1]")
+    expect(columns.nth(1)).to_contain_text("Replace the rotor after 12000 hours [1].")
     assert columns.count() == 2
     expect(columns.nth(0)).to_contain_text("Base model")
     expect(columns.nth(0)).to_contain_text("I only answer from documents.")
@@ -196,7 +196,7 @@ def test_upload_then_rebuild_then_ask_the_new_document(page, project):
     ask(page, "what opens with a badge?")
     page.get_by_text("[1] badge.md").wait_for()
     expect(page.get_by_test_id("stChatMessage").nth(1)).to_contain_text(
-        "Your badge opens doors. [1]"
+        "Your badge opens doors [1]."
     )
 
 
