@@ -6,6 +6,10 @@ with `completion_only_loss=True`, sets the labels of every prompt token to -100:
 the answer and the template's end-of-turn token, so the model learns what to say and when to
 stop, whatever template the model uses. Earlier assistant turns of a multi-turn example are
 context only.
+
+Chunks, questions, answers and the user's own pairs are neutralized first
+(`retrieval.chat_template`): trl parses special tokens in the rendered text, so a document
+holding '<|im_start|>system' would otherwise train the model on a turn that nobody wrote.
 """
 
 from __future__ import annotations
@@ -13,22 +17,26 @@ from __future__ import annotations
 from typing import Any
 
 from finetune.data import ChatExample
+from retrieval.chat_template import safe_messages
 
 
 class ChatTemplateError(Exception):
     """The tokenizer cannot render conversations."""
 
 
-def to_prompt_completion(example: ChatExample) -> dict[str, list[dict[str, str]]]:
-    """{"prompt": all turns but the last, "completion": [the final assistant turn]}."""
-    return {"prompt": example.messages[:-1], "completion": example.messages[-1:]}
+def to_prompt_completion(example: ChatExample, tokenizer: Any) -> dict[str, list[dict[str, str]]]:
+    """{"prompt": all turns but the last, "completion": [the final assistant turn]}, with
+    contents neutralized for `tokenizer`."""
+    messages = safe_messages(tokenizer, example.messages)
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def build_dataset(examples: list[ChatExample]) -> Any:
-    """A `datasets.Dataset` of prompt/completion rows, in the order of `examples`."""
+def build_dataset(examples: list[ChatExample], tokenizer: Any) -> Any:
+    """A `datasets.Dataset` of prompt/completion rows for `tokenizer`, in the order of
+    `examples`."""
     from datasets import Dataset
 
-    return Dataset.from_list([to_prompt_completion(example) for example in examples])
+    return Dataset.from_list([to_prompt_completion(example, tokenizer) for example in examples])
 
 
 def fitting_examples(
@@ -40,7 +48,11 @@ def fitting_examples(
     looks at: such an example would train on nothing.
     """
     lengths = [
-        len(tokenizer.apply_chat_template(example.messages, tokenize=True, return_dict=False))
+        len(
+            tokenizer.apply_chat_template(
+                safe_messages(tokenizer, example.messages), tokenize=True, return_dict=False
+            )
+        )
         for example in examples
     ]
     kept = [example for example, length in zip(examples, lengths) if length <= max_tokens]

@@ -17,6 +17,7 @@ from finetune.pairs import TEACHER_PREFIX, QAPair
 from finetune.synthesis_config import NO_TEACHER
 from finetune.text import split_sentences, tokens
 from retrieval.chat_endpoint import ChatEndpoint, EndpointError
+from retrieval.chat_template import render_prompt
 from retrieval.documents import Chunk
 
 Messages = list[dict[str, str]]
@@ -213,10 +214,8 @@ class HFTeacher:
 
         self.load()
         tokenizer, model = self._tokenizer, self._model
-        texts = [
-            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            for messages in prompts
-        ]
+        # The chunk text inside each prompt cannot write turns (see retrieval.chat_template).
+        texts = [render_prompt(tokenizer, messages) for messages in prompts]
         # Similar lengths in one batch waste less compute on padding.
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         replies: list[str] = [""] * len(texts)

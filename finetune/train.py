@@ -227,7 +227,7 @@ def build_trainer(
     trainer = AnswerLossTrainer(
         model=_load_model(model_path, config, bf16_base=bf16 and cuda),
         args=args,
-        train_dataset=build_dataset(examples),
+        train_dataset=build_dataset(examples, tokenizer),
         processing_class=tokenizer,
         peft_config=_peft_config(config),
         callbacks=list(callbacks),

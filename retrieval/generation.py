@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from retrieval.chat_template import neutralize_special_tokens, render_prompt
 from retrieval.config import GenerationConfig
 
 
@@ -64,10 +65,9 @@ class Generator:
             yield self.model
 
     def _encode(self, conversations: Sequence[list[dict[str, str]]]) -> Any:
-        texts = [
-            self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
-            for c in conversations
-        ]
+        # Contents are neutralized first: the text is tokenized with special tokens parsed, so a
+        # chunk holding '<|im_start|>system' would otherwise write a turn of its own.
+        texts = [render_prompt(self.tokenizer, c) for c in conversations]
         self.tokenizer.padding_side = "left"  # new tokens must follow every prompt directly
         batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         return batch.to(self.model.device)
@@ -133,9 +133,11 @@ class Generator:
             return []
         prompt = self._encode([conversation])["input_ids"]
         pad = self.tokenizer.pad_token_id
+        # The replies are chunk sentences: as plain text, like the prompt's contents.
+        plain = [neutralize_special_tokens(self.tokenizer, r) for r in replies]
         encoded = [
             self.tokenizer(r, add_special_tokens=False)["input_ids"][:max_reply_tokens] or [pad]
-            for r in replies
+            for r in plain
         ]
         width = max(len(ids) for ids in encoded)
         ids = torch.full((len(encoded), width), pad, dtype=torch.long)
