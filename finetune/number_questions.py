@@ -13,7 +13,9 @@ that are negated, are left alone rather than turned into odd questions.
 
 from __future__ import annotations
 
+import bisect
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from finetune.question_context import DETERMINERS, ChunkContext
@@ -25,10 +27,14 @@ _NUMBER_WORDS = (
     "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
     "forty|fifty|sixty|seventy|eighty|ninety|hundred"
 )
+# A bare year is one not followed by a unit ('2024 runs', '2024mm'). It must start its token, so
+# that the lookahead, which reads the rest of the token, runs once per token: started anywhere
+# in '2020202020...' it read the rest of the run at every position (quadratic).
+_YEAR = r"(?<![\w.,])(?:19|20)\d{2}(?![\w.,]*?[a-z]|[\w.,]*+\s*+[a-z%°])"
 _DATE = re.compile(
     rf"(?:\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})(?:\s+\d{{4}})?"
     rf"|(?:{_MONTHS})\s+\d{{1,2}}(?:st|nd|rd|th)?\b(?:,?\s+\d{{4}})?"
-    rf"|(?:{_MONTHS})\s+\d{{4}}|\d{{4}}-\d{{2}}-\d{{2}}|(?:19|20)\d{{2}}(?![\w.,]*\s*[a-z%°]))"
+    rf"|(?:{_MONTHS})\s+\d{{4}}|\d{{4}}-\d{{2}}-\d{{2}}|{_YEAR})"
 )
 _QUANTITY = re.compile(
     rf"(?<![\w.,/±~\u00d7-])(?P<currency>[€$£]\s?|(?:EUR|USD|GBP|CHF)\s)?"
@@ -39,9 +45,11 @@ _NAMED_NUMBER = re.compile(
     r"(?<![\w-])(?P<noun>(?:[a-z]{3,}\s+)?[a-z]{3,})\s+"
     r"(?P<code>\d+(?:\.\d+)+|\d{2,}|[A-Z]{1,5}-?\d[\w-]*)(?![\w-])"
 )
-_CURRENCY_AFTER = re.compile(r"^\s?(?:€|euros?|dollars?|pounds?|EUR|USD|GBP|CHF)\b")
-_PERCENT = re.compile(r"^\s?(?:%|percent\b|per cent\b)")
-_TEMPERATURE = re.compile(r"^\s?(?:°\s?[CF]\b|degrees(?: Celsius| Fahrenheit)?\b)")
+# The patterns that read the words after a number are matched at its end (`match(text, pos)`),
+# not on a copy of the rest of the sentence: one copy per number was quadratic in long text.
+_CURRENCY_AFTER = re.compile(r"\s?(?:€|euros?|dollars?|pounds?|EUR|USD|GBP|CHF)\b")
+_PERCENT = re.compile(r"\s?(?:%|percent\b|per cent\b)")
+_TEMPERATURE = re.compile(r"\s?(?:°\s?[CF]\b|degrees(?: Celsius| Fahrenheit)?\b)")
 _MEASURE_UNITS = {
     "x g": "relative centrifugal force",
     "rpm": "speed",
@@ -74,7 +82,7 @@ _MEASURE_UNITS = {
     "TB": "size",
 }
 _MEASURE = re.compile(
-    r"^\s?(?P<unit>"
+    r"\s?(?P<unit>"
     + "|".join(re.escape(unit) for unit in sorted(_MEASURE_UNITS, key=len, reverse=True))
     + r")(?![\w(])"
 )
@@ -184,61 +192,89 @@ class Target:
     dimension: str = ""
 
 
-def _unit_words(rest: str) -> tuple[str, int]:
-    """The lowercase noun phrase after a number ('working days' in ' working days in advance'),
-    stopping at a stopword; returns it and its length in characters of `rest`."""
-    match = re.match(r"\s+((?:[a-z][a-z-]*)(?:\s+[a-z][a-z-]*){0,2})", rest)
-    if not match:
-        return "", 0
-    kept = []
-    for word in match.group(1).split():
-        if word in STOPWORDS:
+_UNIT_WORD = re.compile(r"\s+([a-z][a-z-]*)")
+
+
+def _unit_words(text: str, pos: int) -> tuple[str, int]:
+    """The lowercase noun phrase of up to three words at `pos` of `text` ('working days' in
+    ' working days in advance'), stopping at a stopword; returns it and where it ends."""
+    kept: list[str] = []
+    end = pos
+    while len(kept) < 3 and (match := _UNIT_WORD.match(text, end)):
+        if match.group(1) in STOPWORDS:
             break
-        kept.append(word)
-    if not kept:
-        return "", 0
-    phrase = " ".join(kept)
-    return phrase, rest.index(phrase) + len(phrase)
+        kept.append(match.group(1))
+        end = match.end()
+    return " ".join(kept), end
 
 
 def _classify(sentence: str, quantity: re.Match) -> Target | None:
     """What a number measures, from the words around it."""
-    rest = sentence[quantity.end() :]
     start, end = quantity.start(), quantity.end()
-    if quantity.group("currency") or _CURRENCY_AFTER.match(rest):
-        extra = _CURRENCY_AFTER.match(rest)
-        return Target(start, end + (extra.end() if extra else 0), "money")
+    extra = _CURRENCY_AFTER.match(sentence, end)
+    if quantity.group("currency") or extra:
+        return Target(start, extra.end() if extra else end, "money")
     for pattern, kind in ((_PERCENT, "percent"), (_TEMPERATURE, "temperature")):
-        unit = pattern.match(rest)
+        unit = pattern.match(sentence, end)
         if unit:
-            return Target(start, end + unit.end(), kind)
-    measure = _MEASURE.match(rest)
+            return Target(start, unit.end(), kind)
+    measure = _MEASURE.match(sentence, end)
     if measure:
-        return Target(start, end + measure.end(), "measure", "", _MEASURE_UNITS[measure["unit"]])
-    words, length = _unit_words(rest)
+        return Target(start, measure.end(), "measure", "", _MEASURE_UNITS[measure["unit"]])
+    words, words_end = _unit_words(sentence, end)
     if not words or quantity.group("number").lower() in _ONE:
         return None  # 'one day' -> 'how many day' would be odd
     last = words.split()[-1]
     if last in _TIME_UNITS:
         plural = words if last.endswith("s") else f"{words}s"
-        return Target(start, end + length, "time", plural)
+        return Target(start, words_end, "time", plural)
     if not last.endswith("s"):
         return None
-    return Target(start, end + length, "count", words)
+    return Target(start, words_end, "count", words)
 
 
 def _overlap(first: Target, second: Target) -> bool:
     return first.start < second.end and second.start < first.end
 
 
+class _Spans:
+    """Targets that do not overlap each other, sorted by start: an overlap test in log time
+    (comparing each new target with every earlier one was quadratic in numbers per sentence)."""
+
+    def __init__(self, found: list[Target]) -> None:
+        self.found = sorted(found, key=lambda target: target.start)
+        self._starts = [target.start for target in self.found]
+
+    def overlaps(self, target: Target) -> bool:
+        # The last target starting before `target` ends has the latest end of those (no two
+        # overlap), so it alone can reach into `target`.
+        index = bisect.bisect_left(self._starts, target.end) - 1
+        return index >= 0 and _overlap(target, self.found[index])
+
+
+def _add_in_order(spans: _Spans, candidates: Iterable[Target]) -> _Spans:
+    """`spans` plus each candidate (in order of start) that overlaps no target kept before it."""
+    kept: list[Target] = []
+    # A later candidate overlaps a kept one iff it starts before the furthest end kept so far.
+    reach = 0
+    for target in candidates:
+        if target.start >= reach and not spans.overlaps(target):
+            kept.append(target)
+            reach = max(reach, target.end)
+    return _Spans([*spans.found, *kept])
+
+
 def targets(sentence: str) -> list[Target]:
     """The dates, amounts, durations, counts and numbered names of `sentence`, in order."""
-    found = [Target(match.start(), match.end(), "date") for match in _DATE.finditer(sentence)]
-    for match in _QUANTITY.finditer(sentence):
-        target = _classify(sentence, match)
-        if target and not any(_overlap(target, other) for other in found):
-            found.append(target)
-    # Only where no unit explains the number.
+    spans = _Spans([Target(m.start(), m.end(), "date") for m in _DATE.finditer(sentence)])
+    quantities = (_classify(sentence, match) for match in _QUANTITY.finditer(sentence))
+    spans = _add_in_order(spans, (target for target in quantities if target))
+    return _add_in_order(spans, _named_numbers(sentence)).found
+
+
+def _named_numbers(sentence: str) -> Iterator[Target]:
+    """Numbers named by the noun before them, in order; kept only where no unit explains the
+    number."""
     for match in _NAMED_NUMBER.finditer(sentence):
         noun = match.group("noun")
         head = noun.split()[-1]
@@ -247,10 +283,7 @@ def targets(sentence: str) -> list[Target]:
         if noun.split()[0] in STOPWORDS | _NOT_NOUNS:
             noun = head
         start = match.start("noun") + match.group("noun").index(noun)
-        target = Target(start, match.end(), "named", words=noun)
-        if not any(_overlap(target, other) for other in found):
-            found.append(target)
-    return sorted(found, key=lambda target: target.start)
+        yield Target(start, match.end(), "named", words=noun)
 
 
 def _wh_phrase(target: Target, preposition: str, duration: bool, middle: str) -> str | None:
@@ -298,11 +331,19 @@ def _wh_phrase(target: Target, preposition: str, duration: bool, middle: str) ->
     return f"{prep} {which} {noun}".strip()
 
 
+_ENDS_WITH_PREPOSITION = {
+    preposition: re.compile(rf"(?:^|\s){re.escape(preposition)}$", re.IGNORECASE)
+    for preposition in _PREPOSITIONS
+}
+
+
 def _preposition_before(sentence: str, start: int) -> tuple[str, int]:
     """The preposition that ends right before `start`, and where it starts."""
     before = sentence[:start].rstrip()
     for preposition in _PREPOSITIONS:
-        if re.search(rf"(?:^|\s){re.escape(preposition)}$", before, re.IGNORECASE):
+        # Only the end of `before` can hold it: searching all of it, 22 times per number, was
+        # quadratic in long text.
+        if _ENDS_WITH_PREPOSITION[preposition].search(before[-len(preposition) - 1 :]):
             return preposition, len(before) - len(preposition)
     return "", len(before)
 

@@ -79,8 +79,16 @@ def _sentence_answer(text: str) -> str:
     return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
+# (?<!\s): a match starts at the first blank of a run only; one starting at every blank read the
+# rest of the run each time (quadratic on long blank runs).
+_PARENTHETICAL = re.compile(r"(?<!\s)\s*\([^)]*\)")
+
+
 def _strip_parenthetical(text: str) -> str:
-    return re.sub(r"\s*\([^)]*\)", "", text).strip()
+    # No '(' after the last ')' can be closed; left out of the search, each of them would read
+    # to the end of the text in vain (quadratic on '((((...').
+    end = text.rfind(")") + 1
+    return (_PARENTHETICAL.sub("", text[:end]) + text[end:]).strip()
 
 
 def _generic(header: str) -> bool:
@@ -339,7 +347,9 @@ def _drafts(units: list[Unit], context: ChunkContext) -> list[_Draft]:
     drafts: list[_Draft] = []
     header: list[str] | None = None
     for position, unit in enumerate(units):
-        following = units[position + 1 :]
+        # The next two units are all that a row or an FAQ reads; a copy of the whole rest for
+        # every unit was quadratic in units per chunk.
+        following = units[position + 1 : position + 3]
         draft = None
         if unit.kind == "row":
             if is_table_separator(unit.text):

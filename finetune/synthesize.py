@@ -18,7 +18,7 @@ Progress = Callable[[str, int, int], None]
 
 # Part of the synthesis stage's input hash: bump it when the rules or filters change what they
 # write, so that `ragtune tune` synthesizes again instead of reusing an older pairs file.
-SYNTHESIS_VERSION = 3
+SYNTHESIS_VERSION = 4
 MIN_TEACHER_WORDS = 25
 """Chunks shorter than this (headings, table fragments) say too little for a teacher question."""
 

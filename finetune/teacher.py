@@ -80,7 +80,10 @@ def build_prompt(chunk: Chunk) -> Messages:
     ]
 
 
-_LABEL = r"[*_#\s]*(?:\d+[.)]\s*)?{}\s*\d*[*_]*\s*:\s*[*_]*"
+# Possessive quantifiers (*+): each run is taken whole and never given back, which matches the
+# same labels (neighbouring classes are disjoint) without retrying every split of a long blank
+# run between two `\s*` (quadratic on 'a' followed by spaces).
+_LABEL = r"[*_#\s]*+(?:\d++[.)]\s*+)?{}\s*+\d*+[*_]*+\s*+:\s*+[*_]*+"
 _QUESTION = re.compile(_LABEL.format(r"(?:question|q)"), re.IGNORECASE)
 _ANSWER = re.compile(_LABEL.format(r"(?:answer|a)"), re.IGNORECASE)
 

@@ -95,7 +95,9 @@ def _ceil_fraction(size: int, threshold: float) -> int:
 
 
 _MARKUP = (
-    (re.compile(r"!?\[([^\]]*)\]\([^)]*\)"), r"\1"),  # [text](url) -> text
+    # [text](url) -> text. Neither part may hold its own opening bracket: a match then starts
+    # only at the last '[' (or '(') before its text, and a run of '[' costs linear time.
+    (re.compile(r"!?\[([^\[\]]*)\]\([^()]*\)"), r"\1"),
     (re.compile(r"(\*\*|__|`)"), ""),
     (re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])"), r"\1"),  # *emphasis*
     (re.compile(r"^#{1,6}\s+", re.MULTILINE), ""),
@@ -141,15 +143,18 @@ def is_table_separator(line: str) -> bool:
 def split_sentences(text: str) -> list[str]:
     """Sentences of one run of prose; a break after an abbreviation or an initial is undone."""
     pieces = _SENTENCE_BREAK.split(text.strip())
-    sentences: list[str] = []
+    # Each sentence as its list of pieces, joined once at the end: appending to a growing
+    # string would copy it at every undone break (quadratic on 'A. A. A. ...').
+    sentences: list[list[str]] = []
     for piece in pieces:
         if sentences:
-            last_word = sentences[-1].rsplit(None, 1)[-1].rstrip(".").lower()
+            last_word = sentences[-1][-1].rsplit(None, 1)[-1].rstrip(".").lower()
             if last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]", last_word):
-                sentences[-1] = f"{sentences[-1]} {piece}"
+                sentences[-1].append(piece)
                 continue
-        sentences.append(piece)
-    return [sentence.strip() for sentence in sentences if sentence.strip()]
+        sentences.append([piece])
+    joined = (" ".join(parts).strip() for parts in sentences)
+    return [sentence for sentence in joined if sentence]
 
 
 @dataclass(frozen=True)

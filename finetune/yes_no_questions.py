@@ -102,6 +102,8 @@ def _no_subject(sentence: str) -> tuple[str, bool] | None:
 
 # A standalone number: not part of an identifier (R-24A, ISO-9001) or a version (4.2.2).
 _STANDALONE_NUMBER = re.compile(r"(?<![\w.-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w.-]?\d|-\w)")
+# Longer digit runs are identifiers (order or card numbers), not amounts to change.
+_MAX_DIGITS = 15
 
 
 def false_number_question(sentence: str, question: str) -> tuple[str, str] | None:
@@ -110,6 +112,8 @@ def false_number_question(sentence: str, question: str) -> tuple[str, str] | Non
     numbers that already occur elsewhere in the sentence)."""
     for match in _STANDALONE_NUMBER.finditer(question):
         whole, decimals = match.group(1), match.group(2) or ""
+        if len(whole) > _MAX_DIGITS:
+            continue  # an identifier, not an amount (and too long for int() and float)
         value = int(whole.replace(",", ""))
         if 1900 <= value <= 2100 and not decimals:
             continue  # a year: a shifted year reads as a plausible different fact

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 
@@ -9,20 +10,59 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from retrieval.documents import Chunk, LoadedDocument
 
-# Paragraphs first, then lines, then sentences, then words: cut at the largest boundary that fits.
-_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
+MAX_CHARS_PER_TOKEN = 16
+"""A chunk never holds more than `chunk_tokens` times this many characters. Real text has 3 to 6
+characters a token, but a tokenizer may count a 1 MB word without spaces as one unknown token,
+and the fake test encoder counts words: without a character bound such text is one huge chunk."""
+# Paragraphs first, then lines, then sentences, then words: cut at the largest boundary that fits
+# (regular expressions). A run of spaces stays one piece, and text without any boundary is cut
+# into pieces of MAX_CHARS_PER_TOKEN characters before single characters: the splitter measures
+# every piece, so a 1 MB run cut into a million pieces took seconds.
+_SEPARATORS = [
+    "\n\n",
+    "\n",
+    r"\. ",
+    r"\? ",
+    "! ",
+    "; ",
+    ", ",
+    " +",
+    f"(?s:.{{{MAX_CHARS_PER_TOKEN}}})",
+    "",
+]
 
 
 def make_splitter(
     count_tokens: Callable[[str], int], chunk_tokens: int, overlap: int
 ) -> RecursiveCharacterTextSplitter:
-    """A recursive splitter that measures length in embedding-model tokens."""
+    """A recursive splitter that measures length in embedding-model tokens, and a piece of
+    text as at least one token per `MAX_CHARS_PER_TOKEN` characters.
+
+    The splitter adds up the lengths of the pieces it merges and cuts a piece over
+    `chunk_tokens` at a smaller separator, down to single characters (each at least 1), so no
+    chunk exceeds `chunk_tokens * MAX_CHARS_PER_TOKEN` characters.
+    """
+
+    def measure(text: str) -> int:
+        at_least = -(-len(text) // MAX_CHARS_PER_TOKEN)
+        if at_least >= chunk_tokens:
+            return at_least  # over the budget whatever its tokens: no need to tokenize it all
+        return max(count_tokens(text), at_least)
+
+    # The splitter measures each piece up to three times, and short pieces repeat ('the ', a
+    # hostile run's fixed-size pieces): those are cached, long ones (whole blocks) are not kept.
+    measure_short = functools.lru_cache(maxsize=1 << 16)(measure)
+
+    def length(text: str) -> int:
+        return measure_short(text) if len(text) <= 4 * MAX_CHARS_PER_TOKEN else measure(text)
+
     return RecursiveCharacterTextSplitter(
         separators=_SEPARATORS,
+        is_separator_regex=True,
         keep_separator="end",
         chunk_size=chunk_tokens,
         chunk_overlap=overlap,
-        length_function=count_tokens,
+        length_function=length,
         strip_whitespace=True,
     )
 

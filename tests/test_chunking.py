@@ -1,4 +1,10 @@
-from retrieval.chunking import chunk_document, chunk_id, indexed_text, make_splitter
+from retrieval.chunking import (
+    MAX_CHARS_PER_TOKEN,
+    chunk_document,
+    chunk_id,
+    indexed_text,
+    make_splitter,
+)
 from retrieval.documents import LoadedDocument, TextBlock
 
 
@@ -72,3 +78,22 @@ def test_the_embedded_tokenizer_counts_long_texts_in_full():
     encoder = SentenceTransformerEncoder("embedded:all-MiniLM-L6-v2", "cpu")
     assert encoder.count_tokens("word " * 300) == 300
     assert encoder.count_tokens("hello world") == 2
+
+
+def test_no_chunk_exceeds_the_character_cap_even_for_a_word_without_spaces():
+    # The word counter (like a tokenizer's one unknown token) sees a 1 MB word as one token.
+    word = "x" * 1_000_000
+    document = LoadedDocument("w.txt", [TextBlock(f"Intro words here.\n\n{word}\n\nThe end.")])
+    chunks = chunk_document(document, make_splitter(count_words, 20, 4))
+    assert max(len(c.text) for c in chunks) <= 20 * MAX_CHARS_PER_TOKEN
+    assert chunks[0].text == "Intro words here." and chunks[-1].text == "The end."
+    pieces = [c.text for c in chunks if c.text.startswith("x")]
+    assert sum(len(piece) for piece in pieces) >= len(word)  # cut, not cut off
+    for chunk in chunks[::500]:
+        assert document.text[chunk.start : chunk.end] == chunk.text
+
+
+def test_a_long_run_of_blanks_inside_a_line_is_cut_too():
+    document = LoadedDocument("b.txt", [TextBlock("a" + " \t" * 100_000 + "b")])
+    chunks = chunk_document(document, make_splitter(count_words, 20, 4))
+    assert [c.text for c in chunks] == ["a", "b"]

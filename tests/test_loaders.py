@@ -171,6 +171,29 @@ def test_docx_headings_start_sections_and_tables_stay_in_order(tmp_path: Path) -
     assert all(block.page is None for block in doc.blocks)
 
 
+def test_docx_cells_merged_down_repeat_in_each_row_and_long_merges_load(tmp_path: Path) -> None:
+    document = docx.Document()
+    table = document.add_table(rows=3, cols=2)
+    for row, (left, right) in zip(table.rows, [("Rotor", "9000"), ("", "12000"), ("", "")]):
+        row.cells[0].text, row.cells[1].text = left, right
+    table.cell(0, 0).merge(table.cell(1, 0))
+    # 3000 rows of one cell merged down, written as XML: python-docx's own Row.cells (and
+    # merge()) recurse once per row and hit the recursion limit.
+    tall = document.add_table(rows=3000, cols=1)
+    tall.cell(0, 0).text = "Tall"
+    rows = tall._tbl.tr_lst
+    rows[0].tc_lst[0].vMerge = "restart"
+    for tr in rows[1:]:
+        tr.tc_lst[0].vMerge = "continue"
+    path = tmp_path / "merged.docx"
+    document.save(str(path))
+
+    (block,) = _load(path).blocks
+    lines = block.text.split("\n")
+    assert lines[:4] == ["Rotor | 9000", "Rotor | 12000", "", "Tall"]
+    assert lines.count("Tall") == 3000
+
+
 def test_docx_that_is_really_text(tmp_path: Path) -> None:
     path = _write(tmp_path / "fake.docx", "I am plain text, not a Word document.")
     with pytest.raises(LoadError, match=r"^not a valid \.docx file: not a zip archive"):

@@ -716,6 +716,11 @@ def test_a_sentence_with_a_number_also_gets_a_false_premise_question_answered_no
             "Was it released in 2023 by the ISO-9001 team?",
             None,
         ),  # a year and an identifier
+        (
+            f"Order {'7' * 40} ships within 4 days.",
+            f"Does order {'7' * 40} ship within 4 days?",
+            f"Does order {'7' * 40} ship within 6 days?",
+        ),  # a 40-digit identifier: left alone (it overflowed a float before)
     ],
 )
 def test_false_number_questions(sentence, question, expected):
@@ -725,3 +730,20 @@ def test_false_number_questions(sentence, question, expected):
     assert (result[0] if result else None) == expected
     if result:
         assert result[1] == f"No. {sentence}"
+
+
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        ("Delivery takes 5 working  days.", [("time", "working days", "5 working  days")]),
+        ("It was built in 2024.", [("date", "", "2024")]),
+        ("The FY2024 budget grew.", []),  # a year inside a token is not a date
+        ("Call 12020 first.", []),
+    ],
+)
+def test_targets_of_odd_spacing_and_years_inside_tokens(sentence, expected):
+    from finetune.number_questions import targets
+
+    # 'working  days' (two spaces) raised ValueError and stopped synthesis.
+    found = [(t.kind, t.words, sentence[t.start : t.end]) for t in targets(sentence)]
+    assert found == expected

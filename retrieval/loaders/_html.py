@@ -8,7 +8,7 @@ from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PageElement, PreformattedString, Tag
 
 from retrieval.documents import TextBlock
-from retrieval.loaders._text import BlockBuilder, decode_text, squash_spaces
+from retrieval.loaders._text import BlockBuilder, decode_text, section_title, squash_spaces
 
 # Page chrome and non-text elements: never part of the document's content.
 _DROPPED_TAGS = {
@@ -65,6 +65,11 @@ _BLOCK_TAGS = frozenset(
         "ul",
     ]
 )
+# Headings and table rows are flattened by a walk of their own, which meets the headings and rows
+# nested in them; beyond this depth they are walked as plain text instead, so that hostile
+# nesting ('<h1>' or '<table><tr><td>' repeated) costs neither recursion nor quadratic time.
+_MAX_FLATTEN_DEPTH = 8
+_FLATTENED = _HEADINGS | {"tr"}
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", re.IGNORECASE)
 
 
@@ -84,8 +89,8 @@ def load_html(data: bytes) -> list[TextBlock]:
     declared = _META_CHARSET.search(data[:2048])
     text = decode_text(data, declared.group(1).decode("ascii") if declared else None)
     soup = BeautifulSoup(text, "lxml")
-    title = squash_spaces(soup.title.get_text()) if soup.title else ""
-    writer = _LineWriter(BlockBuilder(section=title or None))
+    title = section_title(soup.title.get_text()) if soup.title else None
+    writer = _LineWriter(BlockBuilder(section=title))
     writer.write(soup.body or soup)
     return writer.finish()
 
@@ -101,11 +106,15 @@ class _LineWriter:
     Args:
         builder: Receives the lines and headings.
         content_depth: How many article/main/section elements enclose the walk's root.
+        flatten_depth: How many headings and table rows enclose the walk's root.
     """
 
-    def __init__(self, builder: BlockBuilder, content_depth: int = 0) -> None:
+    def __init__(
+        self, builder: BlockBuilder, content_depth: int = 0, flatten_depth: int = 0
+    ) -> None:
         self._builder = builder
         self._content_depth = content_depth
+        self._flatten_depth = flatten_depth
         self._inline: list[str] = []
 
     def write(self, root: Tag) -> None:
@@ -149,6 +158,9 @@ class _LineWriter:
 
     def _write_whole(self, tag: Tag) -> bool:
         """Write tags that are handled in one piece; return False for the others."""
+        if self._flatten_depth >= _MAX_FLATTEN_DEPTH and tag.name in _FLATTENED:
+            self._end_line()  # too deeply nested to flatten: its text is walked as lines
+            return False
         if tag.name in _HEADINGS:
             heading = self._flatten(tag)
             if heading:
@@ -172,7 +184,7 @@ class _LineWriter:
 
     def _flatten(self, tag: Tag) -> str:
         """The visible text under `tag` on one line (for headings and table cells)."""
-        inner = _LineWriter(BlockBuilder(), self._content_depth)
+        inner = _LineWriter(BlockBuilder(), self._content_depth, self._flatten_depth + 1)
         inner.write(tag)
         return squash_spaces(" ".join(block.text for block in inner.finish()))
 

@@ -8,7 +8,6 @@ from retrieval.documents import TextBlock
 from retrieval.loaders._text import BlockBuilder, decode_text
 
 _ATX_HEADING = re.compile(r" {0,3}#{1,6}(?:[ \t]+(.*))?[ \t]*$")
-_ATX_CLOSING = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
 _SETEXT_UNDERLINE = re.compile(r" {0,3}(?:=+|-+)[ \t]*$")
 _FENCE_OPEN = re.compile(r" {0,3}(`{3,}|~{3,})")
 _FRONT_MATTER_END = ("---", "...")
@@ -40,7 +39,7 @@ def load_markdown(data: bytes) -> list[TextBlock]:
             fence = match.group(1)
             builder.add_line(line)
         elif match := _ATX_HEADING.match(line):
-            title = _ATX_CLOSING.sub("", match.group(1) or "").strip()
+            title = _strip_closing_sequence(match.group(1) or "").strip()
             builder.start_section(title, line)
         elif _is_setext_heading(line, lines[i + 1] if i + 1 < len(lines) else ""):
             builder.start_section(line.strip(), line)
@@ -60,6 +59,19 @@ def _drop_front_matter(lines: list[str]) -> list[str]:
         if lines[end].rstrip() in _FRONT_MATTER_END:
             return lines[end + 1 :]
     return lines  # Never closed: a thematic break, not front matter.
+
+
+def _strip_closing_sequence(title: str) -> str:
+    """'Title ##' -> 'Title': a closing run of '#' goes when a blank or nothing precedes it.
+
+    String methods, not the regex `(?:^|[ \t]+)#+[ \t]*$`, which restarts at every blank of a
+    run and was quadratic in the run's length.
+    """
+    text = title.rstrip(" \t")
+    bare = text.rstrip("#")
+    if bare != text and (not bare or bare[-1] in " \t"):
+        return bare
+    return title
 
 
 def _closes_fence(line: str, fence: str) -> bool:

@@ -8,7 +8,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from retrieval.documents import LoadError, TextBlock
-from retrieval.loaders._text import clean_block
+from retrieval.loaders._text import clean_block, section_title
 
 NO_TEXT_LAYER = "no extractable text (scanned PDF? run OCR first)"
 
@@ -68,7 +68,7 @@ def _page_sections(pdf: pdfium.PdfDocument) -> list[str | None]:
     """The section title of every page, from the outline (bookmarks)."""
     starts = []  # (page index, position in the outline, title)
     for position, bookmark in enumerate(pdf.get_toc()):
-        title = " ".join(bookmark.get_title().split())
+        title = section_title(bookmark.get_title())
         dest = bookmark.get_dest()
         page_index = dest.get_index() if dest is not None else None
         if title and page_index is not None:

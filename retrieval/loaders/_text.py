@@ -20,8 +20,10 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _SNIFF_BYTES = 8192
-_TRAILING_SPACE = re.compile(r"[^\S\n]+$", re.MULTILINE)
 _BLANK_LINES = re.compile(r"\n{3,}")
+MAX_SECTION_CHARS = 200
+"""A section title is cut to this many characters: every chunk of the section carries it into
+its indexed text and its prompt, so a hostile 1 MB heading must not be copied into each."""
 
 
 def decode_text(data: bytes, declared: str | None = None) -> str:
@@ -75,8 +77,15 @@ def _decode(data: bytes, declared: str | None) -> str:
 
 def clean_block(text: str) -> str:
     """Strip trailing spaces on each line, keep at most one blank line in a row, strip the ends."""
-    text = _TRAILING_SPACE.sub("", text)
+    # str.rstrip, not a regex: `[^\S\n]+$` restarts at every blank of a run that does not end
+    # its line, quadratic in the run's length (a 1 MB line of spaces took hours).
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def section_title(text: str) -> str | None:
+    """A heading as a section title: whitespace squashed, cut to `MAX_SECTION_CHARS`."""
+    return squash_spaces(text)[:MAX_SECTION_CHARS].rstrip() or None
 
 
 def squash_spaces(text: str) -> str:
@@ -103,7 +112,7 @@ class BlockBuilder:
     def start_section(self, title: str, heading: str) -> None:
         """Close the current block and open one under `title`, whose first line is `heading`."""
         self._flush()
-        self._section = squash_spaces(title) or None
+        self._section = section_title(title)
         self._lines.append(heading)
 
     def finish(self) -> list[TextBlock]:
