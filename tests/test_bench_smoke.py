@@ -96,3 +96,13 @@ def test_pubmedqa_smoke_runs_both_variants():
     for label in ("RAG", "RAG + tuned on synthesized pairs", "RAG + tuned on 4 labelled"):
         assert re.fullmatch(rf"{NUMBER} \[{NUMBER}, {NUMBER}\]", cells(out, label)[1])
     assert re.search(rf"\(3 questions\): hit@5 {NUMBER}, MRR {NUMBER}", out)
+
+
+@pytest.mark.slow
+def test_sec10q_smoke_reports_verified_citations_on_real_filings():
+    out = run_smoke("sec10q.py", "--data", str(ROOT.parent / "shared" / "data" / "sec10q"))
+    assert "SEC 10-Q: 2 filings, 2 questions" in out
+    assert re.search(r"gold filing in the top 5 retrieved: \d/2", out)
+    assert cells(out, "metric")[1:] == ["base", "rag"]
+    assert cells(out, "fact errors per answer")[1] == "n/a"  # base does not retrieve
+    assert number(cells(out, "gold-token recall")[2]) >= 0
