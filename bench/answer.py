@@ -43,6 +43,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from machine import OtherLoad
 from smoke import TINY_LABEL, single_threaded, small_sample_corpus, tiny_generator
 
 from builder.build import build
@@ -304,7 +305,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         single_threaded()
-    load = os.getloadavg()[0]  # other work on the machine skews every figure
+    machine = OtherLoad()
 
     with tempfile.TemporaryDirectory() as temporary:
         root = args.project
@@ -413,7 +414,7 @@ def main() -> None:
             spread(served["refused_fast"]),
             f"{len(served['refused_fast'])} requests, in the same queue as the generated ones",
         ),
-        ("load average before the run (1 min; 2 shared cores)", f"{load:.1f}", ""),
+        machine.row(),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}}  {'value':>15}  note")

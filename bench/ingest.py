@@ -48,6 +48,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from machine import OtherLoad
 from smoke import single_threaded
 
 from builder.build import build
@@ -348,7 +349,7 @@ def main() -> None:
         single_threaded()
         args.docs, args.chunks, args.queries = 10, 3000, 10
         sentence_limit, sec_files = 150, 1
-    load = os.getloadavg()[0]
+    machine = OtherLoad()
 
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
@@ -469,7 +470,7 @@ def main() -> None:
     rows.append(
         ("query embedding (excluded above), p50 ms", f"{latency['hybrid']['embed_p50']:.1f}", "")
     )
-    rows.append(("load average before the run (1 min; 2 shared cores)", f"{load:.1f}", ""))
+    rows.append(machine.row())
     print_table(("measure", "value", "note"), rows)
 
 

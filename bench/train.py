@@ -51,6 +51,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+from machine import OtherLoad
 from smoke import TINY_LABEL, single_threaded, small_sample_corpus, tiny_generator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -395,10 +396,10 @@ def bench_synthesis(project_root: Path, teacher_chunks: int | None, device: str)
     search(["warm-up"], 5)  # the first query pays one-off set-up
     defaults = project.config.synthesis
     if teacher_chunks is None:
-        teacher_chunks = defaults.teacher_max_chunks
+        teacher_chunks = defaults.teacher_questions
     rates = {}
     started = time.perf_counter()
-    kept, report = synthesize(chunks, replace(defaults, teacher_max_chunks=0), search, None)
+    kept, report = synthesize(chunks, replace(defaults, teacher_questions=0), search, None)
     rates["rules"] = (report.generated, len(kept), time.perf_counter() - started)
     if teacher_chunks and defaults.uses_teacher():
         teacher = make_teacher(
@@ -409,7 +410,7 @@ def bench_synthesis(project_root: Path, teacher_chunks: int | None, device: str)
         )
         teacher.load()
         print(f"teacher on {teacher_chunks} chunks …", file=sys.stderr)
-        only = replace(defaults, rules=False, teacher_max_chunks=teacher_chunks)
+        only = replace(defaults, rules=False, teacher_questions=teacher_chunks)
         started = time.perf_counter()
         kept, report = synthesize(chunks, only, search, teacher)
         seconds = time.perf_counter() - started
@@ -550,7 +551,7 @@ def main() -> None:
         sys.exit("error: --steps must be at least 2 (the first is warm-up), --rounds at least 1")
 
     started = time.perf_counter()
-    load = os.getloadavg()[0]
+    machine = OtherLoad()
     device = "cpu" if args.device == "cpu" else "auto"
     with tempfile.TemporaryDirectory() as temporary:
         settings = [f"generation.device={device}", f"embedding.device={device}"]
@@ -589,7 +590,7 @@ def main() -> None:
     )
     print()
     rows = summary_rows(args, runs, synthesis, full)
-    rows.append(("load average before the run (1 min; 2 shared cores)", f"{load:.1f}", ""))
+    rows.append(machine.row())
     print_table(("measure", "value", "note"), rows)
     print(f"\nbenchmark wall time {time.perf_counter() - started:.0f} s", file=sys.stderr)
 

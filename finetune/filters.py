@@ -1,25 +1,41 @@
-"""Checks every synthetic pair must pass before it is trained on, with a count of what each check
-dropped: well-formed, grounded in its chunk, not a near-duplicate, and able to find its own chunk
-again by search (round-trip retrieval)."""
+"""Checks every synthetic pair must pass before it is trained on, whichever generator wrote it,
+with a count of what each check dropped: well-formed and free of prompt markup, grounded in its
+chunk (the evidence is a quote of the chunk and holds the answer), not giving its answer away, not
+a near-duplicate (by words, then by the project's own embedding model), and able to find its own
+chunk again by search (round-trip retrieval)."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
-from finetune.pairs import QAPair
+import numpy as np
+
+from finetune.pairs import UNANSWERABLE, QAPair
 from finetune.synthesis_config import SynthesisConfig
 from finetune.text import content_tokens, similar_pairs, tokens, topic_tokens
 from retrieval.documents import Chunk
 
 SearchMany = Callable[[list[str], int], list[list[str]]]
 """search_many(questions, k) -> for each question, the chunk ids of its top-k hits."""
+Embed = Callable[[list[str]], np.ndarray]
+"""embed(texts) -> one L2-normalized vector per text, shape (len(texts), dim)."""
 
 MIN_QUESTION_WORDS = 4
 MAX_QUESTION_WORDS = 40
 
 UNKNOWN_CHUNK = "its chunk is not in the index"
+PROMPT_MARKUP = "holds prompt markup or citation markers"
+EVIDENCE_NOT_QUOTED = "evidence is not a quote of its chunk"
+SPAN_NOT_IN_EVIDENCE = "evidence does not hold the answer"
+COPIES_SPAN = "question gives the answer away"
+COPIES_EVIDENCE = "question copies its evidence"
+EMBEDDING_DUPLICATE = "near-duplicate question (embeddings)"
+MIN_EVIDENCE_WORDS = 6
+"""A question holding every content word of an evidence this long restates it, answer and all
+(yes/no and FAQ questions excepted: they are made of their statement)."""
 QUESTION_TOO_SHORT = f"question shorter than {MIN_QUESTION_WORDS} words"
 QUESTION_TOO_LONG = f"question longer than {MAX_QUESTION_WORDS} words"
 NO_QUESTION_MARK = "question without a question mark"
@@ -41,7 +57,11 @@ class FilterReport:
             failed).
         generated_by: Pairs checked, by generator ('rules', 'teacher:<model>').
         kept_by: Pairs kept, by generator.
+        generated_by_kind: Pairs checked, by type (`finetune.pairs.KINDS`).
+        kept_by_kind: Pairs kept, by type.
         unparsable: Teacher outputs that held no question and answer (never became pairs).
+        files: Documents in the corpus.
+        files_covered: Documents that at least one kept pair is about.
     """
 
     generated: int
@@ -49,28 +69,89 @@ class FilterReport:
     dropped: dict[str, int] = field(default_factory=dict)
     generated_by: dict[str, int] = field(default_factory=dict)
     kept_by: dict[str, int] = field(default_factory=dict)
+    generated_by_kind: dict[str, int] = field(default_factory=dict)
+    kept_by_kind: dict[str, int] = field(default_factory=dict)
     unparsable: int = 0
+    files: int = 0
+    files_covered: int = 0
+
+    def recount(self, kept: Sequence[QAPair]) -> None:
+        """Set the counts of kept pairs from `kept`."""
+        self.kept = len(kept)
+        self.kept_by = dict(sorted(Counter(pair.generator for pair in kept).items()))
+        self.kept_by_kind = dict(sorted(Counter(pair.kind or "?" for pair in kept).items()))
+        self.files_covered = len({pair.source for pair in kept})
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+# '<document id=...>', '</documents>' and '[2]', as the answer prompt writes them.
+_MARKUP = re.compile(r"</?documents?\b|\[\d{1,3}(?:,\s?\d{1,3})*\]", re.IGNORECASE)
+
+
+def _squash(text: str) -> str:
+    return " ".join(tokens(text))
+
+
 def malformed_reason(pair: QAPair) -> str | None:
     """Why a pair is not a usable question and answer, or None when it is."""
-    question_words = pair.question.split()
+    # Tokens, not spaces: a Chinese question has no spaces but many tokens.
+    question_words = tokens(pair.question)
     if len(question_words) < MIN_QUESTION_WORDS:
         return QUESTION_TOO_SHORT
     if len(question_words) > MAX_QUESTION_WORDS:
         return QUESTION_TOO_LONG
-    if not pair.question.rstrip().endswith("?"):
+    if not pair.question.rstrip().endswith(("?", "\uff1f")):
         return NO_QUESTION_MARK
+    if _MARKUP.search(pair.question) or _MARKUP.search(pair.answer):
+        return PROMPT_MARKUP
+    if pair.kind == UNANSWERABLE:
+        return None
     answer = content_tokens(pair.answer)
     if not answer:
         return EMPTY_ANSWER
     # A yes/no answer quotes the statement its question was made from; its label is the answer.
     if set(answer) <= set(tokens(pair.question)) and not yes_no_label(pair.answer):
         return COPIES_ANSWER
+    if pair.span and set(tokens(pair.span)) <= set(tokens(pair.question)):
+        return COPIES_SPAN
     return None
+
+
+def evidence_reason(pair: QAPair, chunk_text: str) -> str | None:
+    """Why a pair's evidence does not back it, or None: the evidence must be a quote of the
+    chunk (compared token by token, so spacing and table pipes do not matter), hold the chosen
+    answer, and not be restated by the question."""
+    if pair.kind == UNANSWERABLE:
+        return None
+    evidence = _squash(pair.evidence)
+    if not evidence or evidence not in _squash(chunk_text):
+        return EVIDENCE_NOT_QUOTED
+    if pair.span and _squash(pair.span) not in evidence:
+        return SPAN_NOT_IN_EVIDENCE
+    if pair.kind not in ("yes", "no", "faq"):
+        words = set(content_tokens(pair.evidence))
+        if len(words) >= MIN_EVIDENCE_WORDS:
+            asked = set(content_tokens(pair.question))
+            if words <= asked:
+                return COPIES_EVIDENCE
+    return None
+
+
+def embedding_duplicates(vectors: np.ndarray, threshold: float, block: int = 512) -> set[int]:
+    """Indices of rows with a cosine of at least `threshold` to an earlier row (rows are
+    L2-normalized); the first of a group is kept. Compared in blocks, so memory stays
+    block x n."""
+    duplicates: set[int] = set()
+    for start in range(0, len(vectors), block):
+        similarity = vectors[start : start + block] @ vectors.T
+        for offset, row in enumerate(similarity):
+            index = start + offset
+            earlier = np.nonzero(row[:index] >= threshold)[0]
+            if any(int(other) not in duplicates for other in earlier):
+                duplicates.add(index)
+    return duplicates
 
 
 def yes_no_label(answer: str) -> str:
@@ -106,13 +187,15 @@ def filter_pairs(
     chunks_by_id: Mapping[str, Chunk],
     search_many: SearchMany | None,
     config: SynthesisConfig,
+    embed: Embed | None = None,
 ) -> tuple[list[QAPair], FilterReport]:
     """Keep the pairs that pass every check, in their order.
 
-    Checks run cheapest first: malformed, grounded (min_grounding), near-duplicates
-    (duplicate_jaccard among questions; the first is kept), then round-trip retrieval: one
-    `search_many` call for all remaining questions, keeping a pair when its chunk, or a chunk
-    holding the same evidence, is in the top `roundtrip_k`.
+    Checks run cheapest first: malformed, grounded (min_grounding) and backed by its evidence,
+    near-duplicates (duplicate_jaccard among questions, then duplicate_cosine among their
+    embeddings; the first is kept), then round-trip retrieval: one `search_many` call for all
+    remaining questions, keeping a pair when its chunk, or a chunk holding the same evidence,
+    is in the top `roundtrip_k`.
 
     Args:
         pairs: Candidate pairs.
@@ -120,6 +203,7 @@ def filter_pairs(
         search_many: Batch search returning chunk ids; None (or roundtrip_k = 0) skips the
             round trip.
         config: Thresholds.
+        embed: The embedding model for the second duplicate check; None skips it.
 
     Returns:
         (kept pairs, report).
@@ -129,8 +213,11 @@ def filter_pairs(
     for pair in pairs:
         chunk = chunks_by_id.get(pair.chunk_id)
         reason = UNKNOWN_CHUNK if chunk is None else malformed_reason(pair)
-        if reason is None and grounding(pair.answer, chunk.text) < config.min_grounding:
-            reason = NOT_GROUNDED
+        if reason is None and pair.kind != UNANSWERABLE:
+            if grounding(pair.answer, chunk.text) < config.min_grounding:
+                reason = NOT_GROUNDED
+            else:
+                reason = evidence_reason(pair, chunk.text)
         if reason:
             dropped[reason] += 1
         else:
@@ -149,6 +236,18 @@ def filter_pairs(
     unique = [pair for index, pair in enumerate(survivors) if index not in duplicates]
     dropped[DUPLICATE] += len(survivors) - len(unique)
 
+    if embed is not None and config.duplicate_cosine < 1 and len(unique) > 1:
+        vectors = np.asarray(embed([pair.question for pair in unique]), dtype=np.float32)
+        close: set[int] = set()
+        by_label = {}
+        for index, pair in enumerate(unique):
+            by_label.setdefault(yes_no_label(pair.answer), []).append(index)
+        for indices in by_label.values():
+            found = embedding_duplicates(vectors[indices], config.duplicate_cosine)
+            close |= {indices[j] for j in found}
+        dropped[EMBEDDING_DUPLICATE] += len(close)
+        unique = [pair for index, pair in enumerate(unique) if index not in close]
+
     kept = unique
     if search_many is not None and config.roundtrip_k > 0 and unique:
         hits = search_many([pair.question for pair in unique], config.roundtrip_k)
@@ -164,8 +263,9 @@ def filter_pairs(
         kept=len(kept),
         dropped={reason: count for reason, count in sorted(dropped.items()) if count},
         generated_by=dict(sorted(Counter(pair.generator for pair in pairs).items())),
-        kept_by=dict(sorted(Counter(pair.generator for pair in kept).items())),
+        generated_by_kind=dict(sorted(Counter(pair.kind or "?" for pair in pairs).items())),
     )
+    report.recount(kept)
     return kept, report
 
 

@@ -36,8 +36,17 @@ from finetune.question_context import (
     mentions,
     normalized,
 )
-from finetune.text import STOPWORDS, Unit, is_table_separator, table_cells, text_units, word_set
+from finetune.text import (
+    STOPWORDS,
+    Unit,
+    is_table_separator,
+    table_cells,
+    text_units,
+    word_count,
+    word_set,
+)
 from finetune.yes_no_questions import false_number_question, yes_no_question
+from retrieval.attribution import UNSPACED_CHARS
 from retrieval.documents import Chunk
 
 _IDENTIFIER = re.compile(r"\b[A-Z][A-Za-z]{0,5}-?\d{1,5}[A-Za-z]?\b")
@@ -66,6 +75,8 @@ class _Draft:
     question: str
     answer: str
     evidence: str
+    kind: str
+    """`finetune.pairs.KINDS`."""
 
 
 def _finish(question: str) -> str:
@@ -158,7 +169,7 @@ def _table_row(cells: list[str], header: list[str] | None, context: ChunkContext
         answer = ". ".join(cell.rstrip(".") for cell in cells[1:] if cell) + "."
         if header and re.search(r"\b(code|error|fault)s?\b", header[0], re.IGNORECASE):
             context = replace(context, about_errors=True)
-        return _Draft(1, _code_question(key, context), answer, evidence)
+        return _Draft(1, _code_question(key, context), answer, evidence, "table")
     if not re.search(r"[A-Za-z]", key) or len(_strip_parenthetical(key).split()) > 6:
         return None
     if cells[1].strip().lower() in _GENERIC_HEADERS:
@@ -171,40 +182,51 @@ def _table_row(cells: list[str], header: list[str] | None, context: ChunkContext
     if column is None and (len(cells) > 2 or not _is_noun_phrase(key) or re.search(r"\d", key)):
         return None  # without a header, only 'Attribute | value' rows are understood
     question = _attribute_question(key, context, column)
-    return _Draft(1, question, cells[1].rstrip("."), evidence)
+    return _Draft(1, question, cells[1].rstrip("."), evidence, "table")
 
 
-_KEY_VALUE = re.compile(r"^(?P<key>[A-Z][^:]{1,48}):\s+(?P<value>\S.*)$")
+# 'Warranty: 2 years'; a key in a script written without spaces may end in a full-width
+# colon (U+FF1A), which needs no blank after it.
+_KEY_VALUE = re.compile(
+    f"^(?P<key>[A-Z{UNSPACED_CHARS}][^:\uff1a]{{1,48}})(?::\\s+|\uff1a\\s*)(?P<value>\\S.*)$"
+)
+_QUESTION_MARKS = ("?", "\uff1f")  # and the full-width one of CJK text
 
 
 def _key_value(unit: Unit, context: ChunkContext) -> _Draft | None:
     match = _KEY_VALUE.match(unit.text)
-    if unit.kind != "line" or not match or unit.text.endswith("?"):
+    if unit.kind != "line" or not match or unit.text.endswith(_QUESTION_MARKS):
         return None
     key, value = match.group("key").strip(), match.group("value").strip()
-    if len(value.split()) > 25 or value.endswith(":"):
+    if word_count(value) > 25 or value.endswith((":", "\uff1a")):
         return None
     if _CODE.fullmatch(key):
         # 'E-42: Door open' explains a code; 'PL-8: the run log now ...' is a release note.
         if not value[0].isupper():
             return None
-        return _Draft(1, _code_question(key, context), _sentence_answer(value), unit.text)
+        return _Draft(
+            1, _code_question(key, context), _sentence_answer(value), unit.text, "key_value"
+        )
     if not _is_noun_phrase(key):
         return None
-    return _Draft(1, _attribute_question(key, context), value.rstrip("."), unit.text)
+    return _Draft(1, _attribute_question(key, context), value.rstrip("."), unit.text, "key_value")
 
 
 def _faq(question: str, following: Sequence[Unit]) -> _Draft | None:
-    words = question.split()
-    if not 3 <= len(words) <= 30 or not following or following[0].text.endswith("?"):
+    # word_count: a CJK character counts as a word, so an unspaced question has its length.
+    if (
+        not 3 <= word_count(question) <= 30
+        or not following
+        or following[0].text.endswith(_QUESTION_MARKS)
+    ):
         return None
     if following[0].kind == "row":
         return None
     answer = following[0].text
     # 'Yes.' alone says little: take the sentence that explains it too.
-    if len(answer.split()) <= 3 and len(following) > 1 and following[1].kind != "row":
+    if word_count(answer) <= 3 and len(following) > 1 and following[1].kind != "row":
         answer = f"{answer} {following[1].text}"
-    return _Draft(0, question, answer, answer)
+    return _Draft(0, question, answer, answer, "faq")
 
 
 _CALLED = re.compile(
@@ -288,15 +310,16 @@ def _sentence(sentence: str, context: ChunkContext) -> list[_Draft]:
     if question is None:
         question, priority = _definition(sentence, context), 3
     if question is not None:
-        drafts.append(_Draft(priority, context.with_product(_finish(question)), sentence, sentence))
+        question = context.with_product(_finish(question))
+        drafts.append(_Draft(priority, question, sentence, sentence, "sentence"))
     yes_no = yes_no_question(sentence, context)
     if yes_no is not None:
         yes_question, answer = context.with_product(_finish(yes_no[0])), yes_no[1]
         if not drafts:
-            drafts.append(_Draft(_YES_NO, yes_question, answer, sentence))
+            drafts.append(_Draft(_YES_NO, yes_question, answer, sentence, "yes"))
         false = false_number_question(sentence, yes_question) if answer.startswith("Yes") else None
         if false:
-            drafts.append(_Draft(_YES_NO, false[0], false[1], sentence))
+            drafts.append(_Draft(_YES_NO, false[0], false[1], sentence, "no"))
     return drafts
 
 
@@ -340,10 +363,10 @@ def _fallback(units: Sequence[Unit], context: ChunkContext) -> _Draft | None:
         question = f"What does the {context.title} say about {about}?"
     else:
         question = f"What is said about {about}?"
-    return _Draft(9, _finish(question), first, first)
+    return _Draft(9, _finish(question), first, first, "heading")
 
 
-def _drafts(units: list[Unit], context: ChunkContext) -> list[_Draft]:
+def _drafts(units: list[Unit], context: ChunkContext, sentences: bool) -> list[_Draft]:
     drafts: list[_Draft] = []
     header: list[str] | None = None
     for position, unit in enumerate(units):
@@ -370,11 +393,11 @@ def _drafts(units: list[Unit], context: ChunkContext) -> list[_Draft]:
                 header = cells
                 continue
             draft = _table_row(cells, header, context)
-        elif unit.text.endswith("?"):
+        elif unit.text.endswith(_QUESTION_MARKS):
             draft = _faq(unit.text, following)
         else:
             draft = _key_value(unit, context)
-            if draft is None:
+            if draft is None and sentences:
                 drafts.extend(_sentence(unit.text, context))
         if draft:
             drafts.append(draft)
@@ -382,7 +405,10 @@ def _drafts(units: list[Unit], context: ChunkContext) -> list[_Draft]:
 
 
 def questions_from_chunk(
-    chunk: Chunk, max_per_chunk: int = 3, name: DocumentName | None = None
+    chunk: Chunk,
+    max_per_chunk: int = 3,
+    name: DocumentName | None = None,
+    sentences: bool = False,
 ) -> list[QAPair]:
     """Write up to `max_per_chunk` question/answer pairs from one chunk, best patterns first.
 
@@ -391,6 +417,8 @@ def questions_from_chunk(
         max_per_chunk: The most pairs returned.
         name: How to name the chunk's document (see `document_name`); derived from the chunk
             alone when None.
+        sentences: Also rewrite English sentences into questions (numbers, definitions,
+            yes/no): grammar rules for English text only, off unless asked for.
 
     Returns:
         Pairs with generator 'rules', in a deterministic order; empty when no pattern fits.
@@ -398,7 +426,7 @@ def questions_from_chunk(
     name = name or document_name(chunk.source, [chunk.text])
     context = chunk_context(chunk, name)
     units = text_units(chunk.text)
-    drafts = _drafts(units, context)
+    drafts = _drafts(units, context, sentences)
     if not drafts:
         fallback = _fallback(units, context)
         drafts = [fallback] if fallback else []
@@ -422,19 +450,25 @@ def questions_from_chunk(
             section=chunk.section,
             evidence=draft.evidence,
             generator=RULES,
+            kind=draft.kind,
         )
         for draft in chosen
     ]
 
 
-def rule_pairs(chunks: Sequence[Chunk], max_per_chunk: int = 3) -> list[QAPair]:
+def rule_pairs(
+    chunks: Sequence[Chunk], max_per_chunk: int = 3, sentences: bool = False
+) -> list[QAPair]:
     """Rule-written pairs for every chunk, in chunk order; documents are named from all of
-    their chunks (see `finetune.question_context.document_name`)."""
+    their chunks (see `finetune.question_context.document_name`). `sentences` adds the English
+    sentence rules (see `questions_from_chunk`)."""
     texts: dict[str, list[str]] = defaultdict(list)
     for chunk in chunks:
         texts[chunk.source].append(chunk.text)
     names = {source: document_name(source, parts) for source, parts in texts.items()}
     pairs: list[QAPair] = []
     for chunk in chunks:
-        pairs.extend(questions_from_chunk(chunk, max_per_chunk, names[chunk.source]))
+        pairs.extend(
+            questions_from_chunk(chunk, max_per_chunk, names[chunk.source], sentences)
+        )
     return pairs

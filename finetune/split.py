@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from finetune.pairs import QAPair, write_jsonl_atomic
+from finetune.pairs import UNANSWERABLE, QAPair, write_jsonl_atomic
 from finetune.text import jaccard, similar_pairs, tokens, topic_tokens
 
 PARAPHRASE_JACCARD = 0.5
@@ -80,7 +80,8 @@ def split_pairs(
     """Split pairs into (train, eval) so that no eval question has a paraphrase in train.
 
     Whole groups (see `related_groups`) are drawn in a seeded random order into the eval side
-    until it holds `eval_fraction` of the pairs, skipping groups that would pass `max_eval`.
+    until it holds `eval_fraction` of the pairs, skipping groups that would pass `max_eval` and
+    groups with an unanswerable pair (those stay in train).
 
     Returns:
         (train, eval), each in the order of `pairs`.
@@ -92,6 +93,10 @@ def split_pairs(
     for group in groups:
         if len(held_out) >= target:
             break
+        # A chunk that does not answer a question says nothing of whether the corpus does:
+        # such pairs train refusals but cannot be scored as one.
+        if any(pairs[index].kind == UNANSWERABLE for index in group):
+            continue
         if len(held_out) + len(group) <= max_eval and len(group) < len(pairs):
             held_out.update(group)
     train = [pair for index, pair in enumerate(pairs) if index not in held_out]
@@ -133,13 +138,14 @@ def leaks(
 
 def write_eval_questions(path: Path, pairs: Sequence[QAPair]) -> None:
     """Write held-out pairs as the evaluation questions file, atomically: one
-    {"question", "answer", "sources": [source], "chunk_id"} object a line."""
+    {"question", "answer", "sources": [source], "chunk_id"} object a line. The answer is the
+    pair's key fact (`QAPair.span`) when it has one: the gold a correct answer must hold."""
     write_jsonl_atomic(
         path,
         (
             {
                 "question": pair.question,
-                "answer": pair.answer,
+                "answer": pair.span or pair.answer,
                 "sources": [pair.source],
                 "chunk_id": pair.chunk_id,
             }

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NO_TEACHER = ("none", "")
+TEACHER_STYLES = ("auto", "answer_first", "triples")
 
 
 @dataclass
@@ -21,23 +22,36 @@ class SynthesisConfig:
     teacher_model_name: str = ""
     """The model name sent to an endpoint teacher (e.g. 'qwen2.5:7b' for Ollama); ignored for
     local models."""
-    teacher_max_chunks: int = 16
-    """How many chunks the teacher reads, spread across documents: the budget of the slowest
-    step (16 take about a minute with the embedded teacher on 2 CPU cores, and the 135M model
-    writes few pairs that pass the filters; raise it with a stronger teacher or a GPU)."""
+    teacher_style: str = "auto"
+    """How the teacher is asked: 'answer_first' (the answer is chosen in a sentence by its
+    form, the teacher writes only the question: what a 135M model can do), 'triples' (the
+    teacher writes question / answer / evidence of mixed types as JSON: for a capable model) or
+    'auto' (answer_first for the embedded teacher, triples for any other)."""
+    teacher_questions: int = 240
+    """How many questions the teacher is asked for, spread over every document: the budget of
+    the slowest step (240 take about four minutes with the embedded teacher on 2 CPU cores;
+    raise it with a GPU or an endpoint teacher)."""
+    teacher_samples: int = 2
+    """Replies sampled per chunk in the 'triples' style, so that candidates differ."""
     teacher_batch_size: int = 8
     """Prompts the teacher generates at once (local models) or requests in flight (endpoints)."""
     rules: bool = True
-    """Also write questions by rules (tables, key-value lines, definitions, numbers, dates,
-    error codes, FAQs): no model needed, and the reliable source on small machines."""
+    """Also write the questions the layout states outright (FAQ pairs, table rows, 'Key: value'
+    lines, section headings): no model needed, any language."""
+    english_rules: bool = False
+    """Also rewrite English sentences into questions by grammar rules (numbers, dates,
+    definitions, yes/no). English text only: leave off for any other language."""
     max_pairs_per_chunk: int = 3
-    """The most rule-written pairs kept from one chunk."""
+    """The most rule-written pairs, and answer-first questions, taken from one chunk."""
     min_grounding: float = 0.8
     """Share of the answer's content words that must occur in its chunk; below it the answer is
     treated as invented and the pair dropped."""
     duplicate_jaccard: float = 0.8
     """Questions whose word sets overlap at least this much (Jaccard) count as duplicates; the
     first is kept."""
+    duplicate_cosine: float = 0.95
+    """Questions whose embeddings (the project's own model) are at least this similar count as
+    duplicates too; 1 turns the check off."""
     roundtrip_k: int = 5
     """A question is kept only if searching for it returns its own chunk in the top this-many
     (0 turns the check off)."""
@@ -52,27 +66,37 @@ class SynthesisConfig:
         """Whether a teacher model is configured."""
         return self.teacher.strip().lower() not in NO_TEACHER
 
+    def resolved_teacher_style(self) -> str:
+        """'answer_first' or 'triples': what 'auto' means for the configured teacher."""
+        if self.teacher_style != "auto":
+            return self.teacher_style
+        return "answer_first" if self.teacher.strip().startswith("embedded:") else "triples"
+
     def problems(self) -> list[str]:
         """Every invalid value, each with what to do; empty when the config is usable."""
         problems = []
-        for name in ("teacher_batch_size", "max_pairs_per_chunk"):
+        for name in ("teacher_batch_size", "max_pairs_per_chunk", "teacher_samples"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} = {getattr(self, name)}: must be more than 0")
-        for name in ("teacher_max_chunks", "roundtrip_k", "max_eval"):
+        for name in ("teacher_questions", "roundtrip_k", "max_eval"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} = {getattr(self, name)}: must be 0 or more")
-        for name in ("min_grounding", "duplicate_jaccard"):
+        for name in ("min_grounding", "duplicate_jaccard", "duplicate_cosine"):
             if not 0 < getattr(self, name) <= 1:
                 problems.append(f"{name} = {getattr(self, name)}: must be in (0, 1]")
         if not 0 <= self.eval_fraction < 1:
             problems.append(
                 f"eval_fraction = {self.eval_fraction}: must be in [0, 1) (0 holds nothing out)"
             )
-        teacher_writes = self.uses_teacher() and self.teacher_max_chunks > 0
-        if not self.rules and not teacher_writes:
+        if self.teacher_style not in TEACHER_STYLES:
+            problems.append(
+                f"teacher_style = {self.teacher_style!r}: choose one of {', '.join(TEACHER_STYLES)}"
+            )
+        teacher_writes = self.uses_teacher() and self.teacher_questions > 0
+        if not self.rules and not self.english_rules and not teacher_writes:
             problems.append(
                 "nothing writes questions: set rules = true, or a teacher with "
-                "teacher_max_chunks > 0"
+                "teacher_questions > 0"
             )
         if self.teacher.startswith(("http://", "https://")) and not self.teacher_model_name:
             problems.append(

@@ -1,32 +1,22 @@
-"""Questions written by a teacher model (sequence-level distillation): the teacher reads a chunk
-and writes a question it answers with a quote; the tuned model later learns from those outputs.
+"""The teacher model that writes training questions (sequence-level distillation: the tuned model
+learns from its outputs). What it is asked lives in `finetune.generators`; this module only runs
+it.
 
-Two backends share one contract, `Teacher.generate(prompts) -> texts`: a local transformers
-model generating in left-padded greedy batches (`HFTeacher`), or any OpenAI-compatible chat
-endpoint such as vLLM, Ollama or llama.cpp's server (`OpenAITeacher`).
+Two backends share one contract, `Teacher.generate(prompts, samples, json_schema) -> replies`:
+a local transformers model generating in left-padded batches (`HFTeacher`), or any
+OpenAI-compatible chat endpoint such as vLLM, Ollama or llama.cpp's server (`OpenAITeacher`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
-from finetune.pairs import TEACHER_PREFIX, QAPair
 from finetune.synthesis_config import NO_TEACHER
-from finetune.text import split_sentences, tokens
 from retrieval.chat_endpoint import ChatEndpoint, EndpointError
 from retrieval.chat_template import render_prompt
-from retrieval.documents import Chunk
 
 Messages = list[dict[str, str]]
-
-TEACHER_SYSTEM = (
-    "You write exam questions about a passage. Reply with exactly two lines:\n"
-    "Question: <one question a user could ask that the passage answers>\n"
-    "Answer: <the answer, quoted from the passage>"
-)
 
 
 class TeacherError(Exception):
@@ -34,161 +24,49 @@ class TeacherError(Exception):
 
 
 class Teacher(Protocol):
-    """Writes one reply per chat prompt."""
+    """Writes replies to chat prompts."""
 
     name: str
     """Shown in `QAPair.generator` as 'teacher:<name>'."""
 
-    def generate(self, prompts: list[Messages]) -> list[str]:
-        """One reply per prompt, in order."""
+    def generate(
+        self, prompts: list[Messages], samples: int = 1, json_schema: dict | None = None
+    ) -> list[list[str]]:
+        """`samples` replies per prompt, in order: greedy for one, sampled for more.
+        `json_schema` asks for a JSON reply of that shape (enforced by endpoints that support
+        `response_format`; local models are only asked, and the caller validates)."""
         ...
 
 
-def _request(where: str, text: str) -> str:
-    return (
-        f"Passage from {where}:\n\n{text.strip()}\n\n"
-        "Write one question a user could ask that this passage answers, and the answer quoted "
-        "from the passage. Reply in exactly this format:\nQuestion: ...\nAnswer: ..."
-    )
-
-
-# One worked example: small teachers follow a shown format far better than a described one.
-_EXAMPLE = [
-    {
-        "role": "user",
-        "content": _request(
-            "manuals/pump.txt, section Maintenance",
-            "The filter cartridge should be replaced every six months. A worn cartridge lets "
-            "dust into the pump and shortens its life.",
-        ),
-    },
-    {
-        "role": "assistant",
-        "content": "Question: How often should the filter cartridge be replaced?\n"
-        "Answer: The filter cartridge should be replaced every six months.",
-    },
-]
-
-
-def build_prompt(chunk: Chunk) -> Messages:
-    """The chat prompt that asks for one question about `chunk` and its quoted answer."""
-    where = chunk.source + (f", section {chunk.section}" if chunk.section else "")
-    return [
-        {"role": "system", "content": TEACHER_SYSTEM},
-        *_EXAMPLE,
-        {"role": "user", "content": _request(where, chunk.text)},
-    ]
-
-
-# Possessive quantifiers (*+): each run is taken whole and never given back, which matches the
-# same labels (neighbouring classes are disjoint) without retrying every split of a long blank
-# run between two `\s*` (quadratic on 'a' followed by spaces).
-_LABEL = r"[*_#\s]*+(?:\d++[.)]\s*+)?{}\s*+\d*+[*_]*+\s*+:\s*+[*_]*+"
-_QUESTION = re.compile(_LABEL.format(r"(?:question|q)"), re.IGNORECASE)
-_ANSWER = re.compile(_LABEL.format(r"(?:answer|a)"), re.IGNORECASE)
-
-
-def _clean(text: str) -> str:
-    text = re.sub(r"\s+", " ", text).strip()
-    return text.strip("*_\"'“”` ").strip()
-
-
-def parse_teacher_output(text: str) -> tuple[str, str] | None:
-    """The (question, answer) in a teacher reply, or None when it holds none.
-
-    Tolerates Markdown bold labels, 'Q:'/'A:', numbering, quotes and text around the pair; a
-    reply without labels is read as a question line ending in '?' followed by its answer.
-    """
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    question = answer = None
-    for position, line in enumerate(lines):
-        label = _QUESTION.match(line)
-        if label and question is None:
-            question = _clean(line[label.end() :])
-            # The answer may follow on the same line: 'Question: ...? Answer: ...'.
-            inline = re.search(r"\s(?:answer|a)\s*:\s*", question, re.IGNORECASE)
-            if inline:
-                answer = _clean(question[inline.end() :])
-                question = _clean(question[: inline.start()])
-            continue
-        label = _ANSWER.match(line)
-        if label and question is not None and answer is None:
-            answer = _clean(" ".join([line[label.end() :], *lines[position + 1 : position + 2]]))
-            answer = _first_sentences(answer)
-            break
-    if question is None:
-        asked = next((i for i, line in enumerate(lines) if line.rstrip().endswith("?")), None)
-        if asked is None or asked + 1 >= len(lines):
-            return None
-        question, answer = _clean(lines[asked]), _first_sentences(_clean(lines[asked + 1]))
-    if not question or not answer:
-        return None
-    if "?" in question:
-        question = question[: question.index("?") + 1]
-    return question, answer
-
-
-def _first_sentences(text: str, limit: int = 2) -> str:
-    # Small teachers ramble after the answer; keep what looks like the answer itself.
-    text = re.split(r"\s(?:question|q)\s*:", text, flags=re.IGNORECASE)[0]
-    return " ".join(split_sentences(text)[:limit]).strip()
-
-
-def supporting_sentence(answer: str, chunk_text: str) -> str:
-    """The sentence of `chunk_text` that shares the most words with `answer` (the evidence)."""
-    wanted = set(tokens(answer))
-    sentences = split_sentences(re.sub(r"\s+", " ", chunk_text)) or [chunk_text]
-    return max(sentences, key=lambda sentence: len(wanted & set(tokens(sentence))))
-
-
-def pairs_from_outputs(
-    chunks: Sequence[Chunk], outputs: Sequence[str], teacher_name: str
-) -> tuple[list[QAPair], int]:
-    """Turn teacher replies (one per chunk) into pairs.
-
-    Returns:
-        (pairs, number of replies that held no question and answer).
-    """
-    pairs, unparsable = [], 0
-    for chunk, output in zip(chunks, outputs):
-        parsed = parse_teacher_output(output)
-        if parsed is None:
-            unparsable += 1
-            continue
-        question, answer = parsed
-        pairs.append(
-            QAPair(
-                question=question,
-                answer=answer,
-                chunk_id=chunk.chunk_id,
-                source=chunk.source,
-                page=chunk.page,
-                section=chunk.section,
-                evidence=supporting_sentence(answer, chunk.text),
-                generator=f"{TEACHER_PREFIX}{teacher_name}",
-            )
-        )
-    return pairs, unparsable
-
-
 class HFTeacher:
-    """A local transformers chat model, generating greedily in left-padded batches.
+    """A local transformers chat model, generating in left-padded batches.
 
     Args:
         model: 'embedded:SmolLM2-135M-Instruct', a model folder or a hub id.
         device: 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.
-        batch_size: Prompts per forward pass; batching is what makes a CPU teacher usable.
+        batch_size: Sequences per forward pass (prompts times samples); batching is what makes
+            a CPU teacher usable.
         max_new_tokens: The longest reply.
+        temperature: Of sampled replies (`samples` > 1).
+        seed: Seeds sampling, so the same corpus gives the same questions.
     """
 
     def __init__(
-        self, model: str, device: str = "auto", batch_size: int = 8, max_new_tokens: int = 64
+        self,
+        model: str,
+        device: str = "auto",
+        batch_size: int = 8,
+        max_new_tokens: int = 64,
+        temperature: float = 0.8,
+        seed: int = 0,
     ) -> None:
         self.name = model
         self.model_spec = model
         self.device = device
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.seed = seed
         self._model = None
         self._tokenizer = None
 
@@ -212,7 +90,9 @@ class HFTeacher:
             tokenizer.pad_token = tokenizer.eos_token
         self._model, self._tokenizer = model, tokenizer
 
-    def generate(self, prompts: list[Messages]) -> list[str]:
+    def generate(
+        self, prompts: list[Messages], samples: int = 1, json_schema: dict | None = None
+    ) -> list[list[str]]:
         import torch
 
         self.load()
@@ -221,9 +101,13 @@ class HFTeacher:
         texts = [render_prompt(tokenizer, messages) for messages in prompts]
         # Similar lengths in one batch waste less compute on padding.
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-        replies: list[str] = [""] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        replies: list[list[str]] = [[] for _ in texts]
+        sampling = {"do_sample": False}
+        if samples > 1:
+            sampling = {"do_sample": True, "temperature": self.temperature, "top_p": 0.95}
+            torch.manual_seed(self.seed)  # the same corpus gives the same questions
+        for start in range(0, len(order), max(1, self.batch_size // samples)):
+            rows = order[start : start + max(1, self.batch_size // samples)]
             batch = tokenizer(
                 [texts[index] for index in rows],
                 return_tensors="pt",
@@ -233,17 +117,16 @@ class HFTeacher:
             with torch.inference_mode():
                 output = model.generate(
                     **batch,
+                    **sampling,
+                    num_return_sequences=samples,
                     max_new_tokens=self.max_new_tokens,
-                    do_sample=False,
                     pad_token_id=tokenizer.pad_token_id,
-                    # A second 'Question:' means the pair is complete and the model rambles on.
-                    stop_strings=["\n\nQuestion:"],
-                    tokenizer=tokenizer,
                 )
-            # output: (batch, prompt_len + new); the prompt part is identical for every row.
+            # output: (batch * samples, prompt_len + new), each prompt's samples side by side.
             new_tokens = output[:, batch["input_ids"].shape[1] :]
-            for index, row in zip(rows, new_tokens):
-                replies[index] = tokenizer.decode(row, skip_special_tokens=True).strip()
+            for position, row in enumerate(new_tokens):
+                text = tokenizer.decode(row, skip_special_tokens=True).strip()
+                replies[rows[position // samples]].append(text)
         return replies
 
 
@@ -257,6 +140,7 @@ class OpenAITeacher:
         concurrency: Requests in flight at once (servers batch concurrent requests).
         max_tokens: The longest reply.
         timeout: Seconds to wait for one reply.
+        temperature: Of sampled replies (`samples` > 1).
     """
 
     def __init__(
@@ -267,6 +151,7 @@ class OpenAITeacher:
         concurrency: int = 8,
         max_tokens: int = 128,
         timeout: float = 120.0,
+        temperature: float = 0.8,
     ) -> None:
         self.endpoint = ChatEndpoint(
             base_url,
@@ -280,18 +165,34 @@ class OpenAITeacher:
         self.name = model or base_url
         self.concurrency = concurrency
         self.max_tokens = max_tokens
+        self.temperature = temperature
 
-    def _complete(self, messages: Messages) -> str:
+    def _complete(self, request: tuple[Messages, float, dict | None]) -> str:
+        messages, temperature, response_format = request
         try:
-            return self.endpoint.chat(self.model, messages, self.max_tokens)
+            return self.endpoint.chat(
+                self.model, messages, self.max_tokens, temperature, response_format
+            )
         except EndpointError as error:
             raise TeacherError(str(error)) from error
 
-    def generate(self, prompts: list[Messages]) -> list[str]:
+    def generate(
+        self, prompts: list[Messages], samples: int = 1, json_schema: dict | None = None
+    ) -> list[list[str]]:
         if not prompts:
             return []
+        temperature = self.temperature if samples > 1 else 0.0
+        response_format = None
+        if json_schema is not None:
+            response_format = {
+                "type": "json_schema",
+                "json_schema": {"name": "reply", "schema": json_schema, "strict": True},
+            }
+        requests = [(messages, temperature, response_format) for messages in prompts]
+        requests = [request for request in requests for _ in range(samples)]
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
-            return list(pool.map(self._complete, prompts))
+            flat = list(pool.map(self._complete, requests))
+        return [flat[index * samples : (index + 1) * samples] for index in range(len(prompts))]
 
 
 def make_teacher(
@@ -300,6 +201,7 @@ def make_teacher(
     device: str = "auto",
     batch_size: int = 8,
     max_new_tokens: int = 64,
+    seed: int = 0,
 ) -> Teacher | None:
     """Build the teacher a setting names.
 
@@ -310,6 +212,7 @@ def make_teacher(
         device: Where a local teacher runs.
         batch_size: Prompts per batch (local) or requests in flight (endpoint).
         max_new_tokens: The longest reply.
+        seed: Seeds a local teacher's sampling.
 
     Returns:
         The teacher (nothing is loaded yet), or None.
@@ -319,4 +222,6 @@ def make_teacher(
         return None
     if spec.startswith(("http://", "https://")):
         return OpenAITeacher(spec, model_name, concurrency=batch_size, max_tokens=max_new_tokens)
-    return HFTeacher(spec, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    return HFTeacher(
+        spec, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed
+    )

@@ -79,9 +79,24 @@ class ChatEndpoint:
             )
         return listed[0]["id"]
 
-    def chat(self, model: str, messages: list[dict[str, str]], max_tokens: int) -> str:
-        """One greedy chat completion's text."""
-        payload = {"model": model, "messages": messages, "temperature": 0, "max_tokens": max_tokens}
+    def chat(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        temperature: float = 0.0,
+        response_format: dict[str, Any] | None = None,
+    ) -> str:
+        """One chat completion's text: greedy unless `temperature` > 0; `response_format` is
+        passed through (e.g. a JSON schema the server enforces)."""
+        payload: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+        }
+        if response_format is not None:
+            payload["response_format"] = response_format
         reply = self.request("/chat/completions", payload)
         try:
             return reply["choices"][0]["message"]["content"] or ""

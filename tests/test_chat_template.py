@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from tiny_models import build_tokenizer, tiny_llama_config
 
-from finetune.teacher import HFTeacher, build_prompt
+from finetune.generators.triples import build_prompt
+from finetune.teacher import HFTeacher
 from retrieval.chat_template import (
     neutralize_special_tokens,
     render_prompt,
@@ -129,13 +130,13 @@ def test_the_teacher_prompt_of_a_hostile_chunk_has_the_templates_turns_only(toke
         Chunk(f"c{i}", "a.md", text, 0, len(text), None, None, 0)
         for i, text in enumerate((BENIGN, HOSTILE))
     ]
-    teacher.generate([build_prompt(chunk) for chunk in chunks])
+    teacher.generate([build_prompt(chunk, "a manual") for chunk in chunks])
     counts = [
         special_count(tokenizer, [t for t in ids if t != tokenizer.pad_token_id])
         for ids in model.inputs
     ]
-    # system, the worked example's user and assistant turns, the user's turn, the answer's start
-    assert counts == [9, 9]
+    # the system and user turns' start and end, and the answer's start
+    assert counts == [5, 5]
 
 
 @pytest.mark.slow

@@ -16,11 +16,13 @@ import docx
 import pytest
 from tiny_models import build_tokenizer
 
+from finetune.generators.answer_first import choose_items, parse_question
+from finetune.generators.spans import UnitWords, answer_span
+from finetune.generators.triples import parse_triples
 from finetune.number_questions import question_about_number
 from finetune.question_context import chunk_context, document_name
 from finetune.synthesis_config import SynthesisConfig
 from finetune.synthesize import synthesize
-from finetune.teacher import parse_teacher_output
 from finetune.yes_no_questions import false_number_question, yes_no_question
 from retrieval.chat_template import neutralize_special_tokens
 from retrieval.chunking import MAX_CHARS_PER_TOKEN, chunk_document, make_splitter
@@ -136,13 +138,16 @@ def test_the_chunker_cuts_hostile_text_into_bounded_chunks(name):
 def test_synthesis_writes_from_a_hostile_chunk_in_linear_time(name):
     text = HOSTILE[name]
     chunk = Chunk("c1", "docs/MX-30 manual.md", text, 0, len(text), None, text[:200], 0)
-    config = SynthesisConfig(teacher="none", roundtrip_k=0)
+    config = SynthesisConfig(teacher="none", roundtrip_k=0, english_rules=True)
     timed(synthesize, [chunk], config, None, None)
+    timed(choose_items, [chunk], 10, 3)
+    timed(answer_span, text, timed(UnitWords().add, [text]))
     context = chunk_context(chunk, timed(document_name, chunk.source, [text]))
     timed(question_about_number, text, context)
     timed(yes_no_question, text, context)
     timed(false_number_question, text, text)
-    timed(parse_teacher_output, text)
+    timed(parse_question, text)
+    timed(parse_triples, text)
 
 
 @CASES

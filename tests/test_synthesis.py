@@ -1,14 +1,12 @@
-"""Fast tests of the synthesis stage: rule-written questions, teacher parsing and backends,
-filters, the leakage-aware split and `synthesize` itself (fake search, no real models)."""
+"""Fast tests of the synthesis stage's rules (structural extractors and the English-only sentence
+rules), filters and the leakage-aware split (fake search, no real models); the teacher-driven
+generators and `synthesize` are in test_generators.py."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import random
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import ClassVar
 
 import pytest
 
@@ -22,21 +20,21 @@ from finetune.filters import (
 )
 from finetune.pairs import QAPair, read_pairs_jsonl, write_pairs_jsonl
 from finetune.question_context import chunk_context, document_name
-from finetune.rule_questions import questions_from_chunk, rule_pairs
+from finetune.rule_questions import questions_from_chunk as structural_questions
+from finetune.rule_questions import rule_pairs as structural_pairs
 from finetune.split import leaks, split_pairs, write_eval_questions
 from finetune.synthesis_config import SynthesisConfig
-from finetune.synthesize import pick_teacher_chunks, synthesize
-from finetune.teacher import (
-    HFTeacher,
-    OpenAITeacher,
-    TeacherError,
-    build_prompt,
-    make_teacher,
-    pairs_from_outputs,
-    parse_teacher_output,
-)
 from finetune.text import jaccard, similar_pairs, text_units
 from retrieval.documents import Chunk
+
+
+def questions_from_chunk(*args, **kwargs):
+    """The structural extractors with the English sentence rules (synthesis.english_rules)."""
+    return structural_questions(*args, sentences=True, **kwargs)
+
+
+def rule_pairs(*args, **kwargs):
+    return structural_pairs(*args, sentences=True, **kwargs)
 
 
 def chunk(text, source="docs/notes.md", section=None, chunk_id="c1", position=0) -> Chunk:
@@ -430,187 +428,6 @@ def test_pairs_jsonl_round_trip(tmp_path):
         read_pairs_jsonl(path)
 
 
-# --- teacher -------------------------------------------------------------------------------
-
-PASSAGE = chunk("Loaners are issued for up to five working days.", chunk_id="loan")
-
-
-@pytest.mark.parametrize(
-    ("output", "expected"),
-    [
-        (
-            "Question: How long are loaners issued?\nAnswer: For up to five working days.",
-            ("How long are loaners issued?", "For up to five working days."),
-        ),
-        (
-            '**Question:** How long are loaners issued?\n**Answer:** "Up to five days."',
-            ("How long are loaners issued?", "Up to five days."),
-        ),
-        (
-            "Sure! Here is one.\n\nQ: How long are loaners issued? A: Up to five working days.",
-            ("How long are loaners issued?", "Up to five working days."),
-        ),
-        (
-            "1. Question: How long are loaners issued? Why?\n2. Answer: Five days. Question: more",
-            ("How long are loaners issued?", "Five days."),
-        ),
-        (
-            "How long are loaners issued?\nUp to five working days.",
-            ("How long are loaners issued?", "Up to five working days."),
-        ),
-        ("The passage is about loaners.", None),
-        ("Question: How long are loaners issued?", None),
-        ("", None),
-    ],
-)
-def test_teacher_output_parser(output, expected):
-    assert parse_teacher_output(output) == expected
-
-
-def test_teacher_pairs_count_unparsable_and_find_evidence():
-    other = chunk(
-        "Printers release jobs. Unreleased jobs are deleted after 24 hours.", chunk_id="p"
-    )
-    outputs = [
-        "Question: How long are loaners issued?\nAnswer: up to five working days",
-        "I cannot help with that.",
-    ]
-    pairs, unparsable = pairs_from_outputs([PASSAGE, other], outputs, "tiny")
-    assert unparsable == 1
-    assert pairs[0].generator == "teacher:tiny"
-    assert pairs[0].evidence == PASSAGE.text
-    prompt = build_prompt(PASSAGE)
-    assert prompt[0]["role"] == "system" and PASSAGE.text in prompt[-1]["content"]
-    assert [m["role"] for m in prompt[1:]] == ["user", "assistant", "user"]  # one worked example
-
-
-class _ChatHandler(BaseHTTPRequestHandler):
-    requests: ClassVar[list] = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append((self.path, body, self.headers.get("Authorization")))
-        question = body["messages"][-1]["content"][:10]
-        reply = {"choices": [{"message": {"content": f"Question: {question}?\nAnswer: yes"}}]}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def chat_server():
-    _ChatHandler.requests = []
-    server = HTTPServer(("127.0.0.1", 0), _ChatHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def test_openai_teacher_posts_chat_completions(chat_server):
-    assert isinstance(make_teacher(chat_server, model_name="local-model"), OpenAITeacher)
-    teacher = OpenAITeacher(chat_server, "local-model", api_key="secret", concurrency=2)
-    prompts = [[{"role": "user", "content": f"passage {n}"}] for n in range(3)]
-    replies = teacher.generate(prompts)
-    assert replies == [f"Question: passage {n}?\nAnswer: yes" for n in range(3)]
-    path, body, auth = _ChatHandler.requests[0]
-    assert path == "/v1/chat/completions"
-    assert body["model"] == "local-model" and body["temperature"] == 0
-    assert auth == "Bearer secret"
-
-
-def test_openai_teacher_unreachable_says_what_to_do():
-    teacher = OpenAITeacher("http://127.0.0.1:9/v1", "m", timeout=2)
-    with pytest.raises(TeacherError, match="cannot reach the teacher server .* start the server"):
-        teacher.generate([[{"role": "user", "content": "hi"}]])
-
-
-def test_make_teacher_picks_the_backend():
-    assert make_teacher("none") is None and make_teacher("") is None
-    assert isinstance(make_teacher("https://example.org/v1", "m"), OpenAITeacher)
-    local = make_teacher("embedded:SmolLM2-135M-Instruct", device="cpu")
-    assert isinstance(local, HFTeacher) and local._model is None  # nothing loaded yet
-
-
-def test_hf_teacher_generates_in_batches(tmp_path):
-    from tiny_models import build_tiny_llama
-
-    folder = build_tiny_llama(tmp_path / "tiny")
-    teacher = HFTeacher(str(folder), device="cpu", batch_size=2, max_new_tokens=4)
-    prompts = [build_prompt(chunk("Short.", chunk_id=f"c{n}")) for n in range(2)]
-    prompts.append(build_prompt(chunk("A much longer passage about rotors. " * 4)))
-    replies = teacher.generate(prompts)
-    assert len(replies) == 3 and all(isinstance(reply, str) for reply in replies)
-    # Greedy and left-padded: a prompt gives the same reply alone as in a padded batch.
-    assert teacher.generate(prompts[2:]) == replies[2:]
-
-
-# --- synthesize ----------------------------------------------------------------------------
-
-
-class FakeTeacher:
-    name = "fake"
-
-    def __init__(self):
-        self.batches = []
-
-    def generate(self, prompts):
-        self.batches.append(len(prompts))
-        replies = []
-        for prompt in prompts:
-            if "vacation" in prompt[-1]["content"]:
-                replies.append(
-                    "Question: What is the monthly vacation allowance of employees?\n"
-                    "Answer: Employees earn 2 vacation days per month."
-                )
-            else:
-                replies.append("no idea")
-        return replies
-
-
-def test_synthesize_runs_rules_and_teacher_then_filters():
-    long_text = "Employees earn 2 vacation days per month. " + "Rest is good for you. " * 10
-    chunks = [
-        chunk(ROTOR.text + " " + "Keep the rotor clean. " * 10, chunk_id="rotor"),
-        chunk(long_text, source="handbook/leave.md", chunk_id="vacation"),
-    ]
-    stages = []
-
-    def search(questions, k):
-        return [[cid for cid in ("rotor", "vacation") if cid in q.lower()] for q in questions]
-
-    teacher = FakeTeacher()
-    config = SynthesisConfig(teacher_max_chunks=5, teacher_batch_size=1)
-    kept, report = synthesize(chunks, config, search, teacher, lambda *args: stages.append(args))
-    assert teacher.batches == [1, 1]
-    assert report.unparsable == 1
-    assert report.generated_by["teacher:fake"] == 1
-    assert {p.generator for p in kept} == {"rules", "teacher:fake"}
-    assert stages[0] == ("rules", 2, 2) and stages[-1][0] == "filter"
-
-
-def test_pick_teacher_chunks_spreads_across_documents():
-    words = " ".join(["word"] * 30)
-    chunks = [
-        chunk(words, f"doc{d}.md", chunk_id=f"{d}-{n}", position=n)
-        for d in range(3)
-        for n in range(10)
-    ]
-    chunks.append(chunk("too short", "doc9.md", chunk_id="short"))
-    picked = pick_teacher_chunks(chunks, 7)
-    assert [c.source for c in picked].count("doc0.md") == 3
-    assert {c.source for c in picked} == {"doc0.md", "doc1.md", "doc2.md"}
-    assert [c.chunk_id for c in picked[:3]] == ["0-1", "0-5", "0-8"]
-    assert pick_teacher_chunks(chunks, 7) == picked
-
-
 def test_synthesis_config_problems():
     assert SynthesisConfig().problems() == []
     bad = SynthesisConfig(
@@ -693,7 +510,7 @@ def test_a_sentence_with_a_number_also_gets_a_false_premise_question_answered_no
     ]
     # Near-duplicate questions with different yes/no labels are both kept.
     yes = pair("Must the R-24A rotor be retired after 9,000 runs of the centrifuge?")
-    yes.answer = f"Yes. {sentence}"
+    yes.answer, yes.evidence, yes.kind = f"Yes. {sentence}", sentence, "yes"
     kept, _ = filter_pairs([yes, pairs[1]], {"c1": chunk(text)}, None, SynthesisConfig())
     assert len(kept) == 2
 
