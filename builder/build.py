@@ -21,7 +21,7 @@ from retrieval.documents import Chunk, LoadError
 from retrieval.embeddings import Encoder, encode_in_length_order, load_encoder
 from retrieval.index import CHUNKS_FILE, IndexLayout, Manifest, read_manifest, write_search_indexes
 from retrieval.loaders import SUPPORTED_SUFFIXES, load_document
-from retrieval.scan import FoundFile, file_sha256, scan_documents
+from retrieval.scan import FoundFile, document_sha256, scan_documents
 from retrieval.store import ChunkStore, FileRecord
 
 # Bump when loaders or chunking change what a file turns into: forces a full rebuild.
@@ -103,11 +103,14 @@ def _load_and_chunk(
         project.config.ingest.chunk_tokens,
         project.config.ingest.chunk_overlap,
     )
-    max_bytes = int(project.config.ingest.max_file_mb * 1024 * 1024)
+    ingest = project.config.ingest
+    limits = ingest.load_limits()
     try:
         for found, sha256 in files:
             try:
-                document = load_document(found.path, found.source, max_bytes)
+                document = load_document(
+                    found.path, found.source, ingest.max_bytes, limits, project.docs_dir
+                )
                 chunks = chunk_document(document, splitter)
                 if not chunks:
                     raise LoadError("no text found")
@@ -165,9 +168,12 @@ def build(
     for index, item in enumerate(found):
         notify("scan", index, len(found))
         try:
-            sha256 = file_sha256(item.path)
-        except OSError as error:
-            report.skipped.append(Skip(item.source, f"cannot read: {error.strerror or error}"))
+            # Refused by size, type and place before a byte is read (see `open_regular`).
+            sha256 = document_sha256(item.path, project.config.ingest.max_bytes, project.docs_dir)
+        except LoadError as error:
+            report.skipped.append(Skip(item.source, str(error)))
+            if reuse_previous and item.source in old_files:
+                report.kept_previous.append(item.source)
             continue
         old = old_files.get(item.source)
         if reuse_previous and old is not None and old.sha256 == sha256:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from retrieval.documents import LoadLimits
+
 DEFAULT_EMBEDDING_MODEL = "embedded:all-MiniLM-L6-v2"
 
 
@@ -16,11 +18,30 @@ class IngestConfig:
     """Which files are read and how they are cut into chunks."""
 
     max_file_mb: float = 50.0
-    """Files larger than this are skipped with a reason."""
+    """Files larger than this are skipped with a reason, before they are read."""
+    max_pages: int = 2000
+    """PDFs with more pages are skipped."""
+    max_chars: int = 20_000_000
+    """Files whose text is longer than this many characters are skipped."""
+    max_unpacked_mb: float = 200.0
+    """A .docx (a zip archive) whose parts decompress to more than this is skipped, checked on
+    the sizes the archive declares and again while decompressing (a zip bomb)."""
     chunk_tokens: int = 128
     """Chunk size in embedding-model tokens (keep it under the model's sequence limit)."""
     chunk_overlap: int = 24
     """Tokens shared by consecutive chunks of a section."""
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+    def load_limits(self) -> LoadLimits:
+        """The per-file limits the loaders enforce."""
+        return LoadLimits(
+            max_pages=self.max_pages,
+            max_chars=self.max_chars,
+            max_unpacked_bytes=int(self.max_unpacked_mb * 1024 * 1024),
+        )
 
 
 @dataclass

@@ -10,6 +10,25 @@ class LoadError(Exception):
 
 
 @dataclass(frozen=True)
+class LoadLimits:
+    """What one file may unpack to; a file past any limit is refused, with the setting to raise.
+
+    The defaults are generous for real documents (a long annual filing has a few hundred pages
+    and a few million characters) and bound what a hostile file can cost: a zip-bomb .docx, a
+    PDF of a million empty pages, a page holding 100 million characters.
+
+    Attributes:
+        max_pages: Pages of a PDF.
+        max_chars: Characters of text extracted from one file.
+        max_unpacked_bytes: Bytes that the parts of a .docx (a zip archive) decompress to.
+    """
+
+    max_pages: int = 2000
+    max_chars: int = 20_000_000
+    max_unpacked_bytes: int = 200 * 1024 * 1024
+
+
+@dataclass(frozen=True)
 class TextBlock:
     """A run of text that shares one page and one section heading.
 

@@ -7,8 +7,8 @@ import re
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
-from retrieval.documents import LoadError, TextBlock
-from retrieval.loaders._text import clean_block, section_title
+from retrieval.documents import LoadError, LoadLimits, TextBlock
+from retrieval.loaders._text import clean_block, section_title, too_many_chars
 
 NO_TEXT_LAYER = "no extractable text (scanned PDF? run OCR first)"
 
@@ -22,19 +22,22 @@ _OPEN_REASONS = {
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def load_pdf(data: bytes) -> list[TextBlock]:
+def load_pdf(data: bytes, limits: LoadLimits | None = None) -> list[TextBlock]:
     """Load a PDF's text layer, page by page.
 
     Args:
         data: The file's bytes.
+        limits: The most pages, and characters of text, the file may have (None: defaults).
 
     Returns:
         One block per page with text; `page` is 1-based, `section` is the title of the last
         outline entry that starts on or before the page (None without an outline).
 
     Raises:
-        LoadError: The file is not a PDF, is damaged or encrypted, or has no text layer.
+        LoadError: The file is not a PDF, is damaged or encrypted, has no text layer, or is
+            over a limit.
     """
+    limits = limits or LoadLimits()
     if b"%PDF-" not in data[:_HEADER_WINDOW]:
         raise LoadError("not a valid PDF: no %PDF header (wrong file extension?)")
     try:
@@ -42,10 +45,20 @@ def load_pdf(data: bytes) -> list[TextBlock]:
     except pdfium.PdfiumError as exc:
         raise _open_error(exc) from exc
     try:
+        pages = len(pdf)
+        if pages > limits.max_pages:
+            raise LoadError(
+                f"the PDF has {pages:,} pages, over the {limits.max_pages:,}-page limit "
+                "(raise ingest.max_pages)"
+            )
         sections = _page_sections(pdf)
         blocks = []
+        chars = 0
         for index, section in enumerate(sections):
-            text = _page_text(pdf, index)
+            text, raw_chars = _page_text(pdf, index, limits.max_chars - chars)
+            chars += raw_chars
+            if chars > limits.max_chars:
+                raise too_many_chars(limits.max_chars)
             if text:
                 blocks.append(TextBlock(text=text, page=index + 1, section=section))
     finally:
@@ -86,12 +99,23 @@ def _page_sections(pdf: pdfium.PdfDocument) -> list[str | None]:
     return sections
 
 
-def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:
-    """The cleaned text of one page ('' when it has none)."""
+def _page_text(pdf: pdfium.PdfDocument, index: int, max_chars: int) -> tuple[str, int]:
+    """The cleaned text of one page ('' when it has none), and how many characters PDFium
+    counts on it (before whitespace is collapsed: that is what extracting it costs).
+
+    A page of more than `max_chars` characters is not copied out (its text comes back as ''),
+    so a page of 100 million characters is counted, never built.
+
+    Raises:
+        LoadError: the page cannot be read.
+    """
     page = textpage = None
     try:
         page = pdf[index]
         textpage = page.get_textpage()
+        raw_chars = textpage.count_chars()
+        if raw_chars > max_chars:
+            return "", raw_chars  # the caller refuses the file
         raw = textpage.get_text_range()
     except pdfium.PdfiumError as exc:
         raise LoadError(f"not a valid PDF: page {index + 1} cannot be read") from exc
@@ -101,4 +125,4 @@ def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:
         if page is not None:
             page.close()
     text = _CONTROL_CHARS.sub("", raw.replace("\r\n", "\n").replace("\r", "\n"))
-    return clean_block("\n".join(" ".join(line.split()) for line in text.split("\n")))
+    return clean_block("\n".join(" ".join(line.split()) for line in text.split("\n"))), raw_chars

@@ -26,6 +26,11 @@ MAX_SECTION_CHARS = 200
 its indexed text and its prompt, so a hostile 1 MB heading must not be copied into each."""
 
 
+def too_many_chars(max_chars: int) -> LoadError:
+    """The error for a file whose text is longer than `ingest.max_chars`."""
+    return LoadError(f"the text is over the {max_chars:,}-character limit (raise ingest.max_chars)")
+
+
 def decode_text(data: bytes, declared: str | None = None) -> str:
     """Decode a text file and normalize its newlines to '\\n'.
 
