@@ -22,25 +22,34 @@ generated text as it comes; its final chunk adds `verified_content`, the verifie
 One model answers one request at a time. Requests wait in a bounded queue and are answered on a
 worker thread, so the event loop keeps accepting and refusing requests while the model works;
 a request that finds the queue full gets 429 with a Retry-After estimate.
+
+Web pages cannot drive it (`OriginPolicy`): a browser request whose Origin is not the server's
+own loopback origin, or allow-listed, gets 403, and so does a request arriving on a loopback
+address under a Host name that is not a loopback name (DNS rebinding: a page on
+attacker.example, re-resolved to 127.0.0.1, would otherwise read answers and the corpus they
+cite). Clients that send no Origin (curl, the OpenAI SDKs) are not affected.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import math
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -64,6 +73,108 @@ class ServerLimits:
     max_question_chars: int = 4000
     max_tokens_cap: int = 1024
     """The largest `max_tokens` honoured; larger requests are answered with this many."""
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class OriginPolicy:
+    """Which web pages, and which Host names, may reach the API.
+
+    Requests without an Origin header (not from a browser page) pass the origin check. A page's
+    request passes when its Origin is http(s) on a loopback name and the server's own port, or
+    is in `allowed_origins`. A request that arrives on a loopback address passes the Host check
+    when its Host names a loopback address or is in `allowed_hosts` (ports aside).
+    """
+
+    allowed_origins: frozenset[str] = frozenset()
+    """Origins ('https://app.example:8443', lower case, no path) allowed besides the server's
+    own; '*' allows any page."""
+    allowed_hosts: frozenset[str] = frozenset()
+    """Host names accepted on a loopback address besides the loopback names ('*': any)."""
+
+    @classmethod
+    def allowing(cls, origins: Iterable[str] = (), hosts: Iterable[str] = ()) -> OriginPolicy:
+        """A policy from user-written lists (case and a trailing '/' or '.' do not matter)."""
+        return cls(
+            frozenset(o.strip().lower().rstrip("/") for o in origins if o.strip()),
+            frozenset(h.strip().lower().rstrip(".") for h in hosts if h.strip()),
+        )
+
+    def refusal(self, scope: dict) -> str | None:
+        """Why this HTTP request is refused, or None when it may go on."""
+        headers = {name: value for name, value in scope.get("headers", [])}
+        server = scope.get("server") or ("", 0)
+        host = headers.get(b"host")
+        if host is not None and _is_loopback(server[0]):
+            name = _host_name(host.decode("latin-1"))
+            if name not in LOOPBACK_NAMES and not self._host_allowed(name):
+                return (
+                    "the Host header does not name this server (a web page re-resolving its "
+                    "name to 127.0.0.1?); allow the name with --allow-host"
+                )
+        origin = headers.get(b"origin")
+        if origin is not None and not self._origin_allowed(origin.decode("latin-1"), server[1]):
+            return (
+                "requests from web pages of other origins are refused; allow the page's "
+                "origin with --allow-origin"
+            )
+        return None
+
+    def _host_allowed(self, name: str | None) -> bool:
+        return "*" in self.allowed_hosts or name in self.allowed_hosts
+
+    def _origin_allowed(self, origin: str, port: int) -> bool:
+        origin = origin.strip().lower().rstrip("/")
+        if "*" in self.allowed_origins or origin in self.allowed_origins:
+            return True
+        try:
+            parts = urlsplit(origin)
+            origin_port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        except ValueError:
+            return False
+        return (
+            parts.scheme in ("http", "https")
+            and parts.hostname in LOOPBACK_NAMES
+            and origin_port == port
+            and not (parts.path or parts.query or parts.username)
+        )
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host: str) -> str | None:
+    """The name of a Host header ('[::1]:8000' → '::1'), None when it is malformed."""
+    try:
+        parts = urlsplit(f"//{host.strip()}")
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return None
+    if parts.hostname is None or parts.username is not None or parts.path or parts.query:
+        return None
+    return parts.hostname.rstrip(".")
+
+
+class _RefuseForeignPages:
+    """ASGI middleware: answer a request that `OriginPolicy` refuses with 403, before routing
+    (so the refusal covers every route, /docs and /openapi.json included)."""
+
+    def __init__(self, app: Any, policy: OriginPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and (reason := self.policy.refusal(scope)) is not None:
+            error = ApiError(403, reason, code="forbidden_origin")
+            await _error_response(error)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class ApiError(Exception):
@@ -272,6 +383,7 @@ def create_app(
     engine: AnswerEngine,
     limits: ServerLimits | None = None,
     api_key: str | None = None,
+    policy: OriginPolicy | None = None,
 ) -> FastAPI:
     """The API over an engine that is already loaded.
 
@@ -279,8 +391,10 @@ def create_app(
         engine: the project's answer engine (the model is loaded once, here, for the process).
         limits: queue depth and request limits.
         api_key: when set, every request needs `Authorization: Bearer <api_key>`.
+        policy: the web pages and Host names allowed (None: loopback only).
     """
     limits = limits or ServerLimits()
+    policy = policy or OriginPolicy()
     queue = AnswerQueue(limits.max_queue)
     default_tokens = min(engine.generator.config.max_new_tokens, limits.max_tokens_cap)
 
@@ -291,6 +405,17 @@ def create_app(
 
     app = FastAPI(title="ragtune", lifespan=lifespan)
     app.state.queue = queue
+    if policy.allowed_origins:
+        # Pages of allowed origins may also read the answers (and send the preflight that a
+        # JSON POST with an Authorization header needs).
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=sorted(policy.allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["authorization", "content-type"],
+        )
+    # Added last, so it runs first: a refused request reaches nothing else.
+    app.add_middleware(_RefuseForeignPages, policy=policy)
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
@@ -477,6 +602,7 @@ def serve(
     api_key: str | None = None,
     max_queue: int = ServerLimits.max_queue,
     adapter: str | None = None,
+    policy: OriginPolicy | None = None,
 ) -> None:
     """Load the project's engine once, then answer on host:port until interrupted.
 
@@ -490,13 +616,14 @@ def serve(
 
     engine = open_engine(project, adapter)
     warm_up(engine)
-    app = create_app(engine, ServerLimits(max_queue=max_queue), api_key)
+    app = create_app(engine, ServerLimits(max_queue=max_queue), api_key, policy)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m apps.server PROJECT [...]`: the program `ragtune serve` runs once it has
-    checked its arguments. The API key, if any, is read from $RAGTUNE_API_KEY."""
+    checked its arguments. The API key, if any, is read from $RAGTUNE_API_KEY; origins and
+    Host names to allow also from $RAGTUNE_ALLOW_ORIGINS and $RAGTUNE_ALLOW_HOSTS (commas)."""
     import argparse
     import os
     from pathlib import Path
@@ -511,12 +638,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-queue", type=int, default=ServerLimits.max_queue)
     parser.add_argument("--adapter")
     parser.add_argument("--set", action="append", default=[])
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=os.environ.get("RAGTUNE_ALLOW_ORIGINS", "").split(","),
+        help="a web page origin (scheme://host[:port]) allowed to call the API; '*': any",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=os.environ.get("RAGTUNE_ALLOW_HOSTS", "").split(","),
+        help="a Host name accepted on loopback besides localhost, 127.0.0.1 and ::1",
+    )
 
     def start(args: argparse.Namespace) -> int:
         project = open_project(args.project, args.set)
         quiet_libraries()
         api_key = os.environ.get("RAGTUNE_API_KEY") or None
-        serve(project, args.host, args.port, api_key, args.max_queue, args.adapter)
+        policy = OriginPolicy.allowing(args.allow_origin, args.allow_host)
+        serve(project, args.host, args.port, api_key, args.max_queue, args.adapter, policy)
         return 0
 
     return run_command(start, parser.parse_args(argv))

@@ -17,6 +17,7 @@ from rich.markup import escape
 from builder.console import err
 
 DEFAULT_PORT = 8501
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # apps/ sits beside builder/ in the source tree and in site-packages alike.
 APP_SCRIPT = Path(__file__).resolve().parents[1] / "apps" / "chat.py"
 
@@ -28,6 +29,12 @@ def app_command(
     script: Path = APP_SCRIPT,
 ) -> list[str]:
     """`streamlit run apps/chat.py -- PROJECT [--set ...]`, bound to loopback, no telemetry.
+
+    The app can upload, delete, rebuild and tune, so no other web page may drive it: the
+    safe values are set explicitly rather than trusted to Streamlit's defaults or to a
+    `.streamlit/config.toml` in the working folder. XSRF protection guards uploads, CORS
+    protection refuses other origins, and `server.allowedHosts` refuses a WebSocket (the
+    channel every button uses) under a Host that is not a loopback name: DNS rebinding.
 
     Args:
         project: the project folder.
@@ -47,10 +54,16 @@ def app_command(
         "false",
         "--server.address",
         "127.0.0.1",
+        "--server.enableXsrfProtection",
+        "true",
+        "--server.enableCORS",
+        "true",
         # No "Deploy" button: the app runs on the user's machine.
         "--client.toolbarMode",
         "minimal",
     ]
+    for host in LOOPBACK_HOSTS:
+        command += ["--server.allowedHosts", host]
     if port is not None:
         command += ["--server.port", str(port)]
     command += ["--", str(Path(project).resolve())]
