@@ -13,7 +13,7 @@ from typing import Any
 import tomli_w
 
 from eval.config import EvalConfig
-from finetune.config import RaftConfig, TuneConfig
+from finetune.config import RaftConfig, TuneConfig, distill_teacher_problem
 from finetune.synthesis_config import SynthesisConfig
 from retrieval.config import (
     ANSWER_MODES,
@@ -173,6 +173,10 @@ def _check_values(config: ProjectConfig) -> list[str]:
         problems.append(
             f"answer.support_threshold = {config.answer.support_threshold}: must be at most 1"
         )
+    if config.tune.distill == "kl":  # the teacher is a synthesis setting
+        problem = distill_teacher_problem(config.synthesis.teacher)
+        if problem:
+            problems.append(problem)
     ingest = config.ingest
     if ingest.chunk_overlap >= ingest.chunk_tokens:
         problems.append(

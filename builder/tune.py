@@ -306,6 +306,7 @@ def _train(
     resume: bool,
     progress: Progress,
     report: TuneReport,
+    chunks: list[Chunk] | None = None,
 ) -> Path:
     from finetune.data import read_examples
     from finetune.train import train
@@ -313,7 +314,10 @@ def _train(
 
     config = project.config
     data_hash = _file_digest(train_set)
-    run_name = "run-" + _digest(data_hash, asdict(config.tune), config.generation.model)[:10]
+    # The distillation teacher shapes the weights too (it is no part of the other runs' names).
+    teacher = config.synthesis.teacher if config.tune.distill == "kl" else None
+    identity = (data_hash, asdict(config.tune), config.generation.model)
+    run_name = "run-" + _digest(*identity, *([teacher] if teacher else []))[:10]
     run_dir = project.adapters_dir / run_name
     report.run_dir = run_dir
     card_path = run_dir / RUN_CARD
@@ -322,7 +326,10 @@ def _train(
         report.card = _read_json(card_path)
         return run_dir
     examples, _ = read_examples(train_set)
+    if config.tune.context_distill:
+        examples = _with_teacher_prompts(project, examples, chunks or [])
     model_path = resolve_generator_model(config.generation.model)
+    teacher_path = resolve_generator_model(teacher) if teacher else None
 
     def tell(event: dict[str, Any]) -> None:
         progress(
@@ -335,7 +342,15 @@ def _train(
             }
         )
 
-    result = train(model_path, examples, run_dir, config.tune, resume=resume, progress=tell)
+    result = train(
+        model_path,
+        examples,
+        run_dir,
+        config.tune,
+        resume=resume,
+        progress=tell,
+        teacher_path=teacher_path,
+    )
     report.card = {
         "run": run_name,
         "base_model": config.generation.model,
@@ -349,6 +364,8 @@ def _train(
         "split": report.split,
         "format": report.format,
         "steps": result.steps,
+        "epochs": result.epochs,
+        "distill_teacher": teacher,
         "train_loss": result.train_loss,
         "loss_curve": result.loss_curve,
         "resumed_from": result.resumed_from,
@@ -359,6 +376,17 @@ def _train(
     }
     report.stages["train"] = "ran"
     return run_dir
+
+
+def _with_teacher_prompts(project: Project, examples: list[Any], chunks: list[Chunk]) -> list[Any]:
+    """The closed-book examples with their context-distillation teacher prompts, which the
+    training JSONL does not hold: rebuilt from the training pairs and their chunks."""
+    from finetune.distill import restore_teacher_prompts
+    from finetune.pairs import read_pairs_jsonl
+
+    pairs_path = project.tune_dir / TRAIN_PAIRS
+    pairs = read_pairs_jsonl(pairs_path) if pairs_path.is_file() else []
+    return restore_teacher_prompts(examples, pairs, chunks)[0]
 
 
 def _check_forgetting(
@@ -421,7 +449,7 @@ def tune(
         finally:
             retriever.close()
         status({"stage": "train", "message": "loading the model"})
-        run_dir = _train(project, train_set, resume, status, report)
+        run_dir = _train(project, train_set, resume, status, report, chunks)
         _check_forgetting(project, run_dir, report, status)
         _write_json(run_dir / RUN_CARD, report.card)
         project.set_current_adapter(run_dir.name)

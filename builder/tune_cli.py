@@ -122,11 +122,13 @@ def _print_report(report) -> None:
         )
     card = report.card
     if card.get("steps"):
+        # Cards of runs before `epochs` was recorded say steps only.
+        epochs = f" ({card['epochs']:g} epochs)" if card.get("epochs") is not None else ""
         err.print(
-            f"trained {card['steps']} steps on {card['examples']} examples in "
+            f"trained {card['steps']} optimizer steps{epochs} on {card['examples']} examples in "
             f"{card['seconds']:.0f}s, final loss {card['loss_curve'][-1][1]:.3f}"
             if card.get("loss_curve")
-            else f"trained {card['steps']} steps"
+            else f"trained {card['steps']} optimizer steps{epochs}"
         )
     for note in card.get("notes") or []:
         err.print(f"[yellow]note:[/] {escape(note)}")

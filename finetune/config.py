@@ -4,9 +4,11 @@ values so that a bad setting fails before any model loads."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 TUNE_METHODS = ("lora", "dora", "full", "qlora")
+DISTILL_MODES = ("none", "kl")
 
 
 @dataclass
@@ -38,7 +40,12 @@ class TuneConfig:
     epochs: float = 1.0
     """Passes over the training pairs (fractions allowed)."""
     max_steps: int = -1
-    """Optimizer steps to run; when more than 0 it overrides `epochs`."""
+    """Optimizer steps to run; when more than 0 it overrides `epochs` and `min_steps`."""
+    min_steps: int = 60
+    """The fewest optimizer steps a run takes when `max_steps` is not set: when the examples at
+    `epochs` fill fewer steps, epochs are raised to the whole number of passes that fill them, so
+    a small corpus is seen several times instead of once (one pass over a few dozen pairs moves
+    an adapter too little to pay off). 0 keeps `epochs` as set."""
     batch_size: int = 4
     """Examples per forward pass."""
     gradient_accumulation: int = 1
@@ -55,12 +62,48 @@ class TuneConfig:
     trl then trains padding-free, which wants FlashAttention)."""
     group_by_length: bool = True
     """Batch conversations of similar length together to waste less compute on padding."""
+    distill: str = "none"
+    """'kl' adds logit distillation from `synthesis.teacher` (a local model or folder, or the
+    embedded one, with the student's tokenizer): on every answer token the student also matches
+    the teacher's temperature-softened next-token distribution. 'none' trains on the answers
+    alone."""
+    distill_temperature: float = 2.0
+    """Softmax temperature T of both distributions in the distillation term; above 1 it shows
+    the student the teacher's ranking of the wrong tokens too."""
+    distill_alpha: float = 0.5
+    """Weight of the distillation term: loss = (1 - alpha) * SFT + alpha * T^2 * KL on the
+    tokens that have a teacher (0 trains on the answers alone)."""
+    context_distill: bool = False
+    """Context distillation for the `tuned` (closed-book) mode: on the closed-book examples the
+    teacher is the base model (the adapter switched off, no second copy in memory) reading the
+    oracle chunk in the RAG prompt, and the adapter, seeing the question alone, learns its answer
+    distribution. Weighted and softened by distill_alpha and distill_temperature. Needs an
+    adapter (not method = 'full') and packing = false. With distill = 'kl' the `synthesis`
+    teacher reads that prompt instead of the base model."""
 
     def target_module_list(self) -> str | list[str]:
         """`target_modules` as peft takes it: 'all-linear' or a list of module names."""
         if self.target_modules == "all-linear":
             return "all-linear"
         return [name.strip() for name in self.target_modules.split(",") if name.strip()]
+
+    def steps_per_epoch(self, examples: int) -> int:
+        """Optimizer steps of one pass over `examples` conversations, as the Trainer counts them
+        on one device: batches, then steps of `gradient_accumulation` batches (a partial one
+        counts)."""
+        batches = math.ceil(examples / self.batch_size)
+        return max(math.ceil(batches / self.gradient_accumulation), 1)
+
+    def epochs_for(self, examples: int) -> float:
+        """The epochs a run over `examples` conversations takes: `epochs`, or, when that fills
+        fewer than `min_steps` optimizer steps (and `max_steps` is not set), the whole number
+        of passes that fills them."""
+        if self.max_steps > 0 or self.min_steps <= 0 or examples <= 0:
+            return self.epochs
+        per_epoch = self.steps_per_epoch(examples)
+        if self.epochs * per_epoch >= self.min_steps:
+            return self.epochs
+        return float(math.ceil(self.min_steps / per_epoch))
 
     def problems(self) -> list[str]:
         """Every invalid value, each with what to do; empty when the config is usable."""
@@ -81,12 +124,56 @@ class TuneConfig:
                 f"epochs = {self.epochs} and max_steps = {self.max_steps}: set epochs > 0, or "
                 "max_steps > 0 to run a fixed number of steps"
             )
+        if self.min_steps < 0:
+            problems.append(f"min_steps = {self.min_steps}: must be 0 (off) or more")
+        problems.extend(self._distill_problems())
         if not self.target_module_list():
             problems.append(
                 f"target_modules = {self.target_modules!r}: give 'all-linear' or module names "
                 "such as 'q_proj,v_proj'"
             )
         return problems
+
+    def _distill_problems(self) -> list[str]:
+        problems = []
+        if self.distill not in DISTILL_MODES:
+            problems.append(f"distill = {self.distill!r}: choose one of {', '.join(DISTILL_MODES)}")
+        if self.distill_temperature <= 0:
+            problems.append(
+                f"distill_temperature = {self.distill_temperature}: must be more than 0"
+            )
+        if not 0 <= self.distill_alpha <= 1:
+            problems.append(f"distill_alpha = {self.distill_alpha}: must be in [0, 1]")
+        if self.context_distill and self.method == "full":
+            problems.append(
+                "context_distill = true with method = 'full': the teacher is the base model with "
+                "the adapter switched off, and a full fine-tune has none; use method = 'lora', or "
+                "set context_distill = false"
+            )
+        if self.context_distill and self.packing:
+            problems.append(
+                "context_distill = true with packing = true: packed rows cannot carry the "
+                "teacher's prompt; set packing = false"
+            )
+        return problems
+
+
+def distill_teacher_problem(teacher: str) -> str | None:
+    """Why `teacher` (a `synthesis.teacher` value) cannot be a logit-distillation teacher, or
+    None when it can: distillation reads the teacher's logits, which only a local model gives."""
+    spec = teacher.strip()
+    if spec.lower() in ("", "none"):
+        return (
+            "tune.distill = 'kl' needs a teacher model: set synthesis.teacher to a local model "
+            "of the student's family, or tune.distill = 'none'"
+        )
+    if spec.startswith(("http://", "https://")):
+        return (
+            f"tune.distill = 'kl' reads the teacher's logits, which the endpoint {spec} does not "
+            "give: set synthesis.teacher to a local model folder (or the embedded one) of the "
+            "student's family, or tune.distill = 'none'"
+        )
+    return None
 
 
 @dataclass

@@ -37,6 +37,9 @@ class ChatExample:
 
     messages: list[dict[str, str]]
     """[{"role": "system" | "user" | "assistant", "content": "..."}, ...]"""
+    teacher_messages: list[dict[str, str]] | None = None
+    """The prompt a context-distillation teacher reads in place of `messages[:-1]` (for a
+    closed-book example: the RAG prompt with its oracle chunk), or None. Not written to JSONL."""
 
 
 class DataFormatError(Exception):

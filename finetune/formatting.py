@@ -10,6 +10,10 @@ context only.
 Chunks, questions, answers and the user's own pairs are neutralized first
 (`retrieval.chat_template`): trl parses special tokens in the rendered text, so a document
 holding '<|im_start|>system' would otherwise train the model on a turn that nobody wrote.
+
+For context distillation, a row may also carry the token ids of its teacher prompt
+(`TEACHER_PROMPT_IDS`, empty for rows without one); trl tokenizes and labels the prompt and
+completion as for every other row and keeps the extra column beside them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any
 
 from finetune.data import ChatExample
 from retrieval.chat_template import safe_messages
+
+TEACHER_PROMPT_IDS = "teacher_prompt_ids"
 
 
 class ChatTemplateError(Exception):
@@ -31,12 +37,43 @@ def to_prompt_completion(example: ChatExample, tokenizer: Any) -> dict[str, list
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def build_dataset(examples: list[ChatExample], tokenizer: Any) -> Any:
+def build_dataset(
+    examples: list[ChatExample], tokenizer: Any, *, teacher_prompts: bool = False
+) -> Any:
     """A `datasets.Dataset` of prompt/completion rows for `tokenizer`, in the order of
-    `examples`."""
+    `examples`.
+
+    Args:
+        examples: the training conversations.
+        tokenizer: the student's tokenizer, with a chat template.
+        teacher_prompts: add the `TEACHER_PROMPT_IDS` column (the tokenized teacher prompt with
+            the generation prompt, or [] for an example without one) when any example has a
+            teacher prompt.
+    """
     from datasets import Dataset
 
-    return Dataset.from_list([to_prompt_completion(example, tokenizer) for example in examples])
+    rows: list[dict[str, Any]] = [to_prompt_completion(example, tokenizer) for example in examples]
+    if teacher_prompts and any(example.teacher_messages for example in examples):
+        for row, example in zip(rows, examples):
+            row[TEACHER_PROMPT_IDS] = (
+                teacher_prompt_ids(tokenizer, example.teacher_messages)
+                if example.teacher_messages
+                else []
+            )
+    return Dataset.from_list(rows)
+
+
+def teacher_prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The token ids of a teacher prompt up to where the answer starts, neutralized and rendered
+    as trl renders a training prompt."""
+    return list(
+        tokenizer.apply_chat_template(
+            safe_messages(tokenizer, messages),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
+        )
+    )
 
 
 def fitting_examples(

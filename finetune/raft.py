@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from finetune.config import RaftConfig
 from finetune.data import ChatExample
+from finetune.distill import context_teacher_messages
 from finetune.pairs import QAPair
 from retrieval.prompt import NO_ANSWER, PromptDocument, closed_book_messages, rag_messages
 from retrieval.search import Hit
@@ -108,8 +109,13 @@ def raft_examples(
         examples.append(ChatExample([*messages, {"role": "assistant", "content": target}]))
         if rng.random() < config.closed_book:
             closed = closed_book_messages(pair.question)
+            # What a context-distillation teacher reads instead (tune.context_distill).
+            oracle_doc = PromptDocument(oracle.source, oracle.text, oracle.page, oracle.section)
             examples.append(
-                ChatExample([*closed, {"role": "assistant", "content": pair.answer.strip()}])
+                ChatExample(
+                    [*closed, {"role": "assistant", "content": pair.answer.strip()}],
+                    teacher_messages=context_teacher_messages(pair.question, oracle_doc),
+                )
             )
             report.closed_book += 1
     rng.shuffle(examples)

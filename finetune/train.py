@@ -16,12 +16,12 @@ import importlib.util
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from finetune.checkpoints import record_run_settings, resume_point, step_of
-from finetune.config import TuneConfig
+from finetune.config import TuneConfig, distill_teacher_problem
 from finetune.data import ChatExample
 from finetune.formatting import build_dataset, fitting_examples, require_chat_template
 
@@ -47,6 +47,9 @@ class TrainResult:
     """The peft adapter (or, for method='full', the whole model) with the tokenizer."""
     steps: int
     """Optimizer steps reached, counting those before a resume."""
+    epochs: float
+    """Passes over the training examples actually run (the Trainer's epoch count, rounded to
+    2 decimals); `tune.min_steps` may have raised them above `tune.epochs`."""
     train_loss: float
     """Mean training loss of the steps run by this call."""
     loss_curve: list[tuple[int, float]]
@@ -69,6 +72,7 @@ def train(
     resume: bool = False,
     progress: Callable[[dict], None] | None = None,
     callbacks: Sequence[Any] = (),
+    teacher_path: str | None = None,
 ) -> TrainResult:
     """Fine-tune `model_path` on `examples` and save the adapter into `out_dir/adapter`.
 
@@ -84,17 +88,20 @@ def train(
         progress: called after every step with {"step", "max_steps", "loss", "epoch", "eta_s",
             "learning_rate"}.
         callbacks: extra `transformers.TrainerCallback`s (e.g. one that stops the run).
+        teacher_path: the local model (folder or hub id) `config.distill = 'kl'` distills from;
+            it must share the student's tokenizer.
 
     Returns:
-        Where the adapter is, the steps, the loss curve and the throughput.
+        Where the adapter is, the steps and epochs run, the loss curve and the throughput.
 
     Raises:
-        TrainError: invalid settings, no examples, or qlora without CUDA and bitsandbytes.
+        TrainError: invalid settings, no examples, qlora without CUDA and bitsandbytes, or a
+            distillation teacher that is missing, an endpoint, or of another vocabulary.
         ChatTemplateError: the model's tokenizer has no chat template.
         ResumeError: checkpoints of an earlier run in `out_dir` without `resume`, or resuming
             with settings that differ from the checkpoints'.
     """
-    _check_request(examples, config)
+    _check_request(examples, config, teacher_path)
     out_dir = Path(out_dir)
     root = out_dir / CHECKPOINTS
     settings = _run_settings(model_path, config)
@@ -117,6 +124,9 @@ def train(
             f"{too_long} example(s) longer than tune.max_seq_tokens = "
             f"{config.max_seq_tokens} tokens left out (their answers would be cut off)"
         )
+    config = _with_min_steps(config, len(examples), notes)
+    if config.context_distill:
+        notes.append(_context_note(examples))
     tracker = ReportCallback(progress)
     trainer = build_trainer(
         model_path,
@@ -126,6 +136,7 @@ def train(
         callbacks=[MarkCompleteCallback(), tracker, *callbacks],
         quiet=progress is not None,
         tokenizer=tokenizer,
+        teacher_path=teacher_path,
     )
     record_run_settings(root, settings)
     began = time.monotonic()
@@ -136,6 +147,7 @@ def train(
     return TrainResult(
         adapter_dir=adapter_dir,
         steps=trainer.state.global_step,
+        epochs=round(float(trainer.state.epoch or 0.0), 2),
         train_loss=float(output.training_loss),
         loss_curve=[(int(log["step"]), float(log["loss"])) for log in history if "loss" in log],
         resumed_from=step_of(start) if start else None,
@@ -145,10 +157,16 @@ def train(
     )
 
 
-def _check_request(examples: list[ChatExample], config: TuneConfig) -> None:
+def _check_request(
+    examples: list[ChatExample], config: TuneConfig, teacher_path: str | None
+) -> None:
     problems = config.problems()
     if not examples:
         problems.append("no training examples: give at least one question/answer pair")
+    if config.distill == "kl":
+        problem = distill_teacher_problem(teacher_path or "none")
+        if problem:
+            problems.append(problem)
     if config.method == "qlora":
         import torch
 
@@ -156,6 +174,30 @@ def _check_request(examples: list[ChatExample], config: TuneConfig) -> None:
             problems.append(QLORA_NEEDS)
     if problems:
         raise TrainError("cannot train:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+def _with_min_steps(config: TuneConfig, examples: int, notes: list[str]) -> TuneConfig:
+    """`config` with the epochs that give at least `min_steps` optimizer steps; says so in
+    `notes` when they were raised."""
+    epochs = config.epochs_for(examples)
+    if epochs == config.epochs:
+        return config
+    notes.append(
+        f"epochs raised from {config.epochs:g} to {epochs:g}: {examples} examples fill "
+        f"{config.steps_per_epoch(examples)} optimizer step(s) a pass, fewer than "
+        f"tune.min_steps = {config.min_steps} (set tune.min_steps = 0 to keep tune.epochs)"
+    )
+    return replace(config, epochs=epochs)
+
+
+def _context_note(examples: list[ChatExample]) -> str:
+    with_teacher = sum(example.teacher_messages is not None for example in examples)
+    if with_teacher:
+        return f"context distillation on {with_teacher} closed-book example(s)"
+    return (
+        "context_distill: no example carries a teacher prompt (raise raft.closed_book above "
+        "0 for closed-book examples), so none was distilled"
+    )
 
 
 def _run_settings(model_path: str, config: TuneConfig) -> dict[str, object]:
@@ -179,11 +221,17 @@ def build_trainer(
     callbacks: Sequence[Any] = (),
     quiet: bool = False,
     tokenizer: Any = None,
+    teacher_path: str | None = None,
 ) -> Any:
     """Load the model and tokenizer and set up a trl `SFTTrainer` (nothing trained yet).
 
+    `config.epochs` is used as given (`train` applies `min_steps`). With `config.distill = 'kl'`
+    the teacher at `teacher_path` is loaded too, after its tokenizer was compared with the
+    student's.
+
     Raises:
         ChatTemplateError: the tokenizer has no chat template.
+        TrainError: a distillation teacher of another vocabulary.
     """
     import torch
     from transformers import AutoTokenizer, PrinterCallback
@@ -196,6 +244,8 @@ def build_trainer(
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         require_chat_template(tokenizer, model_path)
+    if config.distill == "kl":
+        _require_same_vocabulary(tokenizer, teacher_path)
     args = SFTConfig(
         output_dir=str(checkpoints_dir),
         num_train_epochs=config.epochs,
@@ -227,10 +277,11 @@ def build_trainer(
     trainer = AnswerLossTrainer(
         model=_load_model(model_path, config, bf16_base=bf16 and cuda),
         args=args,
-        train_dataset=build_dataset(examples, tokenizer),
+        train_dataset=build_dataset(examples, tokenizer, teacher_prompts=config.context_distill),
         processing_class=tokenizer,
         peft_config=_peft_config(config),
         callbacks=list(callbacks),
+        distiller=_distiller(config, teacher_path, _base_dtype(config, bf16 and cuda)),
     )
     if quiet:  # the caller reports progress; without tqdm the Trainer would print every log
         trainer.remove_callback(PrinterCallback)
@@ -254,15 +305,44 @@ def native_bf16(cuda: bool) -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
-def _load_model(model_path: str, config: TuneConfig, bf16_base: bool) -> Any:
+def _require_same_vocabulary(tokenizer: Any, teacher_path: str | None) -> None:
+    from transformers import AutoTokenizer
+
+    from finetune.distill import vocabulary_problem
+
+    problem = distill_teacher_problem(teacher_path or "none")
+    if problem is None:
+        teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+        problem = vocabulary_problem(tokenizer, teacher_tokenizer, str(teacher_path))
+    if problem:
+        raise TrainError(f"cannot train: {problem}")
+
+
+def _distiller(config: TuneConfig, teacher_path: str | None, dtype: Any) -> Any:
+    """The distillation term `config` asks for, or None (its teacher loaded in `dtype`)."""
+    if config.distill == "none" and not config.context_distill:
+        return None
+    from finetune.distill import Distiller, load_teacher
+
+    # With context_distill alone the teacher is the student with its adapter switched off.
+    teacher = load_teacher(str(teacher_path), dtype) if config.distill == "kl" else None
+    return Distiller(config.distill_temperature, config.distill_alpha, teacher)
+
+
+def _base_dtype(config: TuneConfig, bf16_base: bool) -> Any:
     import torch
-    from transformers import AutoModelForCausalLM
 
     # Adapters train in fp32 on a frozen bf16 base; a fully tuned model keeps fp32 master weights.
     # On CPU the base stays fp32 and autocast computes in bf16: as fast here as a bf16 base, and
     # the frozen weights stay exactly the checkpoint's.
-    dtype = torch.bfloat16 if bf16_base and config.method != "full" else torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    return torch.bfloat16 if bf16_base and config.method != "full" else torch.float32
+
+
+def _load_model(model_path: str, config: TuneConfig, bf16_base: bool) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": _base_dtype(config, bf16_base)}
     if config.method == "qlora":
         from transformers import BitsAndBytesConfig
 
