@@ -25,7 +25,8 @@ from retrieval.scan import FoundFile, document_sha256, scan_documents
 from retrieval.store import ChunkStore, FileRecord
 
 # Bump when loaders or chunking change what a file turns into: forces a full rebuild.
-PIPELINE_VERSION = 1
+# 2: chunks of CJK text end at its sentence stops; its BM25 terms are character bigrams.
+PIPELINE_VERSION = 2
 # Chunks gathered before embedding: sorting a large window by length keeps padding, and so
 # wasted compute, low (256-chunk windows cost ~10% more than one sorted pass).
 EMBED_WINDOW = 4096

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 
 from eval.questions import EvalQuestion
 from retrieval.attribution import (
+    UNSPACED_CHARS,
     TermStatistics,
     fact_forms,
     facts_of,
@@ -111,7 +113,9 @@ def metric_definitions(faithfulness_threshold: float = DEFAULT_FAITHFULNESS_THRE
         "for a refusal of an answerable question; for an unanswerable one, 1 when it refuses).",
         "token_f1": "Harmonic mean of token precision and recall between the answer and the "
         "reference after SQuAD normalization (lower case, punctuation, articles and [n] "
-        "citation markers removed). A refusal scores 1 only when the reference is a refusal.",
+        "citation markers removed; in scripts written without spaces, such as Chinese and "
+        "Japanese, each character is a token). A refusal scores 1 only when the reference is a "
+        "refusal.",
         "exact_match": "1 when the normalized answer equals the normalized reference, else 0.",
         "label_accuracy": "Only for yes/no/maybe references: 1 when the first of the words "
         "yes, no, maybe in the answer is the reference label, else 0.",
@@ -152,10 +156,25 @@ def metric_definitions(faithfulness_threshold: float = DEFAULT_FAITHFULNESS_THRE
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 
 
+_UNSPACED_CHAR = re.compile(f"[{UNSPACED_CHARS}]")
+
+
+def _without_punctuation(text: str) -> str:
+    """`text` without ASCII punctuation and without Unicode punctuation (category P: the
+    ideographic full stop and full-width commas of CJK text, curly quotes)."""
+    text = text.translate(_PUNCTUATION)
+    if text.isascii():
+        return text
+    return "".join(char for char in text if not unicodedata.category(char).startswith("P"))
+
+
 def normalize_answer(text: str) -> str:
     """SQuAD normalization: lower case, no [n] markers, punctuation or articles, single spaces;
-    thousands separators dropped first, so '9,000' and '9000' agree."""
-    text = _THOUSANDS.sub("", _CITATION_MARKER.sub(" ", text)).lower().translate(_PUNCTUATION)
+    thousands separators dropped first, so '9,000' and '9000' agree. Each character of a script
+    written without spaces (Chinese, Japanese, ...) stands alone, as in the MLQA evaluation:
+    '最大转速12000' -> '最 大 转 速 12000'."""
+    text = _THOUSANDS.sub("", _CITATION_MARKER.sub(" ", text)).lower()
+    text = _UNSPACED_CHAR.sub(r" \g<0> ", _without_punctuation(text))
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 

@@ -1,5 +1,9 @@
 """Word and sentence helpers shared by the synthesis modules: content tokens, Jaccard similarity,
-a fast finder of similar token sets, and a sentence splitter for chunk text."""
+a fast finder of similar token sets, and a sentence splitter for chunk text.
+
+Scripts written without spaces between words (Chinese, Japanese, ...) are handled by Unicode
+block, with no word list: their runs become overlapping character bigrams, and their stops end
+a sentence without a space (the definitions are shared with `retrieval.attribution`)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from retrieval.attribution import UNSPACED_CHARS, script_sentence_ends, split_unspaced
 
 
 def word_set(words: str) -> frozenset[str]:
@@ -29,13 +35,33 @@ QUESTION_WORDS = word_set(
     "many much long often mean means called say says cover covers must may might shall"
 )
 
-# Words, numbers and identifiers; '15,000', '0.3', 'MX-30' and 'e-mail' stay one token.
-_TOKEN = re.compile(r"[^\W_]+(?:[-.,/][^\W_]+)*")
+# Words, numbers and identifiers; '15,000', '0.3', 'MX-30' and 'e-mail' stay one token. A run
+# of an unspaced script is a token of its own ('MX-30型' is 'mx-30' and '型'), cut into bigrams.
+_TOKEN = re.compile(
+    f"[{UNSPACED_CHARS}]+|[^\\W_{UNSPACED_CHARS}]+(?:[-.,/][^\\W_{UNSPACED_CHARS}]+)*"
+)
+_UNSPACED_CHAR = re.compile(f"[{UNSPACED_CHARS}]")
+# A word for counting: one character of an unspaced script, or a run of other non-blanks.
+_COUNTED_WORD = re.compile(f"[{UNSPACED_CHARS}]|[^\\s{UNSPACED_CHARS}]+")
 
 
 def tokens(text: str) -> list[str]:
-    """Lowercased word, number and identifier tokens of `text`, in order."""
-    return _TOKEN.findall(text.lower())
+    """Lowercased word, number and identifier tokens of `text`, in order; a run of an unspaced
+    script gives its overlapping character bigrams ('最大转速' -> '最大', '大转', '转速'), a
+    single character itself."""
+    found: list[str] = []
+    for token in _TOKEN.findall(text.lower()):
+        if _UNSPACED_CHAR.match(token):
+            found.extend(split_unspaced(token))
+        else:
+            found.append(token)
+    return found
+
+
+def word_count(text: str) -> int:
+    """Whitespace-separated words of `text`, each character of an unspaced script counting as
+    one word ('最大转速是多少' with its question mark is 8)."""
+    return len(_COUNTED_WORD.findall(text))
 
 
 def content_tokens(text: str) -> list[str]:
@@ -104,7 +130,11 @@ _MARKUP = (
 )
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•+]|\d{1,2}[.)])\s+")
 _TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
-_KEY_VALUE_LINE = re.compile(r"^[A-Z][^:.!?]{0,48}:\s+\S")
+# 'Warranty: 2 years', and with a full-width colon (U+FF1A), which needs no blank after it.
+_KEY_VALUE_LINE = re.compile(
+    f"^[A-Z{UNSPACED_CHARS}][^:.!?\uff1a\u3002\uff01\uff1f]{{0,48}}(?::\\s+|\uff1a\\s*)\\S"
+)
+_BLANK = re.compile(r"\s")
 _SENTENCE_BREAK = re.compile('(?<=[.!?])["\'\u201d\u2019)]?\\s+(?=["\u201c(]?[A-Z0-9])')
 _ABBREVIATIONS = word_set(
     "e.g i.e etc approx no nr vs dr mr mrs ms prof fig figs ca incl al st resp cf ref vol"
@@ -113,8 +143,14 @@ _ABBREVIATIONS = word_set(
 
 def _is_heading_line(line: str, following: str) -> bool:
     """A short line without closing punctuation followed by a capitalized line is a heading,
-    not the first half of a wrapped sentence (wrapped lines run to the full width)."""
-    return len(line) < 50 and not line.endswith((".", ",", ";", "!")) and following[:1].isupper()
+    not the first half of a wrapped sentence (wrapped lines run to the full width). Unspaced
+    scripts have no capitals: a line of under 25 characters (CJK characters are two columns
+    wide) followed by one of theirs counts too."""
+    if len(line) >= 50 or line.endswith(
+        (".", ",", ";", "!", "\u3002", "\uff0c", "\uff1b", "\u3001", "\uff01")
+    ):
+        return False
+    return following[:1].isupper() or (len(line) < 25 and bool(_UNSPACED_CHAR.match(following)))
 
 
 def strip_markup(text: str) -> str:
@@ -141,8 +177,26 @@ def is_table_separator(line: str) -> bool:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of one run of prose; a break after an abbreviation or an initial is undone."""
-    pieces = _SENTENCE_BREAK.split(text.strip())
+    """Sentences of one run of prose; a break after an abbreviation or an initial is undone.
+
+    A stop of a script written without spaces ('。' and the full-width ! and ?, or a '?' right
+    after a CJK character) ends a sentence by itself (see
+    `retrieval.attribution.script_sentence_ends`); a Latin stop needs a blank and a capital, digit
+    or quote after it.
+    """
+    text = text.strip()
+    ends = [end for end in script_sentence_ends(text) if end < len(text)]
+    sentences: list[str] = []
+    for start, end in zip([0, *ends], [*ends, len(text)]):
+        sentences.extend(_split_latin(text[start:end]))
+    return sentences
+
+
+def _split_latin(text: str) -> list[str]:
+    text = text.strip()
+    if not _BLANK.search(text):  # a Latin break needs a blank: one CJK sentence has none
+        return [text] if text else []
+    pieces = _SENTENCE_BREAK.split(text)
     # Each sentence as its list of pieces, joined once at the end: appending to a growing
     # string would copy it at every undone break (quadratic on 'A. A. A. ...').
     sentences: list[list[str]] = []
@@ -190,7 +244,7 @@ def text_units(text: str) -> list[Unit]:
             )
             previous_closed = bool(current) and (
                 is_table_row(current[-1])
-                or current[-1].endswith(("?", ":"))
+                or current[-1].endswith(("?", ":", "\uff1f", "\uff1a"))  # and full width
                 or _is_heading_line(current[-1], line)
             )
             if current and (starts_unit or previous_closed):

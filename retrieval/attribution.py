@@ -2,7 +2,8 @@
 and its citation is the chunk that supports it, whatever marker the model wrote.
 
 A claim is a sentence of the answer (sentence ends of any script: Latin, CJK, Devanagari and
-Arabic stops, and line breaks). A chunk supports a claim when
+Arabic stops, and line breaks; `script_sentence_ends` is shared with the synthesis sentence
+splitter and the chunker). A chunk supports a claim when
 
 - every fact of the claim (a token holding a digit: number, date, code, identifier; thousands
   separators removed, so "9,000" = "9000") occurs in the chunk, and
@@ -37,28 +38,60 @@ _MARKER_GROUP = re.compile(r"(?<![ \t])[ \t]*\[(\s*\d{1,4}(?:\s*,\s*\d{1,4}){0,1
 _LEADING_MARKERS = re.compile(r"^(?:\s*\[\s*\d{1,4}(?:\s*,\s*\d{1,4}){0,15}\s*\])+")
 # Prompt markup a model may copy from its prompt: <document id="2" ...>, </document>, <documents>.
 _PROMPT_MARKUP = re.compile(r"</?documents?\b[^<>\n]{0,400}>?", re.IGNORECASE)
-# Sentence ends: Latin-style stops need the space after them; CJK stops and the Devanagari and
-# Arabic ones end a sentence by themselves; a line break always does.
+# Scripts written without spaces between words (Unicode blocks, no word lists): Han (with its
+# extensions, compatibility ideographs, iteration mark and zero), Hiragana, Katakana (full and
+# half width), Hangul and Thai. Their runs are compared by overlapping character bigrams.
+UNSPACED_CHARS = (
+    "\u0e00-\u0e7f"  # Thai
+    "\u1100-\u11ff"  # Hangul Jamo
+    "\u3005\u3007"  # ideographic iteration mark, ideographic zero
+    "\u3041-\u309f"  # Hiragana
+    "\u30a1-\u30fa\u30fc-\u30ff"  # Katakana (without the middle dot, which is punctuation)
+    "\u3130-\u318f"  # Hangul compatibility Jamo
+    "\u31f0-\u31ff"  # Katakana phonetic extensions
+    "\u3400-\u4dbf"  # Han extension A
+    "\u4e00-\u9fff"  # Han
+    "\uac00-\ud7af"  # Hangul syllables
+    "\uf900-\ufaff"  # Han compatibility ideographs
+    "\uff66-\uff9f"  # half-width Katakana
+    "\U00020000-\U0003134f"  # Han extensions B to H
+)
+"""A regular-expression character class body (without the brackets) of those scripts."""
+_UNSPACED = re.compile(f"[{UNSPACED_CHARS}]")
+_SCRIPT_RUN = re.compile(f"[{UNSPACED_CHARS}]+|[^{UNSPACED_CHARS}]+")
+# Sentence ends: Latin-style stops need the space after them; CJK stops (full and half width)
+# and the Devanagari and Arabic ones end a sentence by themselves, and so does a Latin stop
+# right after a character of an unspaced script ('多少?答'); a line break always does.
 _SPACES = re.compile(r"(?<![ \t])[ \t]{2,}")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<!\s)\s+([.,;:!?])")
-_OTHER_STOPS = "\u3002\uff01\uff1f\u0964\u061f"  # ideographic . ! ?, Devanagari danda, Arabic ?
+# ideographic . ! ? and the half-width ideographic ., Devanagari danda, Arabic ?
+_OTHER_STOPS = "\u3002\uff01\uff1f\uff61\u0964\u061f"
 _CLOSING_QUOTES = "\"'\u201d\u2019)\\]"
+_CJK_CLOSING = "\u300d\u300f\uff09\uff63"  # closing corner brackets, full-width parenthesis
 _LATIN_END = re.compile(f"[.!?]+[{_CLOSING_QUOTES}]*[ \t]+")
-_OTHER_END = re.compile(f"[{_OTHER_STOPS}]+[{_CLOSING_QUOTES}\u300d\u300f]*[ \t]*|\n+")
+# The stop classes share no character with the quote classes, so no match backtracks; the
+# one-character lookbehind starts a Latin run only at its first stop.
+SCRIPT_SENTENCE_END = (
+    f"(?:[{_OTHER_STOPS}]+|(?<=[{UNSPACED_CHARS}])[.!?]+)[{_CLOSING_QUOTES}{_CJK_CLOSING}]*[ \t]*"
+)
+"""A regular expression for a stop that ends a sentence without a space after it, with the
+closing quotes and blanks that follow it (for `re.split` and for the chunker's separators)."""
+_SCRIPT_END = re.compile(SCRIPT_SENTENCE_END)
+_OTHER_END = re.compile(f"{SCRIPT_SENTENCE_END}|\n+")
 _CLOSING_PUNCTUATION = ".!?" + _OTHER_STOPS
-# A token: word characters, joined by -./,: when a word character follows ("R-24A", "9,000",
-# "2024-03-01", "v2.1"); each separator must be followed by \w, so matching is linear.
-_TOKEN = re.compile(r"\w+(?:[-./,:]\w+)*")
+# A token: a run of an unspaced script, or word characters joined by -./,: when a word
+# character follows ("R-24A", "9,000", "2024-03-01", "v2.1"); each separator must be followed
+# by a word character, so matching is linear. The script split keeps "12000" a fact of
+# "转速为12000" ("speed is 12000"), not part of one token with the CJK word.
+_TOKEN = re.compile(
+    f"[{UNSPACED_CHARS}]+|[^\\W{UNSPACED_CHARS}]+(?:[-./,:][^\\W{UNSPACED_CHARS}]+)*"
+)
 _DIGIT = re.compile(r"\d")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _PART = re.compile(r"[-./,:]")
 # A fact's parts: "R-24A" holds "24a", "2024-03-01" holds "2024"; a decimal point does not
 # split ("2.5" does not hold "5").
 _FACT_PART = re.compile(r"[-/:]")
-# Scripts written without spaces between words: their runs are split into character bigrams.
-_UNSPACED_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\u0e00-\u0e7f"
-_UNSPACED = re.compile(f"[{_UNSPACED_CHARS}]")
-_SCRIPT_RUN = re.compile(f"[{_UNSPACED_CHARS}]+|[^{_UNSPACED_CHARS}]+")
 
 
 @dataclass
@@ -105,7 +138,7 @@ class TermStatistics:
         return math.log(1 + self.documents / max(self.frequencies.get(word, 0), 0.5))
 
 
-def _split_unspaced(token: str) -> list[str]:
+def split_unspaced(token: str) -> list[str]:
     """A token as is, or with each run of an unspaced script cut into character bigrams."""
     if not _UNSPACED.search(token):
         return [token]
@@ -133,7 +166,7 @@ def words_of(text: str) -> set[str]:
     for token in _tokens(text):
         if not _DIGIT.search(token):
             for part in _PART.split(token):
-                words.update(_split_unspaced(part))
+                words.update(split_unspaced(part))
     words.discard("")
     return words
 
@@ -170,6 +203,12 @@ def _markers(text: str) -> list[int]:
     return numbers
 
 
+def script_sentence_ends(text: str) -> list[int]:
+    """Offsets right after each stop that ends a sentence without a space (see
+    `SCRIPT_SENTENCE_END`): '第一句。第二句。' -> [4, 8]."""
+    return [match.end() for match in _SCRIPT_END.finditer(text)]
+
+
 def _sentence_ends(text: str) -> list[int]:
     """Offsets where a sentence ends; a Latin stop needs a next sentence that does not start in
     lower case ('e.g. the' stays whole)."""
@@ -195,15 +234,23 @@ def split_claims(text: str) -> list[tuple[str, list[int]]]:
             pieces.append(text[start:end])
             start = end
     claims: list[tuple[str, list[int]]] = []
+    empty = "".join(_CLOSING_PUNCTUATION) + " ,;:"
     for piece in pieces:
-        leading = _LEADING_MARKERS.match(piece)
-        if leading and claims:
-            claims[-1][1].extend(n for n in _markers(leading.group()) if n not in claims[-1][1])
-            piece = piece[leading.end() :]
-        markers = _markers(piece)
-        sentence = " ".join(_MARKER_GROUP.sub("", piece).split())
-        sentence = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", sentence)
-        if sentence.strip("".join(_CLOSING_PUNCTUATION) + " ,;:"):
+        # The patterns run only where they can match: an answer of half a million short
+        # sentences (CJK stops need no space) spent most of its time in them.
+        markers: list[int] = []
+        if "[" in piece:
+            leading = _LEADING_MARKERS.match(piece)
+            if leading and claims:
+                found = _markers(leading.group())
+                claims[-1][1].extend(n for n in found if n not in claims[-1][1])
+                piece = piece[leading.end() :]
+            markers = _markers(piece)
+            piece = _MARKER_GROUP.sub("", piece)
+        sentence = " ".join(piece.split())
+        if " " in sentence:
+            sentence = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", sentence)
+        if sentence.strip(empty):
             claims.append((sentence, markers))
         elif claims:
             claims[-1][1].extend(n for n in markers if n not in claims[-1][1])
@@ -288,9 +335,7 @@ def verify_claims(
             continue  # 'Yes.', 'Sure.': nothing a chunk could confirm
         weights = {w: stats.weight(w) for w in words}
         scores = [
-            (_support(weights, view) if words else 1.0)
-            if facts <= view.facts
-            else -1.0
+            (_support(weights, view) if words else 1.0) if facts <= view.facts else -1.0
             for view in views
         ]
         best = max(scores, default=-1.0)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from retrieval.attribution import SCRIPT_SENTENCE_END
 from retrieval.documents import Chunk, LoadedDocument
 
 MAX_CHARS_PER_TOKEN = 16
@@ -15,17 +16,24 @@ MAX_CHARS_PER_TOKEN = 16
 characters a token, but a tokenizer may count a 1 MB word without spaces as one unknown token,
 and the fake test encoder counts words: without a character bound such text is one huge chunk."""
 # Paragraphs first, then lines, then sentences, then words: cut at the largest boundary that fits
-# (regular expressions). A run of spaces stays one piece, and text without any boundary is cut
-# into pieces of MAX_CHARS_PER_TOKEN characters before single characters: the splitter measures
-# every piece, so a 1 MB run cut into a million pieces took seconds.
+# (regular expressions). Sentences of scripts written without spaces end at their own stops
+# (。, the full-width ! and ?, see `retrieval.attribution.SCRIPT_SENTENCE_END`), their clauses
+# at full-width commas and semicolons. A run of spaces stays one piece, and text without any
+# boundary is cut into pieces of MAX_CHARS_PER_TOKEN characters before single characters: the
+# splitter measures every piece, so a 1 MB run cut into a million pieces took seconds. How long
+# a piece is comes from the embedding tokenizer (BERT-style ones, MiniLM's included, count each
+# Han character as a token).
 _SEPARATORS = [
     "\n\n",
     "\n",
+    SCRIPT_SENTENCE_END,
     r"\. ",
     r"\? ",
     "! ",
     "; ",
+    "\uff1b+",
     ", ",
+    "[\uff0c\u3001]+",
     " +",
     f"(?s:.{{{MAX_CHARS_PER_TOKEN}}})",
     "",

@@ -1,11 +1,30 @@
-"""BM25 keyword index (bm25s), persisted as JSON and .npy arrays (never pickles)."""
+"""BM25 keyword index (bm25s), persisted as JSON and .npy arrays (never pickles).
+
+Terms are bm25s's words (two or more word characters, English stopwords removed, stemmed),
+except in scripts written without spaces between words (Chinese, Japanese, ...): a run of
+those becomes its overlapping character bigrams, and a single character stays a unigram, so
+'最大转速' is found by '转速' with no word list or segmenter.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from retrieval.attribution import UNSPACED_CHARS, split_unspaced
+
+_UNSPACED_RUN = re.compile(f"[{UNSPACED_CHARS}]+")
+# bm25s's default pattern, after a first alternative that takes a bigram or single character
+# written out by `_spaced`; text without those scripts tokenizes exactly as with the default.
+_TOKEN_PATTERN = f"(?u)[{UNSPACED_CHARS}]+|\\b\\w\\w+\\b"
+
+
+def _spaced(text: str) -> str:
+    """`text` with each run of an unspaced script replaced by its bigrams, blank-separated."""
+    return _UNSPACED_RUN.sub(lambda run: f" {' '.join(split_unspaced(run.group()))} ", text)
 
 
 def _stemmer():
@@ -18,7 +37,8 @@ def _tokenize(texts: Sequence[str], *, return_ids: bool):
     import bm25s
 
     return bm25s.tokenize(
-        list(texts),
+        [_spaced(text) for text in texts],
+        token_pattern=_TOKEN_PATTERN,
         stopwords="en",
         stemmer=_stemmer(),
         return_ids=return_ids,
