@@ -27,6 +27,7 @@ import json
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -168,12 +169,17 @@ def _synthesize(
             config.teacher_model_name,
             device=project.config.generation.device,
             batch_size=config.teacher_batch_size,
+            # A question is one line; JSON triples take a paragraph.
+            max_new_tokens=40 if config.resolved_teacher_style() == "answer_first" else 512,
+            seed=config.seed,
         )
 
     def tell(stage: str, done: int, total: int) -> None:
         progress({"stage": "synthesize", "message": stage, "done": done, "total": total})
 
-    pairs, filter_report = synthesize(chunks, config, retriever_search(retriever), teacher, tell)
+    pairs, filter_report = synthesize(
+        chunks, config, retriever_search(retriever), teacher, tell, retriever.encoder.encode
+    )
     if not pairs:
         raise TuneError(
             "no question/answer pair survived the filters: add documents, or give your own "
@@ -266,6 +272,7 @@ def _format(
         )
         examples.extend(synthesized)
         details = raft_report.to_dict()
+        details["pairs_by_kind"] = dict(sorted(Counter(p.kind or "?" for p in usable).items()))
     if user_data:
         examples.extend(_with_context(user_data, retriever, config.answer.documents))
         details["user_examples"] = len(user_data)

@@ -7,6 +7,7 @@ so that a user fixes a file in one pass instead of one error per run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -256,7 +257,15 @@ def write_examples_jsonl(examples: list[ChatExample], path: Path, fmt: str = "me
     path = Path(path)
     lines = [json.dumps(to_record(example, fmt), ensure_ascii=False) for example in examples]
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8") as handle:
+    # Created exclusively, never through a link: a symlink planted at this predictable name
+    # must not redirect the write. What is there (a planted link, or what a killed writer with
+    # this pid left) is removed first; unlinking a link never touches its target.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    descriptor = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666
+    )
+    with open(descriptor, "w", encoding="utf-8") as handle:
         handle.write("".join(f"{line}\n" for line in lines))
         handle.flush()
         os.fsync(handle.fileno())

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from finetune.config import RaftConfig
 from finetune.data import ChatExample
 from finetune.distill import context_teacher_messages
-from finetune.pairs import QAPair
+from finetune.pairs import UNANSWERABLE, QAPair
 from retrieval.prompt import NO_ANSWER, PromptDocument, closed_book_messages, rag_messages
 from retrieval.search import Hit
 
@@ -99,6 +99,8 @@ def raft_examples(
             report.oracle_duplicates += 1
         if keep_oracle and not holders:  # evidence not found verbatim: cite the oracle itself
             holders = [shown.index(oracle) + 1]
+        if pair.kind == UNANSWERABLE:  # the oracle is shown and still does not answer
+            holders = []
         if holders:
             target = cited_answer(pair.answer, holders[:1])
             report.with_oracle += 1
@@ -107,7 +109,7 @@ def raft_examples(
             report.without_oracle += 1
         messages = rag_messages(pair.question, prompt_docs)
         examples.append(ChatExample([*messages, {"role": "assistant", "content": target}]))
-        if rng.random() < config.closed_book:
+        if rng.random() < config.closed_book and pair.kind != UNANSWERABLE:
             closed = closed_book_messages(pair.question)
             # What a context-distillation teacher reads instead (tune.context_distill).
             oracle_doc = PromptDocument(oracle.source, oracle.text, oracle.page, oracle.section)

@@ -496,7 +496,7 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(Path, "open", refuse)
+    monkeypatch.setattr("retrieval.scan.os.open", refuse)
     with pytest.raises(LoadError, match="^cannot read: Permission denied$"):
         _load(path)
 
