@@ -177,8 +177,22 @@ def _synthesize(
     def tell(stage: str, done: int, total: int) -> None:
         progress({"stage": "synthesize", "message": stage, "done": done, "total": total})
 
+    consistent = None
+    if teacher is not None and config.consistency_check:
+        from finetune.consistency import rank_check
+        from retrieval.generation import load_generator_with_adapter
+
+        progress({"stage": "synthesize", "message": "loading the base model for its check"})
+        base, _ = load_generator_with_adapter(project.config.generation, None)
+        consistent = rank_check(base.score_replies)
     pairs, filter_report = synthesize(
-        chunks, config, retriever_search(retriever), teacher, tell, retriever.encoder.encode
+        chunks,
+        config,
+        retriever_search(retriever),
+        teacher,
+        tell,
+        retriever.encoder.encode,
+        consistent,
     )
     if not pairs:
         raise TuneError(

@@ -115,6 +115,18 @@ def _print_report(report) -> None:
             f"pairs: {synthesis.get('generated', 0)} generated, {synthesis.get('kept', 0)} kept"
             + (f" (dropped: {escape(dropped)})" if dropped else "")
         )
+        by = ", ".join(f"{n} {name}" for name, n in synthesis.get("kept_by", {}).items())
+        kinds = ", ".join(f"{n} {kind}" for kind, n in synthesis.get("kept_by_kind", {}).items())
+        if by:
+            err.print(f"kept by source: {escape(by)}; by type: {escape(kinds)}")
+        if synthesis.get("files"):
+            err.print(
+                f"files with a kept pair: {synthesis['files_covered']} of {synthesis['files']}"
+            )
+    trained = (report.format or {}).get("pairs_by_kind")
+    if trained:
+        kinds = ", ".join(f"{n} {kind}" for kind, n in trained.items())
+        err.print(f"training pairs by type: {escape(kinds)}")
     if report.split:
         err.print(
             f"split: {report.split['train']} train pairs, {report.split['eval']} held out for "

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from finetune.pairs import UNANSWERABLE, QAPair
+from finetune.consistency import Consistent
+from finetune.pairs import TEACHER_PREFIX, UNANSWERABLE, QAPair
 from finetune.synthesis_config import SynthesisConfig
 from finetune.text import content_tokens, similar_pairs, tokens, topic_tokens
 from retrieval.documents import Chunk
@@ -33,6 +34,7 @@ SPAN_NOT_IN_EVIDENCE = "evidence does not hold the answer"
 COPIES_SPAN = "question gives the answer away"
 COPIES_EVIDENCE = "question copies its evidence"
 EMBEDDING_DUPLICATE = "near-duplicate question (embeddings)"
+INCONSISTENT = "the base model, shown its chunk, prefers another sentence"
 MIN_EVIDENCE_WORDS = 6
 """A question holding every content word of an evidence this long restates it, answer and all
 (yes/no and FAQ questions excepted: they are made of their statement)."""
@@ -188,6 +190,7 @@ def filter_pairs(
     search_many: SearchMany | None,
     config: SynthesisConfig,
     embed: Embed | None = None,
+    consistent: Consistent | None = None,
 ) -> tuple[list[QAPair], FilterReport]:
     """Keep the pairs that pass every check, in their order.
 
@@ -195,7 +198,8 @@ def filter_pairs(
     near-duplicates (duplicate_jaccard among questions, then duplicate_cosine among their
     embeddings; the first is kept), then round-trip retrieval: one `search_many` call for all
     remaining questions, keeping a pair when its chunk, or a chunk holding the same evidence,
-    is in the top `roundtrip_k`.
+    is in the top `roundtrip_k`; last, for a teacher's factoid pairs, `consistent` (the base
+    model's own reading of the chunk, `finetune.consistency`).
 
     Args:
         pairs: Candidate pairs.
@@ -204,6 +208,7 @@ def filter_pairs(
             round trip.
         config: Thresholds.
         embed: The embedding model for the second duplicate check; None skips it.
+        consistent: The base-model check of teacher-written factoid pairs; None skips it.
 
     Returns:
         (kept pairs, report).
@@ -257,6 +262,19 @@ def filter_pairs(
             if _retrieves_own_chunk(pair, hit_ids, chunks_by_id)
         ]
         dropped[NOT_RETRIEVED] += len(unique) - len(kept)
+
+    checked = [
+        index
+        for index, pair in enumerate(kept)
+        if pair.generator.startswith(TEACHER_PREFIX) and pair.kind == "factoid"
+    ]
+    if consistent is not None and checked:
+        verdicts = consistent(
+            [(kept[index], chunks_by_id[kept[index].chunk_id]) for index in checked]
+        )
+        failed = {index for index, verdict in zip(checked, verdicts) if not verdict}
+        dropped[INCONSISTENT] += len(failed)
+        kept = [pair for index, pair in enumerate(kept) if index not in failed]
 
     report = FilterReport(
         generated=len(pairs),

@@ -27,13 +27,13 @@ class SynthesisConfig:
     form, the teacher writes only the question: what a 135M model can do), 'triples' (the
     teacher writes question / answer / evidence of mixed types as JSON: for a capable model) or
     'auto' (answer_first for the embedded teacher, triples for any other)."""
-    teacher_questions: int = 240
+    teacher_questions: int = 160
     """How many questions the teacher is asked for, spread over every document: the budget of
-    the slowest step (240 take about four minutes with the embedded teacher on 2 CPU cores;
+    the slowest step (160 take about three minutes with the embedded teacher on 2 CPU cores;
     raise it with a GPU or an endpoint teacher)."""
     teacher_samples: int = 2
     """Replies sampled per chunk in the 'triples' style, so that candidates differ."""
-    teacher_batch_size: int = 8
+    teacher_batch_size: int = 16
     """Prompts the teacher generates at once (local models) or requests in flight (endpoints)."""
     rules: bool = True
     """Also write the questions the layout states outright (FAQ pairs, table rows, 'Key: value'
@@ -52,6 +52,10 @@ class SynthesisConfig:
     duplicate_cosine: float = 0.95
     """Questions whose embeddings (the project's own model) are at least this similar count as
     duplicates too; 1 turns the check off."""
+    consistency_check: bool = True
+    """Keep a teacher's factoid pair only when the base model, shown its chunk in the answer
+    prompt, finds the pair's evidence its likeliest answer among the chunk's sentences (one
+    forward pass a pair)."""
     roundtrip_k: int = 5
     """A question is kept only if searching for it returns its own chunk in the top this-many
     (0 turns the check off)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from finetune.consistency import Consistent
 from finetune.filters import Embed, FilterReport, SearchMany, filter_pairs
 from finetune.generators import Progress, answer_first, structural, triples
 from finetune.pairs import QAPair
@@ -15,7 +16,7 @@ from retrieval.documents import Chunk
 
 # Part of the synthesis stage's input hash: bump it when the generators or filters change what
 # they write, so that `ragtune tune` synthesizes again instead of reusing an older pairs file.
-SYNTHESIS_VERSION = 5
+SYNTHESIS_VERSION = 6
 
 
 def balance_labels(pairs: Sequence[QAPair]) -> list[QAPair]:
@@ -35,6 +36,7 @@ def synthesize(
     teacher: Teacher | None,
     progress: Progress | None = None,
     embed: Embed | None = None,
+    consistent: Consistent | None = None,
 ) -> tuple[list[QAPair], FilterReport]:
     """Write pairs from `chunks` and keep those that pass the filters.
 
@@ -46,6 +48,8 @@ def synthesize(
         teacher: The teacher model, or None for structural pairs only.
         progress: Called as progress(stage, done, total).
         embed: Embeds questions for the near-duplicate check (None skips that check).
+        consistent: The base model's check of teacher-written pairs
+            (`finetune.consistency.rank_check`; None skips it).
 
     Returns:
         (kept pairs: structural pairs in chunk order, then teacher pairs; the filter report,
@@ -66,7 +70,7 @@ def synthesize(
     if progress:
         progress("filter", 0, len(pairs))
     chunks_by_id = {chunk.chunk_id: chunk for chunk in chunks}
-    kept, report = filter_pairs(pairs, chunks_by_id, search_many, config, embed)
+    kept, report = filter_pairs(pairs, chunks_by_id, search_many, config, embed, consistent)
     balanced = balance_labels(kept)
     if len(balanced) < len(kept):
         report.dropped["yes/no label balance"] = len(kept) - len(balanced)

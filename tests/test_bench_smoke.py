@@ -106,3 +106,13 @@ def test_sec10q_smoke_reports_verified_citations_on_real_filings():
     assert cells(out, "metric")[1:] == ["base", "rag"]
     assert cells(out, "fact errors per answer")[1] == "n/a"  # base does not retrieve
     assert number(cells(out, "gold-token recall")[2]) >= 0
+
+
+@pytest.mark.slow
+def test_synthesis_smoke_reports_pairs_by_source_type_and_file():
+    out = run_smoke("synthesis.py")
+    kept = cells(out, "kept pairs (of generated)")
+    assert number(kept[1]) > 0
+    assert cells(out, "  structural: kept (generated)")[1]
+    assert cells(out, "  teacher: kept (generated)")[1]
+    assert number(cells(out, "files with a kept pair")[1]) > 0

@@ -163,9 +163,21 @@ def test_synthesis_keeps_grounded_pairs_from_chinese_documents(chunks):
     by_id = {chunk.chunk_id: chunk for chunk in chunks}
     assert all(grounding(p.answer, by_id[p.chunk_id].text) >= config.min_grounding for p in kept)
     assert "12000 rpm" in {pair.answer for pair in kept}
-    # The rules read full-width FAQ questions too (the filters then judge their length).
+    # Full-width FAQ questions are read and kept: their length counts tokens, not spaces.
     faq = {pair.question: pair.answer for pair in rule_pairs(chunks)}
     assert "两年" in faq["保修期是多久？"]
+    assert {"faq", "key_value"} <= {pair.kind for pair in kept}
+    assert "保修期是多久？" in {pair.question for pair in kept}
+
+
+def test_answer_first_items_of_chinese_documents(chunks):
+    from finetune.generators.answer_first import choose_items
+
+    items = choose_items(chunks, budget=10, per_chunk=2)
+    assert items and all(item.span.text in item.sentence for item in items)
+    # Prose sentences only (the key-value lines have no stop); spans are parts of them.
+    assert all(item.sentence.endswith(("。", "！")) for item in items)
+    assert all(len(item.span.text) < len(item.sentence) for item in items)
 
 
 def test_attribution_verifies_a_chinese_claim_against_its_chunk(chunks):

@@ -188,12 +188,12 @@ def test_answer_first_writes_the_sentence_as_answer_and_keeps_the_span():
     config = SynthesisConfig(teacher_questions=10, teacher_batch_size=2)
     pairs, unparsable = answer_first.generate(_corpus(), config, teacher)
     assert unparsable == len(teacher.prompts) - 2
-    mx30, mx60 = pairs
+    mx30, mx60 = sorted(pairs, key=lambda pair: pair.source)
     assert mx30.question == "mx30: After how many runs must the R-24A rotor be retired?"
     assert mx60.question.startswith("mx60: ")  # the twin question names its own manual
     assert mx30.answer == mx30.evidence == "The R-24A rotor must be retired after 9,000 runs."
     assert (mx30.span, mx30.kind, mx30.generator) == ("9,000 runs", "factoid", "teacher:fake")
-    assert "Answer: 9,000 runs" in teacher.prompts[0][-1]["content"]
+    assert any("Answer: 9,000 runs" in prompt[-1]["content"] for prompt in teacher.prompts)
 
 
 # --- triples generator ---------------------------------------------------------------------

@@ -31,7 +31,7 @@ MIN_SENTENCE_WORDS = 5
 MAX_SENTENCE_WORDS = 60
 MIN_UNSPACED_CHARS = 10
 """A sentence of unspaced script (Chinese, Japanese) counts its characters instead of words."""
-MAX_NEW_TOKENS = 40
+SENTENCE_STOPS = ".!)\u3002\uff01\uff61"
 
 SYSTEM = (
     "You write one question for a given answer. The sentence answers the question, the answer "
@@ -81,6 +81,10 @@ def build_prompt(item: Item) -> Messages:
 
 
 def _fits(sentence: str) -> bool:
+    """A whole sentence of prose: it ends with a stop (a heading, a table cell or a title page
+    line does not) and is neither a fragment nor a paragraph."""
+    if not sentence or sentence[-1] not in SENTENCE_STOPS:
+        return False
     words = len(sentence.split())
     if MIN_SENTENCE_WORDS <= words <= MAX_SENTENCE_WORDS:
         return True
@@ -106,9 +110,29 @@ def chunk_items(chunk: Chunk, units: UnitWords, label: str, per_chunk: int) -> l
     return [item for *_, item in sorted(found, key=lambda entry: entry[:2])[:per_chunk]]
 
 
+def spread(count: int) -> list[int]:
+    """0 .. count-1 in an order whose every prefix is spread evenly over the range, the first
+    and last positions (a title page, a closing note) late: 8 -> 4, 2, 6, 1, 3, 5, 7, 0."""
+    order: list[int] = []
+    seen: set[int] = set()
+    denominator = 2
+    while len(order) < count:
+        for numerator in range(1, denominator, 2):
+            index = numerator * count // denominator
+            if index not in seen:
+                seen.add(index)
+                order.append(index)
+        denominator *= 2
+        if denominator > 4 * count:
+            order.extend(index for index in range(count) if index not in seen)
+            break
+    return order
+
+
 def choose_items(chunks: Sequence[Chunk], budget: int, per_chunk: int) -> list[Item]:
-    """Up to `budget` items spread over the corpus: documents take turns, and within one
-    document each chunk gives its best item before any chunk gives its second.
+    """Up to `budget` items spread over the corpus: documents take turns; within one document
+    chunks are taken spread along it (`spread`), each giving its best item before any gives
+    its second, numbers and codes first.
 
     Deterministic: the same chunks give the same items.
     """
@@ -119,13 +143,13 @@ def choose_items(chunks: Sequence[Chunk], budget: int, per_chunk: int) -> list[I
         by_source[chunk.source].append(chunk)
     queues: dict[str, list[Item]] = {}
     for source, own in sorted(by_source.items()):
+        ordered = sorted(own, key=lambda chunk: chunk.position)
         per = [
-            chunk_items(chunk, units, labels[source], per_chunk)
-            for chunk in sorted(own, key=lambda chunk: chunk.position)
+            chunk_items(ordered[i], units, labels[source], per_chunk) for i in spread(len(ordered))
         ]
-        queues[source] = [
-            items[rank] for rank in range(per_chunk) for items in per if rank < len(items)
-        ]
+        queue = [items[rank] for rank in range(per_chunk) for items in per if rank < len(items)]
+        # Numbers and codes first: the facts a question can ask about without ambiguity.
+        queues[source] = sorted(queue, key=lambda item: SPAN_KINDS.index(item.span.kind))
     picked: list[Item] = []
     turn = 0
     while len(picked) < budget and any(turn < len(queue) for queue in queues.values()):

@@ -27,6 +27,8 @@ _EDGE_PUNCTUATION = ".,;:!?()[]{}'\"“”\u2018\u2019«»「」『』。、\uff
 MIN_CLAUSE_WORDS = 3
 MAX_CLAUSE_WORDS = 10
 MAX_NAME_WORDS = 4
+COMMON_SHARE = 0.1
+"""A name or code found in more than this share of a corpus's chunks is not asked about."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def _unit_key(word: str) -> str:
     return word[:1] if word and _unspaced(word[0]) else word
 
 
-_QUANTITY = re.compile(r"[^\w\s]{0,2}\d[\d.,]*(?:[^\W\d_]{1,3})?%?")
+_QUANTITY = re.compile(r"[^\w\s]{0,2}\d(?:[\d.,]*\d)?(?:[^\W\d_]{1,3})?%?")
 """A number with an optional currency sign before it and a short unit glued after it ('$6.4',
 '12%', '5kg'); '10-Q' and 'R-24A' are codes."""
 
@@ -103,13 +105,18 @@ class UnitWords:
     def __init__(self, min_count: int = 2, min_share: float = 0.25) -> None:
         self.after_number: Counter[str] = Counter()
         self.seen: Counter[str] = Counter()
+        self.texts_with: Counter[str] = Counter()
+        self.texts = 0
         self.min_count = min_count
         self.min_share = min_share
 
     def add(self, texts: Iterable[str]) -> UnitWords:
         for text in texts:
             previous_is_number = False
-            for word in words_of(text):
+            words = words_of(text)
+            self.texts += 1
+            self.texts_with.update({_strip(word).lower() for word in words})
+            for word in words:
                 key = _unit_key(word)
                 if not key:
                     continue
@@ -120,6 +127,12 @@ class UnitWords:
                         self.after_number[key] += 1
                 previous_is_number = number
         return self
+
+    def common(self, span: str, share: float = COMMON_SHARE) -> bool:
+        """Whether every word of `span` is in more than `share` of the texts: the company's
+        or product's own name, which answers nothing in particular."""
+        words = [_strip(word).lower() for word in words_of(span)]
+        return self.texts > 0 and all(self.texts_with[w] > share * self.texts for w in words)
 
     def __contains__(self, word: str) -> bool:
         key = _unit_key(word)
@@ -140,7 +153,8 @@ def _number_span(words: list[str], units: UnitWords) -> str | None:
             if _unspaced(unit[0]):
                 return f"{core}{unit[0]}"
             return f"{core} {unit}"
-        return core
+        if sum(char.isdigit() for char in core) >= 2 or not core[-1].isdigit():
+            return core  # '2025', '12%', '$6'; a lone '4' says too little to ask about
     return None
 
 
@@ -149,10 +163,10 @@ def _code(word: str) -> bool:
     letters = _letters(core)
     if letters == 0 or len(core) < 2:
         return False
-    if _has_digit(core):
-        return True
     upper = sum(char.isupper() for char in core)
-    return upper >= 2 and upper == letters  # 'AAPL', 'NASA'; not 'The'
+    if _has_digit(core):
+        return upper >= 1 or letters >= 2  # 'R-24A', 'mx30'; not the '4.x' of a version
+    return upper >= 3 and upper == letters  # 'AAPL', 'NASA'; not 'The' or 'IT'
 
 
 def _code_span(words: list[str]) -> str | None:
@@ -200,13 +214,13 @@ def answer_span(sentence: str, units: UnitWords) -> Span | None:
     if number:
         return Span(number, NUMBER)
     code = _code_span(words)
-    if code:
+    if code and not units.common(code):
         return Span(code, CODE)
     quoted = _QUOTED.search(sentence)
     if quoted and quoted.group(1).strip():
         return Span(quoted.group(1).strip(), QUOTED)
     name = _name_span(words)
-    if name:
+    if name and not units.common(name):
         return Span(name, NAME)
     clause = _clause_span(sentence, words)
     return Span(clause, CLAUSE) if clause else None

@@ -1,0 +1,188 @@
+"""Synthesis benchmark: how many training pairs the data engine keeps from a corpus, of which
+types, from which generator, how many files they cover, and how fast. Prints a table.
+
+For each built project (`ragtune build` first), the synthesis stage of `ragtune tune` runs
+exactly as the project's config sets it (`finetune.synthesize.synthesize`: structural pairs, the
+teacher's, the shared filters with the round trip through the project's own index, the
+embedding near-duplicate check and the base model's consistency check) and the table gives:
+kept pairs per 100 chunks and per minute of synthesis, per source (structural / teacher) and per
+type, the share of files with at least one kept pair, and what each filter dropped.
+
+--smoke: the first documents of the bundled sample corpus, built with the real embedding model,
+and a tiny random Llama (tests/tiny_models.py) as teacher and base model: it checks the script,
+its figures mean nothing.
+
+Usage:
+    python bench/synthesis.py PROJECT [PROJECT ...] [--teacher-questions N] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+from machine import OtherLoad  # noqa: E402
+from smoke import TINY_LABEL, single_threaded, small_sample_corpus, tiny_generator  # noqa: E402
+
+from builder.build import build  # noqa: E402
+from builder.engine import open_retriever  # noqa: E402
+from builder.project import open_project  # noqa: E402
+from finetune.consistency import rank_check  # noqa: E402
+from finetune.filters import retriever_search  # noqa: E402
+from finetune.pairs import RULES  # noqa: E402
+from finetune.synthesize import synthesize  # noqa: E402
+from finetune.teacher import make_teacher  # noqa: E402
+from retrieval.generation import load_generator_with_adapter  # noqa: E402
+
+
+def measure(root: Path, teacher_questions: int | None) -> dict:
+    """Run the synthesis stage of one built project; its report, timing and sizes."""
+    project = open_project(root)
+    config = project.config.synthesis
+    if teacher_questions is not None:
+        config = replace(config, teacher_questions=teacher_questions)
+    retriever = open_retriever(project)
+    chunks = list(retriever.index.store.iter_chunks())
+    teacher = make_teacher(
+        config.teacher,
+        config.teacher_model_name,
+        device=project.config.generation.device,
+        batch_size=config.teacher_batch_size,
+        max_new_tokens=40 if config.resolved_teacher_style() == "answer_first" else 512,
+        seed=config.seed,
+    )
+    consistent = None
+    if teacher is not None and config.consistency_check:
+        base, _ = load_generator_with_adapter(project.config.generation, None)
+        consistent = rank_check(base.score_replies)
+    if teacher is not None and hasattr(teacher, "load"):
+        teacher.load()  # loading is not synthesis
+    started = time.perf_counter()
+    _, report = synthesize(
+        chunks,
+        config,
+        retriever_search(retriever),
+        teacher,
+        None,
+        retriever.encoder.encode,
+        consistent,
+    )
+    seconds = time.perf_counter() - started
+    retriever.close()
+    return {
+        "name": root.name,
+        "chunks": len(chunks),
+        "report": report,
+        "seconds": seconds,
+        "teacher": config.teacher if teacher else "none",
+        "style": config.resolved_teacher_style() if teacher else "-",
+        "questions": config.teacher_questions if teacher else 0,
+    }
+
+
+def rows(run: dict) -> list[tuple[str, str, str]]:
+    report, chunks, minutes = run["report"], run["chunks"], run["seconds"] / 60
+    teacher_kept = sum(n for name, n in report.kept_by.items() if name != RULES)
+    teacher_generated = sum(n for name, n in report.generated_by.items() if name != RULES)
+
+    def rate(kept: int) -> str:
+        return f"{100 * kept / max(chunks, 1):.1f} / {kept / max(minutes, 1e-9):.1f}"
+
+    table = [
+        ("corpus: chunks, files", f"{chunks}, {report.files}", run["name"]),
+        (
+            "teacher, style, questions asked",
+            f"{run['style']}, {run['questions']}",
+            run["teacher"],
+        ),
+        ("kept pairs (of generated)", f"{report.kept} ({report.generated})", ""),
+        ("kept per 100 chunks / per minute", rate(report.kept), f"{run['seconds']:.0f} s"),
+        (
+            "  structural: kept (generated)",
+            f"{report.kept_by.get(RULES, 0)} ({report.generated_by.get(RULES, 0)})",
+            "per 100 chunks / per minute: " + rate(report.kept_by.get(RULES, 0)),
+        ),
+        (
+            "  teacher: kept (generated)",
+            f"{teacher_kept} ({teacher_generated})",
+            f"{report.unparsable} replies unparsable; per 100 chunks / per minute: "
+            + rate(teacher_kept),
+        ),
+    ]
+    for kind, generated in report.generated_by_kind.items():
+        kept = report.kept_by_kind.get(kind, 0)
+        table.append((f"  type {kind}: kept (generated)", f"{kept} ({generated})", ""))
+    covered = report.files_covered / max(report.files, 1)
+    table.append(
+        (
+            "files with a kept pair",
+            f"{100 * covered:.0f}%",
+            f"{report.files_covered}/{report.files}",
+        )
+    )
+    for reason, count in report.dropped.items():
+        table.append((f"  dropped: {reason}", str(count), ""))
+    return table
+
+
+def print_table(table: list[tuple[str, str, str]]) -> None:
+    width = max(len(row[0]) for row in table)
+    value_width = max(len(row[1]) for row in table)
+    print(f"{'measure':<{width}}  {'value':>{value_width}}  note")
+    for label, value, note in table:
+        print(f"{label:<{width}}  {value:>{value_width}}  {note}".rstrip())
+
+
+def smoke_project(work: Path) -> Path:
+    """The first sample documents, built, with a tiny random teacher and base model."""
+    docs = work / "docs"
+    small_sample_corpus(docs)
+    model = tiny_generator(work / "tiny")
+    root = work / "project"
+    settings = [
+        f"generation.model={model}",
+        f"synthesis.teacher={model}",
+        "synthesis.teacher_questions=4",
+        "synthesis.teacher_style=answer_first",
+        "generation.device=cpu",
+        "embedding.device=cpu",
+    ]
+    project = open_project(root, settings, docs=docs)
+    project.save_config()
+    build(project)
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("projects", nargs="*", type=Path, help="built ragtune projects")
+    parser.add_argument("--teacher-questions", type=int, help="override synthesis setting")
+    parser.add_argument("--smoke", action="store_true", help="tiny corpus and tiny models")
+    args = parser.parse_args()
+    if not args.smoke and not args.projects:
+        parser.error("give at least one built project (or --smoke)")
+    machine = OtherLoad()
+    with tempfile.TemporaryDirectory() as temporary:
+        projects = list(args.projects)
+        if args.smoke:
+            single_threaded()
+            projects = [smoke_project(Path(temporary))]
+            print(f"smoke run: teacher and base model are {TINY_LABEL}")
+        for root in projects:
+            print_table([*rows(measure(root, args.teacher_questions)), machine.row()])
+            print()
+
+
+if __name__ == "__main__":
+    main()
