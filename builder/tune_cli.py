@@ -155,6 +155,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     err = _console()
     project = open_project(args.project, args.set)
+    if args.gguf is not None:
+        return _export_gguf(project, args)
     if args.dataset:
         for path in export_dataset(project, args.out, args.dataset):
             err.print(f"wrote {escape(str(path))}")
@@ -166,6 +168,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         out = export_adapter(project, args.out)
         err.print(f"adapter: {escape(str(out))} (PeftModel.from_pretrained(base, DIR))")
+    return 0
+
+
+def _export_gguf(project, args: argparse.Namespace) -> int:
+    from builder.gguf_export import export_gguf
+
+    err = _console()
+    if args.merge or args.dataset:
+        err.print(
+            "[red]error:[/] --gguf exports the LoRA adapter alone; a merged-model GGUF is not "
+            "built yet: export --merge --out DIR and run llama.cpp's convert_hf_to_gguf.py DIR"
+        )
+        return 2
+    quiet_libraries()
+    adapter, modelfile, readme = export_gguf(project, args.gguf, args.outtype)
+    err.print(f"GGUF LoRA: {escape(str(adapter))} (llama-server -m BASE.gguf --lora FILE)")
+    err.print(f"Ollama: {escape(str(modelfile))} (ollama create NAME -f Modelfile)")
+    err.print(f"commands: {escape(str(readme))}")
     return 0
 
 
@@ -194,7 +214,21 @@ def add_commands(add) -> None:
     )
 
     export = add("export", "Export the adapter, a merged model, or the training data.", cmd_export)
-    export.add_argument("--out", type=Path, required=True, help="target folder")
+    target = export.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, help="target folder")
+    target.add_argument(
+        "--gguf",
+        type=Path,
+        metavar="OUT",
+        help="target folder for the adapter as a llama.cpp GGUF LoRA, an Ollama Modelfile and "
+        "a README with the llama-server and ollama commands",
+    )
+    export.add_argument(
+        "--outtype",
+        choices=["f32", "f16"],
+        default="f32",
+        help="GGUF tensor type with --gguf (default f32: exact)",
+    )
     export.add_argument(
         "--merge", action="store_true", help="merge the adapter into the base weights"
     )
