@@ -468,7 +468,5 @@ def rule_pairs(
     names = {source: document_name(source, parts) for source, parts in texts.items()}
     pairs: list[QAPair] = []
     for chunk in chunks:
-        pairs.extend(
-            questions_from_chunk(chunk, max_per_chunk, names[chunk.source], sentences)
-        )
+        pairs.extend(questions_from_chunk(chunk, max_per_chunk, names[chunk.source], sentences))
     return pairs
