@@ -2,8 +2,7 @@
 first sentences agree with transformers + peft on a fixed set of RAG questions. The base GGUF is
 4-bit (Q4_1) while transformers runs its dequantized fp32 copy, so a few answers may differ;
 the test prints the agreement share (measured on two cores: 4/6, and 4/6 with the adapter off,
-the floor the 4-bit base sets) and
-requires at least half."""
+the floor the 4-bit base sets) and requires at least half."""
 
 from __future__ import annotations
 
