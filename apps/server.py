@@ -27,7 +27,14 @@ Web pages cannot drive it (`OriginPolicy`): a browser request whose Origin is no
 own loopback origin, or allow-listed, gets 403, and so does a request arriving on a loopback
 address under a Host name that is not a loopback name (DNS rebinding: a page on
 attacker.example, re-resolved to 127.0.0.1, would otherwise read answers and the corpus they
-cite). Clients that send no Origin (curl, the OpenAI SDKs) are not affected.
+cite). Clients that send no Origin (curl, the OpenAI SDKs) are not affected. A POST body must
+be sent as `application/json` (415 otherwise: a page's form or `text/plain` post, which needs
+no CORS preflight, gets nothing), and JSON nested deeper than `ServerLimits.max_json_depth` is
+refused with 400. With an API key, every route needs it, `/docs` and `/openapi.json` included.
+
+Every request has a deadline (`ServerLimits.request_timeout_s`): one still unanswered then gets
+504, and its generation stops at the next token, as it does when a streaming client leaves. Errors
+of the server itself are answered with a generic 500; the details go to the server's log only.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 import threading
 import time
 import uuid
@@ -50,7 +58,8 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from retrieval.answer import Answer, AnswerEngine, ModeError
@@ -73,6 +82,15 @@ class ServerLimits:
     max_question_chars: int = 4000
     max_tokens_cap: int = 1024
     """The largest `max_tokens` honoured; larger requests are answered with this many."""
+    max_json_depth: int = 32
+    """The deepest nesting of arrays and objects accepted in a body (a chat request needs 4)."""
+    request_timeout_s: float = 120.0
+    """Seconds a request may take, waiting in the queue included; then 504 and its generation
+    stops."""
+
+    def __post_init__(self) -> None:
+        if not self.request_timeout_s > 0:
+            raise ValueError(f"the request timeout must be positive, got {self.request_timeout_s}")
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -291,6 +309,63 @@ def _validation_reason(error: ValidationError) -> str:
     )
 
 
+SERVER_ERROR = "the server failed to answer; its log has the details"
+"""The message of every 500: exception texts can hold paths, settings or corpus text."""
+
+_JSON_STRUCTURE = re.compile(rb'["\\\[\]{}]')
+
+
+def _server_error(request_id: str) -> ApiError:
+    return ApiError(500, f"{SERVER_ERROR} (request {request_id})", kind="server_error")
+
+
+def _timeout_error(seconds: float) -> ApiError:
+    return ApiError(
+        504,
+        f"the answer took longer than the server's limit of {seconds:g} s",
+        kind="server_error",
+        code="timeout",
+    )
+
+
+def _require_json(request: Request) -> None:
+    """A body in any other type may come from a web page without a CORS preflight."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/json":
+        raise ApiError(
+            415,
+            "send the body as JSON with the header 'Content-Type: application/json'",
+            code="unsupported_media_type",
+        )
+
+
+def _nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether JSON text nests arrays and objects more than `limit` deep, in one linear pass
+    that jumps between quotes, backslashes and brackets (brackets inside strings do not
+    count). The parser would recurse once a level and fail with RecursionError."""
+    depth = 0
+    in_string = False
+    skip_to = 0  # the byte after a backslash is escaped
+    for match in _JSON_STRUCTURE.finditer(body):
+        if match.start() < skip_to:
+            continue
+        char = match.group()
+        if in_string:
+            if char == b"\\":
+                skip_to = match.end() + 1
+            elif char == b'"':
+                in_string = False
+        elif char == b'"':
+            in_string = True
+        elif char in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     too_large = ApiError(413, f"the request body is over {limit} bytes", code="body_too_large")
     declared = request.headers.get("content-length", "")
@@ -304,7 +379,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _parse_request(body: bytes) -> ChatRequest:
+def _parse_request(body: bytes, max_depth: int = ServerLimits.max_json_depth) -> ChatRequest:
+    if _nested_deeper_than(body, max_depth):
+        raise ApiError(400, f"the body nests arrays or objects deeper than {max_depth} levels")
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -359,7 +436,9 @@ def _answer_job(
     if cancelled.is_set():
         return None
     pieces = []
-    stream = engine.stream(question, mode, max_new_tokens=max_tokens)
+    # `cancelled` also stops the generation itself at its next token (the client left, or the
+    # deadline passed), so an abandoned request does not hold the model to `max_tokens`.
+    stream = engine.stream(question, mode, max_new_tokens=max_tokens, stop=cancelled)
     try:
         for item in stream:
             if cancelled.is_set():
@@ -376,6 +455,8 @@ def _answer_job(
             emit(item)
     finally:
         stream.close()
+    if cancelled.is_set():
+        return None
     raise RuntimeError("the answer engine stopped without a final answer")
 
 
@@ -403,7 +484,10 @@ def create_app(
         yield
         queue.close()
 
-    app = FastAPI(title="ragtune", lifespan=lifespan)
+    # The documentation routes are added below, behind the API key like every other route.
+    app = FastAPI(
+        title="ragtune", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.queue = queue
     if policy.allowed_origins:
         # Pages of allowed origins may also read the answers (and send the preflight that a
@@ -421,6 +505,11 @@ def create_app(
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
         return _error_response(error)
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(_request: Request, _error: Exception) -> JSONResponse:
+        # Starlette logs the exception after this reply; the client learns nothing of it.
+        return _error_response(_server_error(uuid.uuid4().hex))
+
     async def authorize(request: Request) -> None:
         if api_key is None:
             return
@@ -437,6 +526,14 @@ def create_app(
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(authorize)])
+    def openapi() -> dict:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(authorize)])
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ragtune API")
+
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     def list_models() -> dict:
         return {
@@ -449,7 +546,10 @@ def create_app(
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
     async def chat_completions(request: Request) -> Any:
-        chat = _parse_request(await _read_body(request, limits.max_body_bytes))
+        deadline = time.monotonic() + limits.request_timeout_s
+        _require_json(request)
+        body = await _read_body(request, limits.max_body_bytes)
+        chat = _parse_request(body, limits.max_json_depth)
         models = model_modes(engine)
         if chat.model not in models:
             raise ApiError(
@@ -469,16 +569,19 @@ def create_app(
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         cancelled = threading.Event()
+        started = asyncio.Event()
 
         def emit(piece: str) -> None:
             loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
-        try:
-            future = queue.submit(
-                lambda: _answer_job(
-                    engine, question, mode, max_tokens, emit if chat.stream else _ignore, cancelled
-                )
+        def job() -> _Result | None:
+            loop.call_soon_threadsafe(started.set)
+            return _answer_job(
+                engine, question, mode, max_tokens, emit if chat.stream else _ignore, cancelled
             )
+
+        try:
+            future = queue.submit(job)
         except QueueFull as full:
             raise ApiError(
                 429,
@@ -494,19 +597,39 @@ def create_app(
             "model": chat.model,
         }
         if not chat.stream:
+            answered = asyncio.wrap_future(future)
             try:
-                result = await asyncio.wrap_future(future)
+                # asyncio.wait, unlike wait_for, leaves the job's future alone on a timeout.
+                await asyncio.wait({answered}, timeout=max(deadline - time.monotonic(), 0))
             except asyncio.CancelledError:
                 cancelled.set()
                 raise
+            if not answered.done():
+                cancelled.set()
+                raise _timeout_error(limits.request_timeout_s)
+            try:
+                result = answered.result()
             except Exception as error:
-                log.exception("answering %r failed", question)
-                raise ApiError(500, f"answering failed: {error}", kind="server_error") from error
+                log.exception("answering %r failed (request %s)", question, completion["id"])
+                raise _server_error(completion["id"]) from error
+            if result is None:  # stopped by the deadline just as the wait ended
+                raise _timeout_error(limits.request_timeout_s)
             return _completion(completion, result)
         # Pieces are queued behind every emit() the worker made, so None arrives last.
         future.add_done_callback(lambda _f: loop.call_soon_threadsafe(pieces.put_nowait, None))
+        # A stream's status is sent with its first event, so wait (within the deadline) for the
+        # job to leave the queue first: one that never starts in time gets a real 504.
+        try:
+            await asyncio.wait_for(started.wait(), max(deadline - time.monotonic(), 0))
+        except TimeoutError:
+            cancelled.set()
+            raise _timeout_error(limits.request_timeout_s) from None
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
         return StreamingResponse(
-            _events(completion, pieces, future, cancelled), media_type="text/event-stream"
+            _events(completion, pieces, future, cancelled, deadline, limits.request_timeout_s),
+            media_type="text/event-stream",
         )
 
     return app
@@ -566,16 +689,27 @@ async def _events(
     pieces: asyncio.Queue[str | None],
     future: Future,
     cancelled: threading.Event,
+    deadline: float,
+    timeout_s: float,
 ) -> AsyncIterator[str]:
     try:
         yield _sse(_chunk(completion, {"role": "assistant", "content": ""}))
-        while (piece := await pieces.get()) is not None:
+        while True:
+            try:
+                piece = await asyncio.wait_for(pieces.get(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                cancelled.set()
+                yield _sse({"error": _timeout_error(timeout_s).body})
+                yield "data: [DONE]\n\n"
+                return
+            if piece is None:
+                break
             yield _sse(_chunk(completion, {"content": piece}))
         try:
             result = future.result()
-        except Exception as error:
-            log.exception("streaming an answer failed")
-            yield _sse({"error": {"message": f"answering failed: {error}", "type": "server_error"}})
+        except Exception:
+            log.exception("streaming an answer failed (request %s)", completion["id"])
+            yield _sse({"error": _server_error(completion["id"]).body})
         else:
             final = _chunk(completion, {}, result.finish_reason)
             yield _sse(
@@ -583,7 +717,7 @@ async def _events(
             )
         yield "data: [DONE]\n\n"
     finally:
-        # A client that left stops the job at its next piece (or before it starts).
+        # A client that left stops the job, and its generation, at the next token.
         cancelled.set()
 
 
@@ -603,6 +737,7 @@ def serve(
     max_queue: int = ServerLimits.max_queue,
     adapter: str | None = None,
     policy: OriginPolicy | None = None,
+    timeout_s: float = ServerLimits.request_timeout_s,
 ) -> None:
     """Load the project's engine once, then answer on host:port until interrupted.
 
@@ -616,7 +751,8 @@ def serve(
 
     engine = open_engine(project, adapter)
     warm_up(engine)
-    app = create_app(engine, ServerLimits(max_queue=max_queue), api_key, policy)
+    limits = ServerLimits(max_queue=max_queue, request_timeout_s=timeout_s)
+    app = create_app(engine, limits, api_key, policy)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
@@ -636,6 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-queue", type=int, default=ServerLimits.max_queue)
+    parser.add_argument("--timeout", type=float, default=ServerLimits.request_timeout_s)
     parser.add_argument("--adapter")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument(
@@ -656,7 +793,16 @@ def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
         api_key = os.environ.get("RAGTUNE_API_KEY") or None
         policy = OriginPolicy.allowing(args.allow_origin, args.allow_host)
-        serve(project, args.host, args.port, api_key, args.max_queue, args.adapter, policy)
+        serve(
+            project,
+            args.host,
+            args.port,
+            api_key,
+            args.max_queue,
+            args.adapter,
+            policy,
+            args.timeout,
+        )
         return 0
 
     return run_command(start, parser.parse_args(argv))

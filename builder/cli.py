@@ -232,7 +232,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.max_queue < 1:
         err.print(f"[red]error:[/] --max-queue must be at least 1, got {args.max_queue}")
         return 2
-    api_key = args.api_key or os.environ.get("RAGTUNE_API_KEY") or None
+    if args.timeout <= 0:
+        err.print(f"[red]error:[/] --timeout must be positive, got {args.timeout}")
+        return 2
+    if args.api_key_file is not None:
+        try:
+            api_key = args.api_key_file.read_text(encoding="utf-8").strip() or None
+        except (OSError, UnicodeDecodeError) as error:
+            err.print(f"[red]error:[/] cannot read the API key file: {escape(str(error))}")
+            return 2
+        if api_key is None:
+            err.print(f"[red]error:[/] the API key file {escape(str(args.api_key_file))} is empty")
+            return 2
+    else:
+        api_key = args.api_key or os.environ.get("RAGTUNE_API_KEY") or None
     if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         err.print(
             f"[yellow]warning:[/] serving on {escape(args.host)} without an API key: anyone who "
@@ -243,8 +256,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # where other users' `ps` cannot read it.
     command = [sys.executable, "-m", "apps.server", str(project.root)]
     command += ["--host", args.host, "--port", str(args.port), "--max-queue", str(args.max_queue)]
+    command += ["--timeout", str(args.timeout)]
     if args.adapter:
         command += ["--adapter", args.adapter]
+    for origin in args.allow_origin:
+        command += ["--allow-origin", origin]
+    for host in args.allow_host:
+        command += ["--allow-host", host]
     for override in args.set:
         command += ["--set", override]
     environment = dict(os.environ)
@@ -344,7 +362,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
         "--api-key",
-        help="require 'Authorization: Bearer KEY' (default: $RAGTUNE_API_KEY; unset: no key)",
+        help="require 'Authorization: Bearer KEY'; prefer $RAGTUNE_API_KEY or --api-key-file, "
+        "since other users' `ps` shows this flag (unset: $RAGTUNE_API_KEY; neither: no key)",
+    )
+    serve.add_argument(
+        "--api-key-file",
+        type=Path,
+        help="read the API key from this file (whitespace around it ignored; keep it private)",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds a request may take, queue wait included, before it gets 504 (default 120)",
+    )
+    serve.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        help="a web page origin (scheme://host[:port]) allowed to call the API; '*': any",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        help="a Host name accepted on loopback besides localhost, 127.0.0.1 and ::1",
     )
     serve.add_argument(
         "--max-queue",

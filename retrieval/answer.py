@@ -11,6 +11,7 @@ Modes:
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -393,7 +394,11 @@ class AnswerEngine:
         return [a for a in answers if a is not None]
 
     def stream(
-        self, question: str, mode: str | None = None, max_new_tokens: int | None = None
+        self,
+        question: str,
+        mode: str | None = None,
+        max_new_tokens: int | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the answer's text as it is generated, then the finished `Answer` (whose text
         has the invalid citation markers removed).
@@ -402,6 +407,7 @@ class AnswerEngine:
             question: the question.
             mode: one of `modes` (None: the default mode).
             max_new_tokens: a limit on the answer's length (None: the generation setting).
+            stop: once set, generation ends at its next token (a client left or timed out).
 
         Raises:
             ModeError: see `check_mode`.
@@ -415,10 +421,14 @@ class AnswerEngine:
             return
         pieces = []
         messages = self._messages(question, mode, hits)
+        # Only passed when given, so generators without a stop hook keep working.
+        extra = {"stop": stop} if stop is not None else {}
         for piece in self.generator.stream(
-            messages, tuned=uses_adapter(mode), max_new_tokens=max_new_tokens
+            messages, tuned=uses_adapter(mode), max_new_tokens=max_new_tokens, **extra
         ):
             pieces.append(piece)
             yield piece
+        if stop is not None and stop.is_set():
+            return  # nobody waits for the answer: skip verifying it
         text = "".join(pieces).strip()
         yield self._finish(question, mode, hits, text, time.monotonic() - began)

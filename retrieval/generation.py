@@ -169,22 +169,38 @@ class Generator:
         *,
         tuned: bool = False,
         max_new_tokens: int | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Yield the answer's text piece by piece as it is generated."""
+        """Yield the answer's text piece by piece as it is generated.
+
+        Generation ends at the next token once `stop` is set or the caller closes this
+        iterator: a client that left, or ran out of time, must not keep the model (and its
+        lock) busy until `max_new_tokens`.
+        """
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         batch = self._encode([conversation])
         streamer = TextIteratorStreamer(
             self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
         )
         failure: list[BaseException] = []
+        closed = threading.Event()
+
+        def stopped(input_ids: Any, _scores: Any, **_kwargs: Any) -> Any:
+            done = closed.is_set() or (stop is not None and stop.is_set())
+            return torch.full(
+                (input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device
+            )
 
         def run() -> None:
             try:
                 with self._lock, self._model_for(tuned) as model, torch.inference_mode():
                     model.generate(
-                        **batch, streamer=streamer, **self._generate_kwargs(max_new_tokens)
+                        **batch,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([stopped]),
+                        **self._generate_kwargs(max_new_tokens),
                     )
             except BaseException as error:  # re-raised in the caller's thread below
                 failure.append(error)
@@ -192,8 +208,11 @@ class Generator:
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        yield from (piece for piece in streamer if piece)
-        worker.join()
+        try:
+            yield from (piece for piece in streamer if piece)
+        finally:
+            closed.set()  # closed early: stop at the next token, and free the lock
+            worker.join()
         if failure:
             raise failure[0]
 

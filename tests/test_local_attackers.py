@@ -1,0 +1,178 @@
+"""Issue 12, items 5-7: a server, an app and project files that a web page or a hostile project
+folder cannot turn against the user. The server runs over loopback with the citing tiny Llama
+of test_server.py; slow generations are stand-ins that record when they were stopped."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+from test_server import KEY, ask, engine, running  # noqa: F401 - `engine` is a fixture
+
+from apps.server import ServerLimits, _nested_deeper_than, create_app
+
+JSON = {"content-type": "application/json"}
+
+
+def chat_body(word: str = "banjo", **fields) -> bytes:
+    return json.dumps({"model": "ragtune-rag", "messages": ask(word), **fields}).encode()
+
+
+class SlowGenerator:
+    """Stands in for `Generator.stream`: a piece every 50 ms for 10 s, ending early when its
+    `stop` event is set or it is closed; records how it ended."""
+
+    def __init__(self) -> None:
+        self.pieces = 0
+        self.ended = threading.Event()
+
+    def __call__(self, conversation, *, tuned=False, max_new_tokens=None, stop=None):
+        try:
+            for _ in range(200):
+                if stop is not None and stop.is_set():
+                    return
+                self.pieces += 1
+                yield "[1] "
+                time.sleep(0.05)
+        finally:
+            self.ended.set()
+
+
+@pytest.fixture
+def slow(engine, monkeypatch):  # noqa: F811
+    generator = SlowGenerator()
+    monkeypatch.setattr(engine.generator, "stream", generator)
+    return generator
+
+
+# --- 5. the server ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+def test_a_post_that_is_not_json_gets_415(engine, content_type):  # noqa: F811
+    # A page may send these cross-origin without a CORS preflight: they must reach nothing.
+    headers = {} if content_type is None else {"content-type": content_type}
+    with running(create_app(engine)) as base_url:
+        response = httpx.post(f"{base_url}/chat/completions", content=chat_body(), headers=headers)
+        assert response.status_code == 415
+        assert response.json()["error"]["code"] == "unsupported_media_type"
+        charset = {"content-type": "application/json; charset=utf-8"}
+        ok = httpx.post(f"{base_url}/chat/completions", content=chat_body(), headers=charset)
+        assert ok.status_code == 200
+
+
+def test_deep_or_malformed_json_is_400_not_500(engine):  # noqa: F811
+    deep = b'{"model": "ragtune", "messages": ' + b"[" * 30000 + b"]" * 30000 + b"}"
+    with running(create_app(engine)) as base_url:
+        for body in (deep, b"[" * 60000, b'{"model": "ragtune", "messages": [{', b"\xff\xfe"):
+            response = httpx.post(f"{base_url}/chat/completions", content=body, headers=JSON)
+            assert response.status_code == 400, body[:40]
+    assert _nested_deeper_than(b'{"a": "[[[[[[[[", "b": "\\\\", "c": [[]]}', 3) is False
+    assert _nested_deeper_than(b'{"a": "\\"[[[[", "b": [[[[]]]]}', 3) is True
+
+
+def test_a_failure_is_a_generic_500_and_the_details_stay_in_the_log(engine, monkeypatch, caplog):  # noqa: F811
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret: /home/user/private/corpus.md")
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(engine.generator, "stream", broken)
+    with running(create_app(engine)) as base_url:
+        response = httpx.post(f"{base_url}/chat/completions", content=chat_body(), headers=JSON)
+        assert response.status_code == 500
+        assert "secret" not in response.text and "log" in response.json()["error"]["message"]
+        streamed = httpx.post(
+            f"{base_url}/chat/completions", content=chat_body(stream=True), headers=JSON
+        )
+        assert "secret" not in streamed.text and "server_error" in streamed.text
+    assert "secret" in caplog.text
+
+
+def test_docs_and_openapi_need_the_key_when_one_is_set(engine):  # noqa: F811
+    with running(create_app(engine, api_key=KEY)) as base_url:
+        root = base_url.removesuffix("/v1")
+        for path in ("/docs", "/openapi.json", "/redoc"):
+            assert httpx.get(root + path).status_code in (401, 404), path
+        auth = {"authorization": f"Bearer {KEY}"}
+        assert (
+            "/v1/chat/completions"
+            in httpx.get(root + "/openapi.json", headers=auth).json()["paths"]
+        )
+        assert httpx.get(root + "/docs", headers=auth).status_code == 200
+    with running(create_app(engine)) as base_url:  # without a key they stay open
+        assert httpx.get(base_url.removesuffix("/v1") + "/openapi.json").status_code == 200
+
+
+def test_the_key_comes_from_a_file_or_the_environment_never_the_command_line(tmp_path, monkeypatch):
+    from builder import cli
+
+    calls = []
+    monkeypatch.setattr(cli.os, "execve", lambda path, argv, env: calls.append((argv, env)))
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    project = str(tmp_path / "p")
+    assert cli.main(["serve", project, "--api-key-file", str(key_file), "--timeout", "5"]) == 0
+    ((argv, env),) = calls
+    assert KEY not in " ".join(argv) and env["RAGTUNE_API_KEY"] == KEY
+    assert argv[argv.index("--timeout") + 1] == "5.0"
+    monkeypatch.setenv("RAGTUNE_API_KEY", "from-env")
+    assert cli.main(["serve", project]) == 0
+    assert calls[-1][1]["RAGTUNE_API_KEY"] == "from-env"
+    key_file.write_text("\n")
+    assert cli.main(["serve", project, "--api-key-file", str(key_file)]) == 2
+    assert cli.main(["serve", project, "--api-key-file", str(tmp_path / "missing")]) == 2
+
+
+def test_a_request_past_its_deadline_gets_504_and_its_generation_stops(engine, slow):  # noqa: F811
+    with running(create_app(engine, ServerLimits(request_timeout_s=0.5))) as base_url:
+        began = time.monotonic()
+        response = httpx.post(
+            f"{base_url}/chat/completions", content=chat_body(), headers=JSON, timeout=30
+        )
+        assert response.status_code == 504
+        assert response.json()["error"]["code"] == "timeout"
+        assert time.monotonic() - began < 5
+        assert slow.ended.wait(5) and slow.pieces < 100
+        # A stream that has begun ends with a timeout error event instead.
+        slow.ended.clear()
+        streamed = httpx.post(
+            f"{base_url}/chat/completions", content=chat_body(stream=True), headers=JSON, timeout=30
+        )
+        assert '"code": "timeout"' in streamed.text and streamed.text.endswith("[DONE]\n\n")
+        assert slow.ended.wait(5)
+
+
+def test_a_client_that_leaves_a_stream_stops_its_generation(engine, slow):  # noqa: F811
+    with running(create_app(engine)) as base_url:
+        with httpx.stream(
+            "POST", f"{base_url}/chat/completions", content=chat_body(stream=True), headers=JSON
+        ) as response:
+            lines = response.iter_lines()
+            while "[1]" not in next(lines):
+                pass
+        assert slow.ended.wait(5), "the generation kept running for a client that left"
+        assert slow.pieces < 100
+
+
+def test_the_real_generator_stops_at_its_stop_event_and_frees_its_lock(engine):  # noqa: F811
+    generator = engine.generator
+    messages = [{"role": "user", "content": "Say [1]."}]
+    stop = threading.Event()
+    stop.set()  # checked after every token, even those the streamer holds back (no space yet)
+    text = "".join(generator.stream(messages, max_new_tokens=400, stop=stop))
+    assert text == "[1]"  # one token, not 400
+    stop.clear()
+    threading.Timer(0.3, stop.set).start()
+    began = time.monotonic()
+    assert len("".join(generator.stream(messages, max_new_tokens=5000, stop=stop))) < 3 * 5000
+    assert time.monotonic() - began < 10
+    stream = generator.stream(messages, max_new_tokens=400)
+    next(stream)
+    stream.close()  # closed early: the worker ends and releases the model
+    assert generator._lock.acquire(timeout=5)
+    generator._lock.release()
