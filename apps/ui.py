@@ -37,6 +37,24 @@ MODE_HELP = {
 }
 
 
+MAX_QUESTION_CHARS = 2000
+"""The longest question the pages send to the engine (retrieval and the prompt grow with it)."""
+
+
+def question_refused(question: str) -> bool:
+    """Show why `question` is not asked and return True when it is too long.
+
+    The inputs have no `max_chars`: Streamlit would cut a pasted question silently.
+    """
+    if len(question) <= MAX_QUESTION_CHARS:
+        return False
+    st.error(
+        f"The question has {len(question):,} characters; the limit is "
+        f"{MAX_QUESTION_CHARS:,}. Shorten it and ask again."
+    )
+    return True
+
+
 def text(value: str) -> None:
     """Show untrusted text as it is: nothing in it is rendered as Markdown or HTML."""
     st.markdown(escape_markdown(value))

@@ -8,7 +8,8 @@ become links, and `<img ...>` is HTML. Every ASCII punctuation character is back
 
 Escapes do not stop GFM's literal autolinks (`http://...`, `www.`, `a@b.c`): the renderer finds
 them in the parsed text, after escapes are gone. An invisible WORD JOINER (U+2060) inside each
-of those patterns keeps them plain text.
+of those patterns keeps them plain text. It goes after every 'www', whatever precedes it: GFM
+links 'www.' after any punctuation ('_www.example.org', '(www.x.y'), not only after a space.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 # Where GFM autolink literals start: 'scheme://', 'www.', and the '@' of an e-mail address.
-_AUTOLINK = re.compile(r"(?<=\w)(?=://)|(?<=\bwww)(?=\.)|(?=@)", re.IGNORECASE)
+_AUTOLINK = re.compile(r"(?<=\w)(?=://)|(?<=www)(?=\.)|(?=@)", re.IGNORECASE)
 WORD_JOINER = "\u2060"
 _ELLIPSIS = "…"
 

@@ -5,14 +5,17 @@ of test_server.py; slow generations are stand-ins that record when they were sto
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
 import httpx
 import pytest
+from test_app import echo, open_app, project, tiny_llama  # noqa: F401 - fixtures
 from test_server import KEY, ask, engine, running  # noqa: F401 - `engine` is a fixture
 
 from apps.server import ServerLimits, _nested_deeper_than, create_app
+from builder.safe_markdown import WORD_JOINER, escape_markdown
 
 JSON = {"content-type": "application/json"}
 
@@ -115,17 +118,17 @@ def test_the_key_comes_from_a_file_or_the_environment_never_the_command_line(tmp
     monkeypatch.setattr(cli.os, "execve", lambda path, argv, env: calls.append((argv, env)))
     key_file = tmp_path / "key"
     key_file.write_text(KEY + "\n")
-    project = str(tmp_path / "p")
-    assert cli.main(["serve", project, "--api-key-file", str(key_file), "--timeout", "5"]) == 0
+    folder = str(tmp_path / "p")
+    assert cli.main(["serve", folder, "--api-key-file", str(key_file), "--timeout", "5"]) == 0
     ((argv, env),) = calls
     assert KEY not in " ".join(argv) and env["RAGTUNE_API_KEY"] == KEY
     assert argv[argv.index("--timeout") + 1] == "5.0"
     monkeypatch.setenv("RAGTUNE_API_KEY", "from-env")
-    assert cli.main(["serve", project]) == 0
+    assert cli.main(["serve", folder]) == 0
     assert calls[-1][1]["RAGTUNE_API_KEY"] == "from-env"
     key_file.write_text("\n")
-    assert cli.main(["serve", project, "--api-key-file", str(key_file)]) == 2
-    assert cli.main(["serve", project, "--api-key-file", str(tmp_path / "missing")]) == 2
+    assert cli.main(["serve", folder, "--api-key-file", str(key_file)]) == 2
+    assert cli.main(["serve", folder, "--api-key-file", str(tmp_path / "missing")]) == 2
 
 
 def test_a_request_past_its_deadline_gets_504_and_its_generation_stops(engine, slow):  # noqa: F811
@@ -176,3 +179,36 @@ def test_the_real_generator_stops_at_its_stop_event_and_frees_its_lock(engine): 
     stream.close()  # closed early: the worker ends and releases the model
     assert generator._lock.acquire(timeout=5)
     generator._lock.release()
+
+
+# --- 6. the app ------------------------------------------------------------------------------
+
+
+def test_the_app_refuses_an_overlong_question_with_a_message(project, echo):  # noqa: F811
+    at = open_app()
+    at.chat_input[0].set_value("why " * 600).run()  # 2,400 characters
+    assert not at.exception
+    assert "the limit is 2,000" in at.error[0].value
+    assert len(at.chat_message) == 0  # nothing was asked
+    at.chat_input[0].set_value("When is the rotor replaced?").run()
+    assert len(at.chat_message) == 2
+    compare = open_app("views/compare.py")
+    compare.text_input[0].set_value("x" * 2001)
+    compare.button[0].click().run()
+    assert "the limit is 2,000" in compare.error[0].value and not compare.subheader
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "_www.evil.example",
+        "(www.evil.example)",
+        "*www.evil.example*",
+        "~WWW.evil.example",
+        "a_www.x.y",
+    ],
+)
+def test_www_autolinks_after_punctuation_are_broken(text):
+    # GFM links 'www.' after any punctuation, '_' included (a word character for \b).
+    escaped = escape_markdown(text)
+    assert re.search("www" + WORD_JOINER + r"\\\.", escaped, re.IGNORECASE), escaped

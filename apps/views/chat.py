@@ -28,7 +28,7 @@ for turn in history:
             ui.show_answer(turn["answer"])
 
 question = st.chat_input("Ask a question about your documents")
-if question:
+if question and not ui.question_refused(question):
     with st.chat_message("user"):
         ui.text(question)
     with st.chat_message("assistant"):

@@ -32,6 +32,8 @@ if submitted:
     if not question.strip() or len(chosen) < 2:
         st.warning("Write a question and pick at least two modes.")
         st.stop()
+    if ui.question_refused(question):
+        st.stop()
     answers = {}
     for column, mode in zip(st.columns(len(chosen)), chosen):
         with column:
