@@ -103,9 +103,9 @@ def engine() -> AnswerEngine:
     """The project's answer engine, reloaded when its adapter or index generation changes."""
     root, overrides = app_args()
     current = project()
-    adapter = current.current_adapter()
-    generation = IndexLayout(current.index_root).current_name()
     try:
+        adapter = current.current_adapter()
+        generation = IndexLayout(current.index_root).current_name()
         return _load_engine(
             str(Path(root).resolve()), tuple(overrides), str(adapter or ""), generation or ""
         )

@@ -8,6 +8,12 @@ A job is `ragtune tune PROJECT` in its own session (process group), with:
 
 Only one job runs per project. A job whose process is gone without a final stage in
 status.json (killed, crashed before writing it) reads as failed, with the end of its log.
+
+The pids in job.json and status.json are project files, which a hostile project can fill in:
+a pid gets a signal only when it is a real process of this user (never 0, -1, 1 or this one)
+and, where /proc exists, still the one recorded: the same start time and, for a job, the same
+command line leading its own process group; for a tune started from a terminal, a command line
+that names this project's tuning.
 """
 
 from __future__ import annotations
@@ -153,7 +159,7 @@ def job_status(project: Project) -> JobStatus:
     """The project's tuning progress: status.json, checked against whether the job still runs."""
     job = read_job(project)
     status = _read_status(project.tune_dir / STATUS_FILE)
-    outside = _outside_run(status, job)
+    outside = _outside_run(status, job, project)
     if outside is not None and status is not None:
         return _from_status(status, running=True, pid=outside)
     if job is None:
@@ -187,7 +193,7 @@ def cancel_job(project: Project) -> bool:
         True when a running job was signalled, False when none was running.
     """
     job = read_job(project)
-    outside = _outside_run(_read_status(project.tune_dir / STATUS_FILE), job)
+    outside = _outside_run(_read_status(project.tune_dir / STATUS_FILE), job, project)
     if outside is not None:
         try:
             os.kill(outside, signal.SIGTERM)  # its own process: the terminal keeps its shell
@@ -263,14 +269,49 @@ def process_start_ticks(pid: int) -> str | None:
     return fields[19] if fields and len(fields) > 19 else None
 
 
+def _proc_cmdline(pid: int) -> list[str] | None:
+    """The process's arguments from /proc, or None when they cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return [os.fsdecode(arg) for arg in raw.split(b"\0")[:-1]]
+
+
+def _signalable(pid: object) -> bool:
+    """A pid that names one other process: not os.kill's 0 (our group) or -1 (every process
+    we may signal), not a negative group, not init, not this process."""
+    return isinstance(pid, int) and not isinstance(pid, bool) and pid > 1 and pid != os.getpid()
+
+
+def _ours(pid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid == os.getuid()
+    except OSError:
+        return False
+
+
 def _alive(job: JobInfo) -> bool:
     child = _children.get(job.pid)
     if child is not None:
         return child.poll() is None
-    return _process_alive(job.pid, job.start_ticks)
+    if not _process_alive(job.pid, job.start_ticks):
+        return False
+    fields = _proc_stat(job.pid)
+    if fields is None:
+        return True  # no /proc: the pid is all there is to check
+    # start_tune_job records the start time and starts the job as its own group's leader.
+    return (
+        job.start_ticks is not None
+        and fields[2] == str(job.pid)
+        and _ours(job.pid)
+        and _proc_cmdline(job.pid) == job.command
+    )
 
 
 def _process_alive(pid: int, start_ticks: str | None) -> bool:
+    if not _signalable(pid):
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -285,7 +326,7 @@ def _process_alive(pid: int, start_ticks: str | None) -> bool:
     return start_ticks is None or process_start_ticks(pid) == start_ticks
 
 
-def _outside_run(status: dict | None, job: JobInfo | None) -> int | None:
+def _outside_run(status: dict | None, job: JobInfo | None, project: Project) -> int | None:
     """The pid of a tune that is running but was not started by the app (a terminal's
     `ragtune tune`), from the writer recorded in status.json; None otherwise."""
     if not status or status.get("stage") in FINAL_STAGES:
@@ -293,7 +334,33 @@ def _outside_run(status: dict | None, job: JobInfo | None) -> int | None:
     pid, ticks = status.get("pid"), status.get("start_ticks")
     if not isinstance(pid, int) or (job is not None and pid == job.pid):
         return None
-    return pid if _process_alive(pid, ticks if isinstance(ticks, str) else None) else None
+    if not _process_alive(pid, ticks if isinstance(ticks, str) else None):
+        return None
+    return pid if _tunes(pid, project) else None
+
+
+def _tunes(pid: int, project: Project) -> bool:
+    """Whether the process's command line names this project's tuning: the project folder
+    with a 'tune' argument, or a file in its tune folder (paths resolved from the process's
+    working directory). True without /proc, where nothing more can be read."""
+    if _proc_stat(pid) is None:
+        return True
+    arguments = _proc_cmdline(pid)
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        root, tune_dir = project.root.resolve(), project.tune_dir.resolve()
+    except OSError:
+        return False
+    if not arguments or not _ours(pid):
+        return False
+    for argument in arguments[1:]:
+        try:
+            path = Path(cwd, argument).resolve()
+        except (OSError, ValueError, RuntimeError):
+            continue
+        if (path == root and "tune" in arguments) or path.is_relative_to(tune_dir):
+            return True
+    return False
 
 
 def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:

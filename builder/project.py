@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.config import CONFIG_FILE, ProjectConfig, config_to_toml, load_config
-from retrieval.index import write_atomic
+from retrieval.index import read_pointer, write_atomic
 
 CURRENT_ADAPTER = "CURRENT"
 
@@ -46,11 +46,22 @@ class Project:
         return self.root / "reports"
 
     def current_adapter(self) -> Path | None:
-        """The adapter of the newest finished tuning run, or None when there is none."""
-        pointer = self.adapters_dir / CURRENT_ADAPTER
-        if not pointer.is_file():
+        """The adapter of the newest finished tuning run, or None when there is none.
+
+        Raises:
+            AdapterError: adapters/CURRENT names anything but a run folder next to it.
+        """
+        try:
+            name = read_pointer(self.adapters_dir / CURRENT_ADAPTER)
+        except ValueError as error:
+            from retrieval.generation import AdapterError
+
+            raise AdapterError(
+                f"{error}: delete it, or write the name of a run folder there"
+            ) from error
+        if name is None:
             return None
-        run = self.adapters_dir / pointer.read_text(encoding="utf-8").strip() / "adapter"
+        run = self.adapters_dir / name / "adapter"
         return run if run.is_dir() else None
 
     def set_current_adapter(self, run_name: str) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +110,43 @@ def checksums(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): file_sha256(p) for p in _data_files(folder)}
 
 
+_POINTER_BYTES = 256
+
+
+def read_pointer(pointer: Path) -> str | None:
+    """The folder name a CURRENT file holds; None without the file, or when it is empty.
+
+    A project folder can come from anyone, so the name must be one plain folder next to the
+    file: no '/', '..', absolute path, control or format character, nor a link, which would
+    point the engine (and a build's clean-up) elsewhere.
+
+    Raises:
+        ValueError: the file holds anything else; the message names the file and its text.
+    """
+    if not pointer.is_file():
+        return None
+    with open(pointer, "rb") as handle:
+        raw = handle.read(_POINTER_BYTES + 1)
+    try:
+        name = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        name = None
+    if name == "":
+        return None
+    if (
+        name is None
+        or len(raw) > _POINTER_BYTES
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or any(unicodedata.category(c)[0] in "CZ" and c != " " for c in name)
+        or (pointer.parent / name).is_symlink()
+    ):
+        shown = repr(raw[:60].decode("utf-8", errors="replace"))
+        raise ValueError(f"{pointer} must hold the name of a folder next to it, not {shown}")
+    return name
+
+
 class IndexLayout:
     """The generations folder of one project."""
 
@@ -116,11 +154,17 @@ class IndexLayout:
         self.root = Path(root)
 
     def current_name(self) -> str | None:
-        pointer = self.root / _CURRENT
-        if not pointer.is_file():
-            return None
-        name = pointer.read_text(encoding="utf-8").strip()
-        return name or None
+        """The live generation's name, None before the first build.
+
+        Raises:
+            IndexLoadError: CURRENT names anything but a generation folder next to it.
+        """
+        try:
+            return read_pointer(self.root / _CURRENT)
+        except ValueError as error:
+            raise IndexLoadError(
+                f"{error}: delete it and run `ragtune build PROJECT --full`"
+            ) from error
 
     def current(self) -> Path | None:
         """The live generation's folder, or None before the first build."""

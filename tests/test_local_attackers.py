@@ -5,7 +5,10 @@ of test_server.py; slow generations are stand-ins that record when they were sto
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -212,3 +215,98 @@ def test_www_autolinks_after_punctuation_are_broken(text):
     # GFM links 'www.' after any punctuation, '_' included (a word character for \b).
     escaped = escape_markdown(text)
     assert re.search("www" + WORD_JOINER + r"\\\.", escaped, re.IGNORECASE), escaped
+
+
+# --- 7. project files ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bare_project(tmp_path):
+    from builder.project import open_project
+
+    opened = open_project(tmp_path / "project")
+    opened.tune_dir.mkdir(parents=True)
+    return opened
+
+
+@pytest.fixture
+def bystander():
+    """A live process of this user that is no tune: a hostile project names its pid."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True
+    )
+    yield child
+    child.kill()
+    child.wait()
+
+
+def write_json(path, data) -> None:
+    path.write_text(json.dumps(data))
+
+
+def test_pids_in_project_files_get_no_signal_unless_the_process_is_the_job(
+    bare_project, bystander, monkeypatch
+):
+    from builder import jobs
+
+    sent = []
+    real_kill = os.kill
+    monkeypatch.setattr(jobs.os, "kill", lambda p, s: sent.append(p) if s else real_kill(p, s))
+    monkeypatch.setattr(jobs.os, "killpg", lambda p, s: sent.append(-p))
+    status = bare_project.tune_dir / jobs.STATUS_FILE
+    ticks = jobs.process_start_ticks(bystander.pid)
+    # 0 and -1 are os.kill's "our group" and "every process we may signal".
+    for pid in (0, -1, 1, True, os.getpid(), bystander.pid):
+        write_json(status, {"stage": "train", "pid": pid, "start_ticks": ticks, "updated": 1})
+        assert not jobs.job_status(bare_project).running, pid
+        assert jobs.cancel_job(bare_project) is False, pid
+    # job.json with the bystander's real pid and start time, but another command line.
+    record = {"pid": bystander.pid, "started": time.time(), "command": ["ragtune", "tune"]}
+    record |= {"log": str(bare_project.tune_dir / "job.log"), "start_ticks": ticks}
+    write_json(bare_project.tune_dir / jobs.JOB_FILE, record)
+    status.unlink()
+    assert not jobs.job_status(bare_project).running
+    assert jobs.cancel_job(bare_project) is False
+    assert sent == [] and bystander.poll() is None
+    # With its own command line it is taken for the job (a reloaded app finds its job so).
+    write_json(bare_project.tune_dir / jobs.JOB_FILE, {**record, "command": bystander.args})
+    assert jobs.job_status(bare_project).running
+    assert jobs.cancel_job(bare_project) is True and sent == [-bystander.pid]
+
+
+@pytest.mark.parametrize(
+    "pointer",
+    ["../../elsewhere", "/etc", "..", ".", "gen-1/../../x", "gen\x1b[2J", "gen\u202e1", "a\\b"],
+)
+def test_current_pointers_name_only_a_sibling_folder(bare_project, pointer):
+    from retrieval.generation import AdapterError
+    from retrieval.index import IndexLayout, IndexLoadError
+
+    bare_project.index_root.mkdir()
+    bare_project.adapters_dir.mkdir()
+    (bare_project.index_root / "CURRENT").write_text(pointer + "\n")
+    (bare_project.adapters_dir / "CURRENT").write_text(pointer + "\n")
+    with pytest.raises(IndexLoadError, match="must hold the name of a folder next to it") as caught:
+        IndexLayout(bare_project.index_root).current()
+    assert "\n" not in str(caught.value) and "ragtune build" in str(caught.value)
+    with pytest.raises(AdapterError, match="must hold the name of a folder next to it"):
+        bare_project.current_adapter()
+
+
+def test_a_current_pointer_may_not_be_a_link_and_a_plain_name_still_works(bare_project, tmp_path):
+    from retrieval.index import IndexLayout, IndexLoadError
+
+    layout = IndexLayout(bare_project.index_root)
+    bare_project.index_root.mkdir()
+    (bare_project.index_root / "gen-000001").mkdir()
+    (bare_project.index_root / "CURRENT").write_text("gen-000001\n")
+    assert layout.current() == bare_project.index_root / "gen-000001"
+    (bare_project.index_root / "gen-000002").symlink_to(tmp_path)
+    (bare_project.index_root / "CURRENT").write_text("gen-000002\n")
+    with pytest.raises(IndexLoadError):
+        layout.current()
+    (bare_project.index_root / "CURRENT").write_text("")
+    assert layout.current() is None
+    (bare_project.adapters_dir / "run-1" / "adapter").mkdir(parents=True)
+    bare_project.set_current_adapter("run-1")
+    assert bare_project.current_adapter() == bare_project.adapters_dir / "run-1" / "adapter"
