@@ -161,6 +161,7 @@ def _synthesize(
         report.stages["synthesize"] = "skipped (inputs unchanged)"
         report.synthesis = _read_json(stamp).get("report", {})
         return out
+    started = time.perf_counter()
     teacher = None
     if config.uses_teacher():
         progress({"stage": "synthesize", "message": f"loading the teacher {config.teacher}"})
@@ -201,8 +202,10 @@ def _synthesize(
         )
     write_pairs_jsonl(out, pairs)
     report.synthesis = filter_report.to_dict()
+    # Models loading included: what the user waits for.
+    report.synthesis["seconds"] = round(time.perf_counter() - started, 1)
     _write_json(stamp, {"inputs": inputs, "report": report.synthesis})
-    report.stages["synthesize"] = "ran"
+    report.stages["synthesize"] = f"ran ({report.synthesis['seconds']:.0f} s)"
     return out
 
 
