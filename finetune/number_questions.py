@@ -386,7 +386,7 @@ def _split_subject(head: str, context: ChunkContext) -> tuple[str, str, str] | N
     'expire')."""
     words = head.split()
     if words and (words[0].lower() in _NUMBER_WORDS.split("|") or words[0][:1].isdigit()):
-        return None  # 'Seventy six patients with ...': the subject carries a number
+        return None  # 'Two rotors of ...': a subject that starts with a number
     for position, word in enumerate(words[:13]):
         if "," in word or ";" in word:
             return None

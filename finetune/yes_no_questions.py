@@ -1,6 +1,6 @@
 """Yes/no questions from statements: 'The R-24A rotor is autoclavable.' becomes 'Is the R-24A
-rotor autoclavable?' (yes) and 'Mortality was not reduced by early surgery.' becomes 'Was
-mortality reduced by early surgery?' (no).
+rotor autoclavable?' (yes) and 'The lid was not opened during the run.' becomes 'Was the lid
+opened during the run?' (no).
 
 The auxiliary verb after the subject moves to the front and a 'not' after it is dropped; the
 answer starts with the label and quotes the sentence, so a tuned model learns to say yes or no

@@ -449,13 +449,13 @@ def test_synthesis_config_problems():
             "Yes",
         ),
         (
-            "Mortality was not reduced by early surgery in these patients.",
-            "Was mortality reduced by early surgery in these patients?",
+            "Noise was not reduced by the new lid in these tests.",
+            "Was noise reduced by the new lid in these tests?",
             "No",
         ),
         (
-            "Serum levels did not differ between the two treatment groups.",
-            "Did serum levels differ between the two treatment groups?",
+            "The two rotor types did not differ in run time.",
+            "Did the two rotor types differ in run time?",
             "No",
         ),
         (
