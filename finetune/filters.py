@@ -35,6 +35,10 @@ COPIES_SPAN = "question gives the answer away"
 COPIES_EVIDENCE = "question copies its evidence"
 EMBEDDING_DUPLICATE = "near-duplicate question (embeddings)"
 INCONSISTENT = "the base model, shown its chunk, prefers another sentence"
+OFF_TOPIC = "question is not about its chunk"
+MIN_TOPIC_SHARE = 0.5
+"""A teacher's question must take at least this share of its content words from its chunk (its
+text, file name and section): a small teacher copies words of its worked example instead."""
 MIN_EVIDENCE_WORDS = 6
 """A question holding every content word of an evidence this long restates it, answer and all
 (yes/no and FAQ questions excepted: they are made of their statement)."""
@@ -141,6 +145,16 @@ def evidence_reason(pair: QAPair, chunk_text: str) -> str | None:
     return None
 
 
+def off_topic(pair: QAPair, chunk: Chunk) -> bool:
+    """Whether a teacher's question takes fewer than `MIN_TOPIC_SHARE` of its content words
+    from its chunk, file name and section."""
+    asked = set(content_tokens(pair.question))
+    if not pair.generator.startswith(TEACHER_PREFIX) or not asked:
+        return False
+    known = set(tokens(" ".join([chunk.text, chunk.source, chunk.section or ""])))
+    return len(asked & known) < MIN_TOPIC_SHARE * len(asked)
+
+
 def embedding_duplicates(vectors: np.ndarray, threshold: float, block: int = 512) -> set[int]:
     """Indices of rows with a cosine of at least `threshold` to an earlier row (rows are
     L2-normalized); the first of a group is kept. Compared in blocks, so memory stays
@@ -223,6 +237,8 @@ def filter_pairs(
                 reason = NOT_GROUNDED
             else:
                 reason = evidence_reason(pair, chunk.text)
+            if reason is None and off_topic(pair, chunk):
+                reason = OFF_TOPIC
         if reason:
             dropped[reason] += 1
         else:

@@ -167,7 +167,7 @@ def test_synthesis_keeps_grounded_pairs_from_chinese_documents(chunks):
     faq = {pair.question: pair.answer for pair in rule_pairs(chunks)}
     assert "两年" in faq["保修期是多久？"]
     assert {"faq", "key_value"} <= {pair.kind for pair in kept}
-    assert "保修期是多久？" in {pair.question for pair in kept}
+    assert "faq: 保修期是多久？" in {pair.question for pair in kept}  # named by its file
 
 
 def test_answer_first_items_of_chinese_documents(chunks):

@@ -49,15 +49,12 @@ _EXAMPLE = [
     {
         "role": "user",
         "content": _request(
-            "pump P-20 manual",
-            "The filter cartridge of the pump should be replaced every six months.",
-            "every six months",
+            "pump manual",
+            "Mounted on its frame, the pump carries a maximum load of 40 kg.",
+            "40 kg",
         ),
     },
-    {
-        "role": "assistant",
-        "content": "How often should the filter cartridge of the P-20 be replaced?",
-    },
+    {"role": "assistant", "content": "What is the maximum load of the pump on its frame?"},
 ]
 
 

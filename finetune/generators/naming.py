@@ -53,11 +53,12 @@ def document_labels(chunks: Sequence[Chunk]) -> dict[str, str]:
 
 
 def names_document(question: str, label: str) -> bool:
-    """Whether `question` already says which document it is about: it holds a word of the
-    label that is not a plain number ('AAPL', 'mx30'), compared without case or hyphens."""
+    """Whether `question` already says which document it is about: it holds every word of the
+    label that is not a plain number ('Q3' and 'AAPL' of '2022 Q3 AAPL': 'Q3' alone is five
+    filings), compared without case or hyphens."""
     wanted = {token.replace("-", "") for token in tokens(label) if not token.isdigit()}
     asked = {token.replace("-", "") for token in tokens(question)}
-    return not wanted or bool(wanted & asked)
+    return wanted <= asked
 
 
 def with_document(question: str, label: str) -> str:
