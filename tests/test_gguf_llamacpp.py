@@ -1,8 +1,8 @@
 """The exported GGUF LoRA in a real llama.cpp (xllamacpp) on the embedded SmolLM2 GGUF: greedy
 first sentences agree with transformers + peft on a fixed set of RAG questions. The base GGUF is
 4-bit (Q4_1) while transformers runs its dequantized fp32 copy, so a few answers may differ;
-the test prints the agreement share (measured on two cores: 4/6, and 4/6 with the adapter off,
-the floor the 4-bit base sets) and requires at least half."""
+the test prints the agreement share (measured on two cores: 4/6, and 4/6 with the adapter off)
+and requires at least the agreement that the 4-bit base alone reaches with the adapter off."""
 
 from __future__ import annotations
 
@@ -155,5 +155,6 @@ def test_exported_lora_in_llama_cpp_matches_transformers(exported):
         print(f"  peft:     {want!r}\n  llama.cpp:{have!r}\n  scale 0:  {plain!r}")
     assert untuned != got, "the adapter changed nothing: the test would prove nothing"
     # A wrong layout (names, transposition, q/k row order, alpha) leaves llama.cpp's answers
-    # unrelated to peft's; 4-bit base weights only make some long answers drift late.
-    assert agree / len(prompts) >= 1 / 2
+    # unrelated to peft's. The 4-bit base alone sets how many can agree: with the adapter on,
+    # at least as many must agree as with it off.
+    assert agree >= base_agree
