@@ -23,7 +23,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,34 +37,21 @@ from smoke import TINY_LABEL, single_threaded, small_sample_corpus, tiny_generat
 from builder.build import build  # noqa: E402
 from builder.engine import open_retriever  # noqa: E402
 from builder.project import open_project  # noqa: E402
-from finetune.consistency import rank_check  # noqa: E402
+from builder.tune import synthesis_models  # noqa: E402
 from finetune.filters import retriever_search  # noqa: E402
 from finetune.pairs import RULES  # noqa: E402
 from finetune.synthesize import synthesize  # noqa: E402
-from finetune.teacher import make_teacher  # noqa: E402
-from retrieval.generation import load_generator_with_adapter  # noqa: E402
 
 
 def measure(root: Path, teacher_questions: int | None) -> dict:
     """Run the synthesis stage of one built project; its report, timing and sizes."""
     project = open_project(root)
-    config = project.config.synthesis
     if teacher_questions is not None:
-        config = replace(config, teacher_questions=teacher_questions)
+        project.config.synthesis.teacher_questions = teacher_questions
+    config = project.config.synthesis
     retriever = open_retriever(project)
     chunks = list(retriever.index.store.iter_chunks())
-    teacher = make_teacher(
-        config.teacher,
-        config.teacher_model_name,
-        device=project.config.generation.device,
-        batch_size=config.teacher_batch_size,
-        max_new_tokens=40 if config.resolved_teacher_style() == "answer_first" else 512,
-        seed=config.seed,
-    )
-    consistent = None
-    if teacher is not None and config.consistency_check:
-        base, _ = load_generator_with_adapter(project.config.generation, None)
-        consistent = rank_check(base.score_replies)
+    teacher, consistent = synthesis_models(project)
     if teacher is not None and hasattr(teacher, "load"):
         teacher.load()  # loading is not synthesis
     started = time.perf_counter()

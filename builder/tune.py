@@ -140,6 +140,36 @@ def _index_identity(project: Project) -> str:
     return _file_digest(generation / "manifest.json")
 
 
+def synthesis_models(project: Project, progress: Progress | None = None) -> tuple[Any, Any]:
+    """The models the synthesis stage runs, as the project's config sets them: the teacher
+    (None without one; nothing loaded yet) and the base model's consistency check
+    (`finetune.consistency.rank_check`; None when off or without a teacher, loaded here)."""
+    from finetune.teacher import make_teacher
+
+    config = project.config.synthesis
+    tell = progress or (lambda event: None)
+    if not config.uses_teacher():
+        return None, None
+    tell({"stage": "synthesize", "message": f"loading the teacher {config.teacher}"})
+    teacher = make_teacher(
+        config.teacher,
+        config.teacher_model_name,
+        device=project.config.generation.device,
+        batch_size=config.teacher_batch_size,
+        # A question is one line; JSON triples take a paragraph.
+        max_new_tokens=40 if config.resolved_teacher_style() == "answer_first" else 512,
+        seed=config.seed,
+    )
+    if teacher is None or not config.consistency_check:
+        return teacher, None
+    from finetune.consistency import rank_check
+    from retrieval.generation import load_generator_with_adapter
+
+    tell({"stage": "synthesize", "message": "loading the base model for its check"})
+    base, _ = load_generator_with_adapter(project.config.generation, None)
+    return teacher, rank_check(base.score_replies)
+
+
 def _synthesize(
     project: Project,
     retriever: Retriever,
@@ -151,7 +181,6 @@ def _synthesize(
     from finetune.filters import retriever_search
     from finetune.pairs import write_pairs_jsonl
     from finetune.synthesize import SYNTHESIS_VERSION, synthesize
-    from finetune.teacher import make_teacher
 
     config = project.config.synthesis
     out = project.tune_dir / PAIRS
@@ -162,30 +191,11 @@ def _synthesize(
         report.synthesis = _read_json(stamp).get("report", {})
         return out
     started = time.perf_counter()
-    teacher = None
-    if config.uses_teacher():
-        progress({"stage": "synthesize", "message": f"loading the teacher {config.teacher}"})
-        teacher = make_teacher(
-            config.teacher,
-            config.teacher_model_name,
-            device=project.config.generation.device,
-            batch_size=config.teacher_batch_size,
-            # A question is one line; JSON triples take a paragraph.
-            max_new_tokens=40 if config.resolved_teacher_style() == "answer_first" else 512,
-            seed=config.seed,
-        )
+    teacher, consistent = synthesis_models(project, progress)
 
     def tell(stage: str, done: int, total: int) -> None:
         progress({"stage": "synthesize", "message": stage, "done": done, "total": total})
 
-    consistent = None
-    if teacher is not None and config.consistency_check:
-        from finetune.consistency import rank_check
-        from retrieval.generation import load_generator_with_adapter
-
-        progress({"stage": "synthesize", "message": "loading the base model for its check"})
-        base, _ = load_generator_with_adapter(project.config.generation, None)
-        consistent = rank_check(base.score_replies)
     pairs, filter_report = synthesize(
         chunks,
         config,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from finetune.pairs import QAPair
-from finetune.text import split_sentences, tokens
+from finetune.text import split_sentences, token_text
 from retrieval.documents import Chunk
 from retrieval.prompt import PromptDocument, rag_messages
 
@@ -25,15 +25,13 @@ Consistent = Callable[[Sequence[tuple[QAPair, Chunk]]], list[bool]]
 MAX_CANDIDATES = 24
 
 
-def _same(first: str, second: str) -> bool:
-    return " ".join(tokens(first)) == " ".join(tokens(second))
-
-
 def evidence_rank(pair: QAPair, chunk: Chunk, score: ScoreReplies) -> int | None:
     """The rank (0 = likeliest) of the pair's evidence among its chunk's sentences as the
     model's reply, or None when the chunk has no other sentence to compare with."""
     sentences = split_sentences(" ".join(chunk.text.split()))[:MAX_CANDIDATES]
-    others = [sentence for sentence in sentences if not _same(sentence, pair.evidence)]
+    others = [
+        sentence for sentence in sentences if token_text(sentence) != token_text(pair.evidence)
+    ]
     if not others:
         return None
     candidates = [pair.evidence, *others]

@@ -16,7 +16,7 @@ import numpy as np
 from finetune.consistency import Consistent
 from finetune.pairs import TEACHER_PREFIX, UNANSWERABLE, QAPair
 from finetune.synthesis_config import SynthesisConfig
-from finetune.text import content_tokens, similar_pairs, tokens, topic_tokens
+from finetune.text import content_tokens, similar_pairs, token_text, tokens, topic_tokens
 from retrieval.documents import Chunk
 
 SearchMany = Callable[[list[str], int], list[list[str]]]
@@ -96,10 +96,6 @@ class FilterReport:
 _MARKUP = re.compile(r"</?documents?\b|\[\d{1,3}(?:,\s?\d{1,3})*\]", re.IGNORECASE)
 
 
-def _squash(text: str) -> str:
-    return " ".join(tokens(text))
-
-
 def malformed_reason(pair: QAPair) -> str | None:
     """Why a pair is not a usable question and answer, or None when it is."""
     # Tokens, not spaces: a Chinese question has no spaces but many tokens.
@@ -131,10 +127,10 @@ def evidence_reason(pair: QAPair, chunk_text: str) -> str | None:
     answer, and not be restated by the question."""
     if pair.kind == UNANSWERABLE:
         return None
-    evidence = _squash(pair.evidence)
-    if not evidence or evidence not in _squash(chunk_text):
+    evidence = token_text(pair.evidence)
+    if not evidence or evidence not in token_text(chunk_text):
         return EVIDENCE_NOT_QUOTED
-    if pair.span and _squash(pair.span) not in evidence:
+    if pair.span and token_text(pair.span) not in evidence:
         return SPAN_NOT_IN_EVIDENCE
     if pair.kind not in ("yes", "no", "faq"):
         words = set(content_tokens(pair.evidence))
@@ -191,10 +187,9 @@ def _retrieves_own_chunk(
     if pair.chunk_id in hit_ids:
         return True
     # Overlapping chunks share sentences: a hit that holds the same evidence is the same answer.
-    evidence = " ".join(tokens(pair.evidence))
+    evidence = token_text(pair.evidence)
     return bool(evidence) and any(
-        hit in chunks_by_id and evidence in " ".join(tokens(chunks_by_id[hit].text))
-        for hit in hit_ids
+        hit in chunks_by_id and evidence in token_text(chunks_by_id[hit].text) for hit in hit_ids
     )
 
 

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from finetune.pairs import UNANSWERABLE, QAPair, write_jsonl_atomic
-from finetune.text import jaccard, similar_pairs, tokens, topic_tokens
+from finetune.text import jaccard, similar_pairs, token_text, topic_tokens
 
 PARAPHRASE_JACCARD = 0.5
 
 
 def _answer_key(answer: str) -> str:
-    return " ".join(tokens(answer))
+    return token_text(answer)
 
 
 def _evidence_key(pair: QAPair) -> tuple[str, str]:

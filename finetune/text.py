@@ -64,6 +64,12 @@ def word_count(text: str) -> int:
     return len(_COUNTED_WORD.findall(text))
 
 
+def token_text(text: str) -> str:
+    """`tokens` of `text` joined by single spaces: texts compared whatever their case, spacing
+    and punctuation ('a | b' of a table row holds the cells 'a', 'b')."""
+    return " ".join(tokens(text))
+
+
 def content_tokens(text: str) -> list[str]:
     """`tokens` without stopwords (numbers are kept)."""
     return [token for token in tokens(text) if token not in STOPWORDS]

@@ -8,10 +8,10 @@ metrics; every new pattern linear on 1 MB of adversarial CJK text."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 from conftest import KeywordEncoder
+from test_hostile_text import repeat, timed
 
 from builder.build import build
 from eval.metrics import contains_gold, gold_token_recall, normalize_answer, token_f1
@@ -205,16 +205,6 @@ def test_eval_metrics_score_chinese_answers_by_character():
     assert gold_token_recall("转速12000", "最大转速12000") == pytest.approx(0.6)
 
 
-SIZE = 1_000_000
-LIMIT_S = 10.0
-"""CPU seconds of this process (other work on the machine does not count); a quadratic call
-takes hours."""
-
-
-def repeat(piece: str) -> str:
-    return (piece * (SIZE // len(piece) + 1))[:SIZE]
-
-
 HOSTILE = {
     "one character": repeat("中"),
     "stops": repeat("。"),
@@ -224,14 +214,6 @@ HOSTILE = {
     "closing quotes": repeat("中！」"),
     "mixed scripts": repeat("中a1"),
 }
-
-
-def timed(call, *args):
-    began = time.process_time()
-    result = call(*args)
-    elapsed = time.process_time() - began
-    assert elapsed < LIMIT_S, f"{call.__qualname__} took {elapsed:.1f} s"
-    return result
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
