@@ -116,3 +116,25 @@ def test_synthesis_smoke_reports_pairs_by_source_type_and_file():
     assert cells(out, "  structural: kept (generated)")[1]
     assert cells(out, "  teacher: kept (generated)")[1]
     assert number(cells(out, "files with a kept pair")[1]) > 0
+
+
+RETRIEVAL_STAGES = (
+    "naive: LangChain splitter 1000/150 + flat FAISS",
+    "dense",
+    "BM25",
+    "hybrid (RRF)",
+)
+
+
+@pytest.mark.slow
+def test_retrieval_smoke_reports_every_stage_beside_the_naive_baseline():
+    out = run_smoke("retrieval.py")
+    assert re.search(r"^SEC 10-Q: 2 documents, 3 questions", out, re.M)
+    assert re.search(r"^PubMedQA: 10 documents, 10 questions", out, re.M)
+    header = r"^stage\s+hit@1\s+hit@3\s+hit@5\s+hit@10\s+MRR@10\s+ms/question p50"
+    assert len(re.findall(header, out, re.M)) == 2
+    for label in RETRIEVAL_STAGES:
+        row = cells(out, label)
+        hits = [number(cell) for cell in row[1:5]]
+        assert hits == sorted(hits) and hits[0] >= 0 and hits[-1] <= 1  # hit@k grows with k
+        assert number(row[6]) > 0  # ms per question

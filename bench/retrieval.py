@@ -1,0 +1,286 @@
+"""Retrieval benchmark: document-level hit@1/3/5/10 and MRR of each retrieval stage, beside a
+naive baseline, on two corpora in one run. Prints a table.
+
+Corpora:
+- SEC 10-Q (../shared/data/sec10q): 20 quarterly filings (PDF) and the data set's single-document
+  questions. A question is answered at rank r when the r-th retrieved chunk comes from a filing
+  that its `Source Docs` glob names (the data set has no page-level gold).
+- PubMedQA (../shared/data/pubmedqa): the 1000 labelled abstracts, one document each, and each
+  abstract's own question; gold is the question's abstract.
+
+Rows, each a ragtune build of the same documents searched with `Retriever.search_many`:
+- naive baseline: what a user glues together in an afternoon, LangChain's
+  RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=150) over the same extracted
+  text, the same embedding model, a flat FAISS index;
+- dense, BM25 and hybrid (the two fused by reciprocal rank) on chunks without headers;
+- + headers: every chunk embedded and keyword-indexed under its document's title, section and
+  page (`ingest.chunk_headers`);
+- + document stage: documents ranked by their title and first page, fused into the chunk ranking
+  (`retrieval.document_stage`), alone (on chunks without headers) and with the headers;
+- + rerank: a cross-encoder over the fused candidates, when `--reranker` names one that is
+  available offline (`retrieval.reranker`).
+The last column is the median time per question (query embedding included; the baseline's too).
+
+Nothing is cached between runs: each build embeds its chunks. On two CPU cores the 20 filings
+take minutes per build; `--docs` and `--questions` bound a run.
+
+--smoke: 2 filings and 3 of their questions, 10 abstracts and their questions: seconds per
+build; its figures only show that the script works.
+
+Usage:
+    python bench/retrieval.py [--sec ../shared/data/sec10q] [--pubmedqa ../shared/data/pubmedqa]
+                              [--docs N] [--questions N] [--reranker MODEL] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# This script shares its name with the `retrieval` package, and a script's folder comes first
+# on the path: the packages are imported with the bench folder off the path, then it goes back
+# for the bench's own modules.
+BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+
+from builder.build import build  # noqa: E402
+from builder.project import open_project  # noqa: E402
+from retrieval.config import IndexConfig  # noqa: E402
+from retrieval.embeddings import Encoder, encode_in_length_order, load_encoder  # noqa: E402
+from retrieval.loaders import SUPPORTED_SUFFIXES, load_document  # noqa: E402
+from retrieval.scan import scan_documents  # noqa: E402
+from retrieval.search import Retriever  # noqa: E402
+
+sys.path.append(str(BENCH))
+from machine import OtherLoad  # noqa: E402
+from pubmedqa import read_pubmedqa, source_name, write_corpus  # noqa: E402
+from sec10q import read_questions  # noqa: E402
+from smoke import single_threaded  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+CUTOFFS = (1, 3, 5, 10)
+NAIVE_CHARS, NAIVE_OVERLAP = 1000, 150
+SMOKE_FILINGS = ("2023 Q1 AAPL.pdf", "2023 Q1 MSFT.pdf")
+SMOKE_ABSTRACTS = 10
+NAIVE = "naive: LangChain splitter 1000/150 + flat FAISS"
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    gold: frozenset[str]
+    """Sources (paths relative to the documents folder) that answer it."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    docs: Path
+    questions: list[Question]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row: the settings its build needs and the settings its search uses."""
+
+    label: str
+    build: tuple[str, ...]
+    search: tuple[str, ...]
+
+
+STAGES = (
+    Stage("dense", (), ("retrieval.mode=dense",)),
+    Stage("BM25", (), ("retrieval.mode=keyword",)),
+    Stage("hybrid (RRF)", (), ("retrieval.mode=hybrid",)),
+)
+
+
+@dataclass
+class Row:
+    label: str
+    ranks: list[int | None]
+    """Per question, the 1-based rank of the first gold chunk in the top 10, else None."""
+    seconds: list[float]
+
+
+def sec_corpus(folder: Path, work: Path, docs_limit: int, questions_limit: int, smoke: bool):
+    """The filings (copied) and their single-document questions whose filing is kept."""
+    questions, filings = read_questions(folder)
+    if smoke:
+        filings = [p for p in filings if p.name in SMOKE_FILINGS]
+    elif docs_limit:
+        filings = filings[:docs_limit]
+    docs = work / "sec10q-docs"
+    docs.mkdir(parents=True)
+    for filing in filings:
+        shutil.copy(filing, docs / filing.name)
+    kept = {p.name for p in filings}
+    chosen = [
+        Question(q["question"], frozenset(q["sources"]))
+        for q in questions
+        if q["type"].startswith("Single-Doc") and set(q["sources"]) <= kept
+    ]
+    limit = 3 if smoke else questions_limit
+    return Corpus("SEC 10-Q", docs, chosen[:limit] if limit else chosen)
+
+
+def pubmedqa_corpus(folder: Path, work: Path, docs_limit: int, questions_limit: int, smoke: bool):
+    """One markdown file per abstract (as bench/pubmedqa.py writes them), and its question."""
+    abstracts, _test = read_pubmedqa(folder)
+    limit = SMOKE_ABSTRACTS if smoke else docs_limit
+    chosen = dict(list(abstracts.items())[:limit]) if limit else abstracts
+    docs = work / "pubmedqa-docs"
+    write_corpus(chosen, docs)
+    questions = [
+        Question(item["QUESTION"].strip(), frozenset([source_name(pmid)]))
+        for pmid, item in chosen.items()
+    ]
+    if questions_limit and not smoke:
+        questions = questions[:questions_limit]
+    return Corpus("PubMedQA", docs, questions)
+
+
+def first_gold_rank(sources: Sequence[str], gold: frozenset[str]) -> int | None:
+    return next((rank for rank, source in enumerate(sources, 1) if source in gold), None)
+
+
+def timed(questions: Sequence[Question], search: Callable[[str], list[str]]) -> tuple[list, list]:
+    """Each question's first gold rank among the sources `search` returns, and its seconds."""
+    ranks, seconds = [], []
+    for question in questions:
+        began = time.perf_counter()
+        sources = search(question.text)
+        seconds.append(time.perf_counter() - began)
+        ranks.append(first_gold_rank(sources, question.gold))
+    return ranks, seconds
+
+
+def naive_baseline(corpus: Corpus, encoder: Encoder) -> Row:
+    """RecursiveCharacterTextSplitter(1000, 150) over each document's text, the same encoder,
+    exact inner-product search (the embeddings are normalized: cosine)."""
+    import faiss
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=NAIVE_CHARS, chunk_overlap=NAIVE_OVERLAP)
+    texts, sources = [], []
+    found, _skipped = scan_documents(corpus.docs, SUPPORTED_SUFFIXES)
+    for item in found:
+        document = load_document(item.path, item.source, 1 << 30, root=corpus.docs)
+        for piece in splitter.split_text(document.text):
+            texts.append(piece)
+            sources.append(item.source)
+    vectors = encode_in_length_order(encoder, texts)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+
+    def search(question: str) -> list[str]:
+        _scores, rows = index.search(encoder.encode([question]), max(CUTOFFS))
+        return [sources[row] for row in rows[0] if row >= 0]
+
+    ranks, seconds = timed(corpus.questions, search)
+    return Row(NAIVE, ranks, seconds)
+
+
+def ragtune_rows(
+    corpus: Corpus, encoder: Encoder, work: Path, stages: Sequence[Stage], reranker: str
+) -> list[Row]:
+    """One build per distinct build setting, then each stage's search over it."""
+    rows = []
+    built: dict[tuple[str, ...], Path] = {}
+    for stage in stages:
+        if stage.build not in built:
+            root = work / f"{corpus.name.replace(' ', '-')}-{len(built)}"
+            project = open_project(root, list(stage.build), docs=corpus.docs)
+            began = time.perf_counter()
+            report = build(project, encoder=encoder)
+            print(
+                f"{corpus.name}: built {report.total_chunks} chunks with {' '.join(stage.build)}"
+                f" in {time.perf_counter() - began:.0f} s",
+                file=sys.stderr,
+            )
+            built[stage.build] = root
+        searches = [stage.search]
+        if reranker and stage is stages[-1]:
+            searches.append((*stage.search, f"retrieval.reranker={reranker}"))
+        for search_settings in searches:
+            project = open_project(built[stage.build], [*stage.build, *search_settings])
+            retriever = Retriever.open(
+                project.index_root, encoder, project.config.retrieval, IndexConfig()
+            )
+            try:
+                retriever.search("warm-up")
+
+                def search(question: str, retriever=retriever) -> list[str]:
+                    return [hit.source for hit in retriever.search(question, max(CUTOFFS))]
+
+                ranks, seconds = timed(corpus.questions, search)
+            finally:
+                retriever.close()
+            label = stage.label if search_settings is stage.search else f"{stage.label} + rerank"
+            rows.append(Row(label, ranks, seconds))
+    return rows
+
+
+def table(corpus: Corpus, rows: Sequence[Row]) -> str:
+    header = ["stage", *(f"hit@{k}" for k in CUTOFFS), "MRR@10", "ms/question p50"]
+    lines = [header]
+    for row in rows:
+        n = len(row.ranks)
+        hits = [sum(1 for r in row.ranks if r is not None and r <= k) / n for k in CUTOFFS]
+        mrr = sum(1 / r for r in row.ranks if r is not None) / n
+        median_ms = statistics.median(row.seconds) * 1000
+        lines.append([row.label, *(f"{h:.3f}" for h in hits), f"{mrr:.3f}", f"{median_ms:.1f}"])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    documents = len(scan_documents(corpus.docs, SUPPORTED_SUFFIXES)[0])
+    out = [f"{corpus.name}: {documents} documents, {len(corpus.questions)} questions"]
+    out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sec", type=Path, default=DATA / "sec10q")
+    parser.add_argument("--pubmedqa", type=Path, default=DATA / "pubmedqa")
+    parser.add_argument("--docs", type=int, default=0, help="first N documents per corpus")
+    parser.add_argument("--questions", type=int, default=0, help="first N questions per corpus")
+    parser.add_argument("--reranker", default="", help="a cross-encoder id or folder")
+    parser.add_argument("--corpora", default="sec10q,pubmedqa")
+    parser.add_argument("--smoke", action="store_true", help="2 filings, 10 abstracts")
+    args = parser.parse_args(argv)
+    single_threaded()
+    load = OtherLoad()
+    encoder = load_encoder("embedded:all-MiniLM-L6-v2", device="cpu")
+    encoder.load()
+    work = Path(tempfile.mkdtemp(prefix="ragtune-bench-retrieval-"))
+    try:
+        readers = {"sec10q": (sec_corpus, args.sec), "pubmedqa": (pubmedqa_corpus, args.pubmedqa)}
+        for name in args.corpora.split(","):
+            read, folder = readers[name]
+            corpus = read(folder, work, args.docs, args.questions, args.smoke)
+            if not corpus.questions:
+                print(f"{corpus.name}: no questions for the chosen documents", file=sys.stderr)
+                continue
+            rows = [naive_baseline(corpus, encoder)]
+            rows += ragtune_rows(corpus, encoder, work, STAGES, args.reranker)
+            print(table(corpus, rows))
+            print()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"other processes' share of the CPUs during the run: {load.share():.0%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
