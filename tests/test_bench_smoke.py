@@ -128,7 +128,7 @@ RETRIEVAL_STAGES = (
 
 @pytest.mark.slow
 def test_retrieval_smoke_reports_every_stage_beside_the_naive_baseline():
-    out = run_smoke("retrieval.py")
+    out = run_smoke("retrieve.py")
     assert re.search(r"^SEC 10-Q: 2 documents, 3 questions", out, re.M)
     assert re.search(r"^PubMedQA: 10 documents, 10 questions", out, re.M)
     header = r"^stage\s+hit@1\s+hit@3\s+hit@5\s+hit@10\s+MRR@10\s+ms/question p50"

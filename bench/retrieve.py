@@ -1,4 +1,5 @@
-"""Retrieval benchmark: document-level hit@1/3/5/10 and MRR of each retrieval stage, beside a
+"""Retrieval benchmark (named after `ragtune retrieve`: a bench/retrieval.py would hide the
+`retrieval` package from every script in this folder): document-level hit@1/3/5/10 and MRR of each retrieval stage, beside a
 naive baseline, on two corpora in one run. Prints a table.
 
 Corpora:
@@ -28,7 +29,7 @@ take minutes per build; `--docs` and `--questions` bound a run.
 build; its figures only show that the script works.
 
 Usage:
-    python bench/retrieval.py [--sec ../shared/data/sec10q] [--pubmedqa ../shared/data/pubmedqa]
+    python bench/retrieve.py [--sec ../shared/data/sec10q] [--pubmedqa ../shared/data/pubmedqa]
                               [--docs N] [--questions N] [--reranker MODEL] [--smoke]
 """
 
@@ -48,25 +49,19 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-# This script shares its name with the `retrieval` package, and a script's folder comes first
-# on the path: the packages are imported with the bench folder off the path, then it goes back
-# for the bench's own modules.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 
-from builder.build import build  # noqa: E402
-from builder.project import open_project  # noqa: E402
-from retrieval.config import IndexConfig  # noqa: E402
-from retrieval.embeddings import Encoder, encode_in_length_order, load_encoder  # noqa: E402
-from retrieval.loaders import SUPPORTED_SUFFIXES, load_document  # noqa: E402
-from retrieval.scan import scan_documents  # noqa: E402
-from retrieval.search import Retriever  # noqa: E402
+from machine import OtherLoad
+from pubmedqa import read_pubmedqa, source_name, write_corpus
+from sec10q import read_questions
+from smoke import single_threaded
 
-sys.path.append(str(BENCH))
-from machine import OtherLoad  # noqa: E402
-from pubmedqa import read_pubmedqa, source_name, write_corpus  # noqa: E402
-from sec10q import read_questions  # noqa: E402
-from smoke import single_threaded  # noqa: E402
+from builder.build import build
+from builder.project import open_project
+from retrieval.config import IndexConfig
+from retrieval.embeddings import Encoder, encode_in_length_order, load_encoder
+from retrieval.loaders import SUPPORTED_SUFFIXES, load_document
+from retrieval.scan import scan_documents
+from retrieval.search import Retriever
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
