@@ -1,6 +1,6 @@
-"""Retrieval benchmark (named after `ragtune retrieve`: a bench/retrieval.py would hide the
-`retrieval` package from every script in this folder): document-level hit@1/3/5/10 and MRR of each retrieval stage, beside a
-naive baseline, on two corpora in one run. Prints a table.
+"""Retrieval benchmark: document-level hit@1/3/5/10 and MRR of each retrieval stage, beside a
+naive baseline, on two corpora in one run. Prints a table. (Named after `ragtune retrieve`: a
+bench/retrieval.py would hide the `retrieval` package from every script in this folder.)
 
 Corpora:
 - SEC 10-Q (../shared/data/sec10q): 20 quarterly filings (PDF) and the data set's single-document
