@@ -95,11 +95,18 @@ class Stage:
     search: tuple[str, ...]
 
 
+NO_HEADERS = ("ingest.chunk_headers=false",)
+HEADERS = ("ingest.chunk_headers=true",)
+CHUNKS_ALONE = ("retrieval.document_stage=false",)
 STAGES = (
-    Stage("dense", (), ("retrieval.mode=dense",)),
-    Stage("BM25", (), ("retrieval.mode=keyword",)),
-    Stage("hybrid (RRF)", (), ("retrieval.mode=hybrid",)),
+    Stage("dense", NO_HEADERS, ("retrieval.mode=dense",)),
+    Stage("BM25", NO_HEADERS, ("retrieval.mode=keyword",)),
+    Stage("hybrid (RRF)", NO_HEADERS, ("retrieval.mode=hybrid", *CHUNKS_ALONE)),
+    Stage("hybrid + document stage", NO_HEADERS, ("retrieval.document_stage=true",)),
+    Stage("hybrid + headers", HEADERS, ("retrieval.mode=hybrid", *CHUNKS_ALONE)),
+    Stage("hybrid + headers + document stage", HEADERS, ("retrieval.document_stage=true",)),
 )
+"""The last row is the default configuration; with --reranker it is run once more, reranked."""
 
 
 @dataclass

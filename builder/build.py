@@ -26,7 +26,9 @@ from retrieval.store import ChunkStore, FileRecord
 
 # Bump when loaders or chunking change what a file turns into: forces a full rebuild.
 # 2: chunks of CJK text end at its sentence stops; its BM25 terms are character bigrams.
-PIPELINE_VERSION = 2
+# 3: chunks carry their document's title; BM25 terms keep codes whole and in parts, numbers
+#    without separators; a keyword index of the documents.
+PIPELINE_VERSION = 3
 # Chunks gathered before embedding: sorting a large window by length keeps padding, and so
 # wasted compute, low (256-chunk windows cost ~10% more than one sorted pass).
 EMBED_WINDOW = 4096
@@ -76,14 +78,19 @@ class BuildReport:
         return bool(self.added or self.updated or self.removed)
 
 
-def _signature(project: Project) -> str:
-    """Everything that changes chunks or vectors: a different signature means a full rebuild."""
-    settings = {
+def index_settings(project: Project) -> dict:
+    """Everything that changes chunks or vectors, recorded in the manifest."""
+    return {
         "pipeline": PIPELINE_VERSION,
         "model": project.config.embedding.model,
         "chunk_tokens": project.config.ingest.chunk_tokens,
         "chunk_overlap": project.config.ingest.chunk_overlap,
+        "chunk_headers": project.config.ingest.chunk_headers,
     }
+
+
+def _signature(settings: dict) -> str:
+    """A different signature means a full rebuild."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -156,7 +163,8 @@ def build(
 
     layout = IndexLayout(project.index_root)
     previous = layout.current()
-    signature = _signature(project)
+    settings = index_settings(project)
+    signature = _signature(settings)
     old_files: dict[str, FileRecord] = {}
     reuse_previous = False
     if previous is not None and previous.is_dir():
@@ -209,7 +217,13 @@ def build(
             if total == 0:
                 raise BuildError(_nothing_indexed(project, report), report)
             notify("index", 0, 1)
-            kind = write_search_indexes(store, partial, encoder.dim, project.config.index)
+            kind = write_search_indexes(
+                store,
+                partial,
+                encoder.dim,
+                project.config.index,
+                project.config.ingest.chunk_headers,
+            )
             notify("index", 1, 1)
             n_files = len(store.files())
         manifest = Manifest(
@@ -218,6 +232,7 @@ def build(
             dim=encoder.dim,
             index_kind=kind,
             signature=signature,
+            settings=settings,
             files=n_files,
             chunks=total,
         )
@@ -256,7 +271,8 @@ def _embed_files(
     def flush() -> None:
         nonlocal pending_chunks
         warm.join()
-        texts = [indexed_text(chunk) for item in pending for chunk in item.chunks]
+        headers = project.config.ingest.chunk_headers
+        texts = [indexed_text(chunk, headers) for item in pending for chunk in item.chunks]
 
         def advance(count: int) -> None:
             report.chunks_embedded += count

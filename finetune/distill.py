@@ -61,7 +61,9 @@ def restore_teacher_prompts(
     for pair in pairs:
         chunk = by_id.get(pair.chunk_id)
         if chunk is not None:
-            document = PromptDocument(chunk.source, chunk.text, chunk.page, chunk.section)
+            document = PromptDocument(
+                chunk.source, chunk.text, chunk.page, chunk.section, chunk.title
+            )
             oracles.setdefault((pair.question.strip(), pair.answer.strip()), document)
     restored, count = [], 0
     for example in examples:

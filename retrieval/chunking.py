@@ -10,6 +10,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from retrieval.attribution import SCRIPT_SENTENCE_END
 from retrieval.documents import Chunk, LoadedDocument
+from retrieval.titles import chunk_header
 
 MAX_CHARS_PER_TOKEN = 16
 """A chunk never holds more than `chunk_tokens` times this many characters. Real text has 3 to 6
@@ -114,6 +115,7 @@ def chunk_document(
                     page=block.page,
                     section=block.section,
                     position=len(chunks),
+                    title=document.title or None,
                 )
             )
             cursor = found + 1
@@ -121,13 +123,17 @@ def chunk_document(
     return chunks
 
 
-def indexed_text(chunk: Chunk) -> str:
+def indexed_text(chunk: Chunk, headers: bool = True) -> str:
     """The text that is embedded and keyword-indexed.
 
     The section heading gives a chunk its context ("Warranty" over "Claims must be filed within
-    30 days"), unless the chunk already starts with it.
+    30 days"), unless the chunk already starts with it. With `headers` (`ingest.chunk_headers`)
+    the line above the chunk also names its document and page ("2023 Q1 AAPL | Item 2. Risk
+    Factors | p. 14"), so a question that names the company or the year can match a chunk that
+    does not.
     """
     section = chunk.section
-    if section and not chunk.text.lstrip("# ").startswith(section):
-        return f"{section}\n{chunk.text}"
-    return chunk.text
+    if section and chunk.text.lstrip("# ").startswith(section):
+        section = None
+    header = chunk_header(chunk.title, section, chunk.page) if headers else section
+    return f"{header}\n{chunk.text}" if header else chunk.text

@@ -30,6 +30,9 @@ class IngestConfig:
     """Chunk size in embedding-model tokens (keep it under the model's sequence limit)."""
     chunk_overlap: int = 24
     """Tokens shared by consecutive chunks of a section."""
+    chunk_headers: bool = True
+    """Embed and keyword-index every chunk under a line naming its document's title, its section
+    and its page, and show that line to the generator. Changing it rebuilds the index."""
 
     @property
     def max_bytes(self) -> int:
@@ -78,6 +81,15 @@ class RetrievalConfig:
     """Hits taken from each index before fusion."""
     rrf_k: int = 60
     """Reciprocal-rank-fusion constant: score = sum 1 / (rrf_k + rank)."""
+    document_stage: bool = True
+    """Hybrid mode: rank the documents by their title and first page too, and fuse the rank of
+    each candidate's document into the chunk ranking, so that a question naming a company, a
+    code or a year lifts the chunks of the document it names."""
+    reranker: str = ""
+    """A cross-encoder (Hugging Face id in the local cache, or a folder) that rescores the
+    `rerank_candidates` best fused chunks; '' (the default) searches without one."""
+    rerank_candidates: int = 20
+    """Fused chunks the reranker reads; the rest keep their fused order after them."""
 
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")

@@ -50,10 +50,12 @@ class LoadedDocument:
     Attributes:
         source: Path relative to the documents folder, with '/' separators.
         blocks: Non-empty text blocks in reading order.
+        title: The document's title (see `retrieval.titles.document_title`).
     """
 
     source: str
     blocks: list[TextBlock] = field(default_factory=list)
+    title: str = ""
 
     BLOCK_SEPARATOR = "\n\n"
 
@@ -76,6 +78,7 @@ class Chunk:
         page: 1-based page, or None.
         section: Section heading, or None.
         position: Index of the chunk within its document.
+        title: Its document's title, or None.
     """
 
     chunk_id: str
@@ -86,3 +89,4 @@ class Chunk:
     page: int | None
     section: str | None
     position: int
+    title: str | None = None

@@ -5,6 +5,7 @@
         chunks.sqlite                 chunks, embeddings, file records
         vectors.faiss                 FAISS index, row i = chunk row i
         keywords/                     BM25 arrays (.npy) and vocabulary (.json)
+        documents/                    BM25 of each document's title and first page, its rows
         manifest.json                 models, dimensions, counts, sha256 of every file above
 
 A build writes a new generation into `gen-N.partial/`, renames it to `gen-N/` when complete,
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from retrieval.chunking import indexed_text
 from retrieval.config import IndexConfig
+from retrieval.document_index import DocumentIndex
 from retrieval.keyword_index import KeywordIndex
 from retrieval.scan import file_sha256
 from retrieval.store import ChunkStore
@@ -34,10 +36,12 @@ from retrieval.vector_index import (
     save_vector_index,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: chunks carry their document's title; a keyword index of the documents."""
 CHUNKS_FILE = "chunks.sqlite"
 VECTORS_FILE = "vectors.faiss"
 KEYWORDS_DIR = "keywords"
+DOCUMENTS_DIR = "documents"
 MANIFEST_FILE = "manifest.json"
 _CURRENT = "CURRENT"
 _PARTIAL_SUFFIX = ".partial"
@@ -60,6 +64,8 @@ class Manifest:
     files: int
     chunks: int
     checksums: dict[str, str] = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    """The settings the signature hashes (embedding model, chunk size, chunk headers, ...)."""
     format: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -206,14 +212,23 @@ class IndexLayout:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def write_search_indexes(store: ChunkStore, folder: Path, dim: int, config: IndexConfig) -> str:
-    """Write the FAISS and BM25 indexes of every chunk in `store` (already renumbered) into a
-    partial generation folder; return the vector index kind chosen."""
+def write_search_indexes(
+    store: ChunkStore, folder: Path, dim: int, config: IndexConfig, headers: bool
+) -> str:
+    """Write the FAISS and BM25 indexes of every chunk in `store` (already renumbered), and the
+    documents' BM25, into a partial generation folder; return the vector index kind chosen.
+
+    Args:
+        headers: keyword-index each chunk under its header (`ingest.chunk_headers`), as it was
+            embedded.
+    """
     vectors = build_vector_index(store.embeddings(dim), config)
     save_vector_index(vectors, folder / VECTORS_FILE)
-    keywords = KeywordIndex.build([indexed_text(chunk) for chunk in store.iter_chunks()])
+    chunks = list(store.iter_chunks())
+    keywords = KeywordIndex.build([indexed_text(chunk, headers) for chunk in chunks])
     (folder / KEYWORDS_DIR).mkdir()
     keywords.save(folder / KEYWORDS_DIR)
+    DocumentIndex.build(chunks).save(folder / DOCUMENTS_DIR)
     return index_kind(vectors)
 
 
@@ -234,6 +249,7 @@ class LoadedIndex:
     store: ChunkStore
     vectors: object
     keywords: KeywordIndex
+    documents: DocumentIndex
 
     def close(self) -> None:
         self.store.close()
@@ -254,6 +270,11 @@ def open_index(root: Path, config: IndexConfig) -> LoadedIndex:
     if folder is None or not folder.is_dir():
         raise IndexLoadError(f"no index in {root}; run `ragtune build PROJECT --docs DIR` first")
     manifest = read_manifest(folder)
+    if manifest.format != FORMAT_VERSION:
+        raise IndexLoadError(
+            f"{folder}: index format {manifest.format}, this ragtune reads {FORMAT_VERSION}; "
+            "rebuild it with `ragtune build PROJECT`"
+        )
     found = checksums(folder)
     if found != manifest.checksums:
         bad = sorted(set(found.items()) ^ set(manifest.checksums.items()))
@@ -265,8 +286,10 @@ def open_index(root: Path, config: IndexConfig) -> LoadedIndex:
     store = ChunkStore(folder / CHUNKS_FILE, readonly=True)
     vectors = load_vector_index(folder / VECTORS_FILE, config)
     keywords = KeywordIndex.load(folder / KEYWORDS_DIR)
+    documents = DocumentIndex.load(folder / DOCUMENTS_DIR)
     counts = {"manifest": manifest.chunks, "vectors": vectors.ntotal, "keywords": keywords.size}
-    if len(set(counts.values())) != 1:
+    if len(set(counts.values())) != 1 or documents.size != manifest.files:
         store.close()
+        counts["documents"] = documents.size
         raise IndexLoadError(f"{folder}: inconsistent chunk counts {counts}; rebuild with --full")
-    return LoadedIndex(folder, manifest, store, vectors, keywords)
+    return LoadedIndex(folder, manifest, store, vectors, keywords, documents)

@@ -1,49 +1,17 @@
 """BM25 keyword index (bm25s), persisted as JSON and .npy arrays (never pickles).
 
-Terms are bm25s's words (two or more word characters, English stopwords removed, stemmed),
-except in scripts written without spaces between words (Chinese, Japanese, ...): a run of
-those becomes its overlapping character bigrams, and a single character stays a unigram, so
-'最大转速' is found by '转速' with no word list or segmenter.
+Terms are `retrieval.keyword_terms.terms`: words stemmed, codes whole and in parts, numbers
+without separators, bigrams of scripts written without spaces.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from retrieval.attribution import UNSPACED_CHARS, split_unspaced
-
-_UNSPACED_RUN = re.compile(f"[{UNSPACED_CHARS}]+")
-# bm25s's default pattern, after a first alternative that takes a bigram or single character
-# written out by `_spaced`; text without those scripts tokenizes exactly as with the default.
-_TOKEN_PATTERN = f"(?u)[{UNSPACED_CHARS}]+|\\b\\w\\w+\\b"
-
-
-def _spaced(text: str) -> str:
-    """`text` with each run of an unspaced script replaced by its bigrams, blank-separated."""
-    return _UNSPACED_RUN.sub(lambda run: f" {' '.join(split_unspaced(run.group()))} ", text)
-
-
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english").stemWords
-
-
-def _tokenize(texts: Sequence[str], *, return_ids: bool):
-    import bm25s
-
-    return bm25s.tokenize(
-        [_spaced(text) for text in texts],
-        token_pattern=_TOKEN_PATTERN,
-        stopwords="en",
-        stemmer=_stemmer(),
-        return_ids=return_ids,
-        show_progress=False,
-    )
+from retrieval.keyword_terms import terms_of
 
 
 class KeywordIndex:
@@ -58,7 +26,7 @@ class KeywordIndex:
 
         retriever = bm25s.BM25()
         if texts:
-            retriever.index(_tokenize(texts, return_ids=True), show_progress=False)
+            retriever.index(terms_of(texts), show_progress=False)
         return cls(retriever)
 
     @property
@@ -80,7 +48,7 @@ class KeywordIndex:
         if self.size == 0 or not queries:
             return [[] for _ in queries]
         k = max(1, min(k, self.size))
-        tokens = _tokenize(queries, return_ids=False)
+        tokens = terms_of(queries)
         rows, scores = self._retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
         results = []
         for row_list, score_list in zip(np.asarray(rows), np.asarray(scores)):

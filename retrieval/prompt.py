@@ -36,6 +36,8 @@ class PromptDocument:
     text: str
     page: int | None = None
     section: str | None = None
+    title: str | None = None
+    """Its document's title (see `retrieval.titles`), shown as the chunk's header."""
 
 
 def _attribute(value: str) -> str:
@@ -52,6 +54,8 @@ def format_documents(documents: Sequence[PromptDocument]) -> str:
     parts = []
     for n, doc in enumerate(documents, start=1):
         attributes = f'id="{n}" source="{_attribute(doc.source)}"'
+        if doc.title:
+            attributes += f' title="{_attribute(doc.title)}"'
         if doc.page is not None:
             attributes += f' page="{doc.page}"'
         if doc.section:

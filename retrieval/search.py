@@ -1,16 +1,26 @@
-"""Hybrid search: dense (FAISS) and keyword (BM25) candidates fused by reciprocal rank."""
+"""Hybrid search: dense (FAISS) and keyword (BM25) candidates fused by reciprocal rank, with the
+rank of each candidate's document (the document stage), then an optional cross-encoder.
+
+Reciprocal-rank fusion needs no weights: each ranking adds 1 / (rrf_k + rank) to a chunk. The
+document stage is a third ranking of the same candidates, by the rank of their document against
+the question (`retrieval.document_index`), ties kept in the order the candidates came in; a
+candidate whose document shares no term with the question is not in it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from retrieval.chunking import indexed_text
 from retrieval.config import IndexConfig, RetrievalConfig
+from retrieval.documents import Chunk
 from retrieval.embeddings import Encoder
 from retrieval.index import LoadedIndex, open_index
+from retrieval.rerank import CrossEncoderReranker, load_reranker
 from retrieval.vector_index import search_vectors
 
 
@@ -22,6 +32,8 @@ class Hit:
         score: the fused score in hybrid mode (sum of 1/(rrf_k + rank)), else the index's own.
         dense_score: cosine similarity to the question, when the chunk was a dense candidate.
         keyword_score: BM25 score, when the chunk was a keyword candidate.
+        title: its document's title.
+        rerank_score: the cross-encoder's score, when a reranker read the chunk.
     """
 
     source: str
@@ -32,21 +44,35 @@ class Hit:
     text: str
     dense_score: float | None = None
     keyword_score: float | None = None
+    title: str | None = None
+    rerank_score: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def reciprocal_rank_fusion(
-    rankings: Sequence[Sequence[int]], rrf_k: int, limit: int
-) -> list[tuple[int, float]]:
-    """Fuse ranked row lists: each list adds 1 / (rrf_k + rank) to a row (rank from 1).
+def tied_ranks(scored: Sequence[tuple[int, float]]) -> list[tuple[int, int]]:
+    """(row, rank from 1) of rows sorted best first; rows with equal scores share the best rank
+    of their group ("1224"): a filing's boilerplate paragraph, the same in every quarter, gets
+    one rank for every copy, and another ranking (the document stage) decides between them."""
+    ranked: list[tuple[int, int]] = []
+    for position, (row, score) in enumerate(scored, start=1):
+        tied = ranked and score == scored[position - 2][1]
+        ranked.append((row, ranked[-1][1] if tied else position))
+    return ranked
 
-    Ties keep the order of first appearance, so the dense ranking wins a tie.
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[tuple[int, float]]], rrf_k: int, limit: int
+) -> list[tuple[int, float]]:
+    """Fuse rankings of (row, score), best first: each adds 1 / (rrf_k + rank) to a row, rows
+    of equal score sharing a rank (`tied_ranks`).
+
+    Ties of the fused score keep the order of first appearance, so the dense ranking wins one.
     """
     fused: dict[int, float] = {}
     for ranking in rankings:
-        for rank, row in enumerate(ranking, start=1):
+        for row, rank in tied_ranks(ranking):
             fused[row] = fused.get(row, 0.0) + 1.0 / (rrf_k + rank)
     return sorted(fused.items(), key=lambda item: -item[1])[:limit]
 
@@ -57,10 +83,17 @@ class Retriever:
     Args:
         index: an opened index generation.
         encoder: the model that embedded the chunks (its name must match the manifest).
-        config: top_k, mode and fusion settings.
+        config: top_k, mode, fusion and reranking settings.
+        reranker: the cross-encoder `config.reranker` names, loaded (None: no reranking).
     """
 
-    def __init__(self, index: LoadedIndex, encoder: Encoder, config: RetrievalConfig) -> None:
+    def __init__(
+        self,
+        index: LoadedIndex,
+        encoder: Encoder,
+        config: RetrievalConfig,
+        reranker: CrossEncoderReranker | None = None,
+    ) -> None:
         if index.manifest.dim != encoder.dim:
             raise ValueError(
                 f"the index was built with {index.manifest.embedding_model} ({index.manifest.dim} "
@@ -69,6 +102,7 @@ class Retriever:
         self.index = index
         self.encoder = encoder
         self.config = config
+        self.reranker = reranker
 
     @classmethod
     def open(
@@ -78,8 +112,16 @@ class Retriever:
         config: RetrievalConfig | None = None,
         index_config: IndexConfig | None = None,
     ) -> Retriever:
+        """Open the live index under `index_root`, and the reranker `config.reranker` names.
+
+        Raises:
+            IndexLoadError: no build yet, or an index that fails its checks.
+            ModelNotFoundError: the configured reranker is not available on this machine.
+        """
+        config = config or RetrievalConfig()
+        reranker = load_reranker(config.reranker) if config.reranker else None
         index = open_index(index_root, index_config or IndexConfig())
-        return cls(index, encoder, config or RetrievalConfig())
+        return cls(index, encoder, config, reranker)
 
     @property
     def size(self) -> int:
@@ -123,21 +165,48 @@ class Retriever:
             ]
         if mode in ("hybrid", "keyword"):
             keyword = self.index.keywords.search(questions, depth)
-        return [self._rank(d, kw, k) for d, kw in zip(dense, keyword)]
+        documents: list[dict[int, int]] = [{} for _ in questions]
+        if mode == "hybrid" and self.config.document_stage:
+            documents = self.index.documents.rank(questions)
+        return [
+            self._rank(question, d, kw, docs, k)
+            for question, d, kw, docs in zip(questions, dense, keyword, documents)
+        ]
+
+    def _by_document(
+        self, candidates: list[int], document_ranks: dict[int, int]
+    ) -> list[tuple[int, float]]:
+        """The candidates whose document matches the question, scored by their document's rank
+        (so the chunks of one document tie), best document first."""
+        if not document_ranks or not candidates:
+            return []
+        documents = self.index.documents.documents_of(candidates)
+        matched = [
+            (row, -float(document_ranks[int(doc)]))
+            for row, doc in zip(candidates, documents)
+            if int(doc) in document_ranks
+        ]
+        return sorted(matched, key=lambda item: -item[1])
 
     def _rank(
-        self, dense: list[tuple[int, float]], keyword: list[tuple[int, float]], k: int
+        self,
+        question: str,
+        dense: list[tuple[int, float]],
+        keyword: list[tuple[int, float]],
+        document_ranks: dict[int, int],
+        k: int,
     ) -> list[Hit]:
         dense_scores = dict(dense)
         keyword_scores = dict(keyword)
+        depth = max(k, self.config.rerank_candidates) if self.reranker else k
         if self.config.mode == "hybrid":
-            ranked = reciprocal_rank_fusion(
-                [[r for r, _ in dense], [r for r, _ in keyword]], self.config.rrf_k, k
-            )
+            candidates = list(dict.fromkeys([r for r, _ in dense] + [r for r, _ in keyword]))
+            rankings = [dense, keyword, self._by_document(candidates, document_ranks)]
+            ranked = reciprocal_rank_fusion(rankings, self.config.rrf_k, depth)
         else:
-            ranked = (dense or keyword)[:k]
+            ranked = (dense or keyword)[:depth]
         chunks = self.index.store.chunks_at([row for row, _ in ranked])
-        return [
+        hits = [
             Hit(
                 source=chunk.source,
                 page=chunk.page,
@@ -147,6 +216,18 @@ class Retriever:
                 text=chunk.text,
                 dense_score=dense_scores.get(row),
                 keyword_score=keyword_scores.get(row),
+                title=chunk.title,
             )
             for (row, score), chunk in zip(ranked, chunks)
         ]
+        if self.reranker:
+            hits = self._rerank(question, hits, chunks)
+        return hits[:k]
+
+    def _rerank(self, question: str, hits: list[Hit], chunks: list[Chunk]) -> list[Hit]:
+        """The first `rerank_candidates` hits in the cross-encoder's order, then the rest."""
+        head = self.config.rerank_candidates
+        scores = self.reranker.score(question, [indexed_text(chunk) for chunk in chunks[:head]])
+        rescored = [replace(hit, rerank_score=s) for hit, s in zip(hits, scores)]
+        rescored.sort(key=lambda hit: -hit.rerank_score)
+        return rescored + hits[head:]

@@ -32,14 +32,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     start INTEGER NOT NULL,
     end INTEGER NOT NULL,
     text TEXT NOT NULL,
+    title TEXT,
     embedding BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source, position);
 CREATE UNIQUE INDEX IF NOT EXISTS chunks_row ON chunks(row);
 """
 
-_CHUNK_COLUMNS = "chunk_id, source, text, start, end, page, section, position"
-_MARKS = ", ".join("?" * 9)  # the chunk columns and the embedding
+_CHUNK_COLUMNS = "chunk_id, source, text, start, end, page, section, position, title"
+_MARKS = ", ".join("?" * 10)  # the chunk columns and the embedding
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class ChunkStore:
                         c.page,
                         c.section,
                         c.position,
+                        c.title,
                         vector.tobytes(),
                     )
                     for c, vector in zip(chunks, vectors)

@@ -5,7 +5,9 @@ from retrieval.chunking import (
     indexed_text,
     make_splitter,
 )
-from retrieval.documents import LoadedDocument, TextBlock
+from retrieval.documents import Chunk, LoadedDocument, TextBlock
+from retrieval.prompt import PromptDocument, format_documents
+from retrieval.titles import document_title, readable_name
 
 
 def count_words(text: str) -> int:
@@ -97,3 +99,25 @@ def test_a_long_run_of_blanks_inside_a_line_is_cut_too():
     document = LoadedDocument("b.txt", [TextBlock("a" + " \t" * 100_000 + "b")])
     chunks = chunk_document(document, make_splitter(count_words, 20, 4))
     assert [c.text for c in chunks] == ["a", "b"]
+
+
+def test_a_title_is_the_file_name_made_readable_after_a_first_heading():
+    assert readable_name("filings/2023 Q1 AAPL.pdf") == "2023 Q1 AAPL"
+    assert readable_name("rotor_service__manual.md") == "rotor service manual"
+    assert document_title("a/2023 Q1 AAPL.pdf", [TextBlock("Apple Inc.", page=1)]) == (
+        "2023 Q1 AAPL"
+    )
+    blocks = [TextBlock("# MX-30 Rotor\n\nRetire it.", section="MX-30 Rotor")]
+    assert document_title("manuals/mx30.md", blocks) == "MX-30 Rotor (mx30)"
+    assert document_title("MX-30 Rotor.md", blocks) == "MX-30 Rotor"
+
+
+def test_with_headers_a_chunk_is_indexed_under_its_title_section_and_page():
+    chunk = Chunk("c", "f.pdf", "Net sales rose.", 0, 15, 14, "Item 2. MD&A", 3, "2023 Q1 AAPL")
+    assert indexed_text(chunk) == "2023 Q1 AAPL | Item 2. MD&A | p. 14\nNet sales rose."
+    assert indexed_text(chunk, headers=False) == "Item 2. MD&A\nNet sales rose."
+
+
+def test_the_prompt_shows_the_title_of_each_document():
+    shown = format_documents([PromptDocument("f.pdf", "Net sales rose.", 14, None, 'A "B"')])
+    assert 'title="A &quot;B&quot;" page="14"' in shown

@@ -25,7 +25,8 @@ from retrieval.chunking import MAX_CHARS_PER_TOKEN, chunk_document, make_splitte
 from retrieval.config import IndexConfig, RetrievalConfig
 from retrieval.documents import Chunk, LoadedDocument, TextBlock
 from retrieval.index import open_index
-from retrieval.keyword_index import KeywordIndex, _tokenize
+from retrieval.keyword_index import KeywordIndex
+from retrieval.keyword_terms import terms
 from retrieval.search import Retriever
 
 DOCS = {
@@ -105,8 +106,18 @@ def test_bm25_finds_a_chinese_query_by_character_bigrams(project):
 
 
 def test_keyword_terms_are_bigrams_and_single_characters():
-    (terms,) = _tokenize(["X9型的最大转速是12000 rpm，好"], return_ids=False)
-    assert terms == ["x9", "型的", "的最", "最大", "大转", "转速", "速是", "12000", "rpm", "好"]
+    assert terms("X9型的最大转速是12000 rpm，好") == [
+        "x9",
+        "型的",
+        "的最",
+        "最大",
+        "大转",
+        "转速",
+        "速是",
+        "12000",
+        "rpm",
+        "好",
+    ]
     index = KeywordIndex.build(["最大转速：12000 rpm", "保修期为两年。"])
     assert [row for row, _ in index.search(["转速"], 2)[0]] == [0]
 
@@ -225,7 +236,7 @@ def test_cjk_text_handling_is_linear_on_adversarial_input(name):
     assert max(len(piece.text) for piece in pieces) <= 128 * MAX_CHARS_PER_TOKEN
     timed(split_sentences, text)
     timed(tokens, text)
-    timed(lambda texts: _tokenize(texts, return_ids=False), [text])
+    timed(terms, text)
     timed(split_claims, text)
     timed(normalize_answer, text)
     timed(text_units, text)

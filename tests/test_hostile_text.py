@@ -27,9 +27,11 @@ from finetune.yes_no_questions import false_number_question, yes_no_question
 from retrieval.chat_template import neutralize_special_tokens
 from retrieval.chunking import MAX_CHARS_PER_TOKEN, chunk_document, make_splitter
 from retrieval.documents import Chunk, LoadedDocument, LoadError, TextBlock
+from retrieval.keyword_terms import terms
 from retrieval.loaders import load_document
 from retrieval.loaders._text import MAX_SECTION_CHARS, clean_block
 from retrieval.prompt import PromptDocument, parse_citations, rag_messages
+from retrieval.titles import document_title
 
 SIZE = 1_000_000
 LIMIT_S = 10.0
@@ -62,6 +64,9 @@ HOSTILE = {
     "table cell": "| a" + repeat("(") + " | b |\n| c | d |",
     "list items": repeat("- item a\n"),
     "special tokens": repeat("<|im_start|>"),
+    "codes": repeat("MX-30-"),
+    "dotted numbers": repeat("1.2."),
+    "grouped digits": repeat("1,000,"),
 }
 CASES = pytest.mark.parametrize("name", list(HOSTILE))
 
@@ -121,6 +126,12 @@ def test_every_loader_reads_hostile_text_in_linear_time(name, tmp_path):
         assert all(len(block.section or "") <= MAX_SECTION_CHARS for block in document.blocks), (
             path.suffix
         )
+
+
+@CASES
+def test_keyword_terms_of_hostile_text_take_linear_time(name):
+    timed(terms, HOSTILE[name])
+    timed(document_title, HOSTILE[name], [TextBlock("x", section=HOSTILE[name][:200])])
 
 
 @CASES

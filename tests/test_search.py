@@ -30,15 +30,27 @@ def retriever_for(project_factory, encoder):
 
 
 def test_rrf_sums_reciprocal_ranks():
-    fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], rrf_k=60, limit=3)
+    fused = reciprocal_rank_fusion(
+        [[(1, 0.9), (2, 0.8), (3, 0.7)], [(3, 5.0), (1, 4.0)]], rrf_k=60, limit=3
+    )
     assert [row for row, _ in fused] == [1, 3, 2]
     assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
     assert fused[2][1] == pytest.approx(1 / 62)
 
 
 def test_rrf_ties_keep_first_ranking_order():
-    fused = reciprocal_rank_fusion([[7], [8]], rrf_k=60, limit=2)
+    fused = reciprocal_rank_fusion([[(7, 1.0)], [(8, 1.0)]], rrf_k=60, limit=2)
     assert [row for row, _ in fused] == [7, 8]
+
+
+def test_rrf_gives_equal_scores_one_rank_so_another_ranking_decides():
+    # Rows 1 and 2 are copies (equal dense and keyword scores); the third ranking prefers 2.
+    fused = reciprocal_rank_fusion(
+        [[(1, 0.9), (2, 0.9), (3, 0.5)], [(1, 2.0), (2, 2.0)], [(2, -1.0), (1, -2.0)]],
+        rrf_k=60,
+        limit=3,
+    )
+    assert [row for row, _ in fused] == [2, 1, 3]
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "keyword"])
@@ -105,3 +117,71 @@ def test_index_kinds_search_alike(project_factory, encoder, settings, kind):
         assert retriever.search("parking badges")[0].source == "parking.md"
     finally:
         retriever.close()
+
+
+FILINGS = {
+    name: "# Rotor\n\nThe rotor is replaced every 12000 hours.\n"
+    for name in ("2023 Q1 ACME.md", "2023 Q2 ACME.md", "2023 Q1 BOLT.md")
+}
+
+
+@pytest.mark.parametrize("asked", ["2023 Q1 ACME.md", "2023 Q2 ACME.md", "2023 Q1 BOLT.md"])
+def test_document_stage_lifts_the_document_a_question_names(project_factory, encoder, asked):
+    # The chunks are the same text: without headers only the document stage tells them apart.
+    project = project_factory(FILINGS, ["ingest.chunk_headers=false"])
+    build(project, encoder=encoder)
+    question = f"When is the rotor replaced, says {asked[:-3].split()[-1]} in {asked[5:7]} 2023?"
+    config = RetrievalConfig(top_k=3, document_stage=True)
+    retriever = Retriever.open(project.index_root, encoder, config)
+    try:
+        assert retriever.search(question)[0].source == asked
+    finally:
+        retriever.close()
+
+
+def test_chunk_headers_name_the_document_in_the_keyword_index(project_factory, encoder):
+    project = project_factory(FILINGS, ["ingest.chunk_headers=true"])
+    build(project, encoder=encoder)
+    config = RetrievalConfig(top_k=3, mode="keyword")
+    retriever = Retriever.open(project.index_root, encoder, config)
+    try:
+        hit = retriever.search("BOLT rotor")[0]
+        assert (hit.source, hit.title) == ("2023 Q1 BOLT.md", "Rotor (2023 Q1 BOLT)")
+    finally:
+        retriever.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory):
+    from tiny_models import build_tiny_cross_encoder
+
+    return build_tiny_cross_encoder(tmp_path_factory.mktemp("cross-encoder"))
+
+
+def test_reranker_reorders_the_fused_candidates(project_factory, encoder, tiny_cross_encoder):
+    project = project_factory(DOCS)
+    build(project, encoder=encoder)
+    config = RetrievalConfig(top_k=2, reranker=str(tiny_cross_encoder), rerank_candidates=4)
+    retriever = Retriever.open(project.index_root, encoder, config)
+    try:
+        hits = retriever.search("rotor warranty vacation parking")
+    finally:
+        retriever.close()
+    assert len(hits) == 2
+    scores = [hit.rerank_score for hit in hits]
+    assert None not in scores and scores == sorted(scores, reverse=True)
+
+
+def test_an_unavailable_reranker_fails_in_one_line_that_says_what_to_do(
+    project_factory, encoder, tmp_path
+):
+    from retrieval.models import ModelNotFoundError
+
+    project = project_factory(DOCS)
+    build(project, encoder=encoder)
+    config = RetrievalConfig(reranker="nobody/no-such-cross-encoder")
+    with pytest.raises(ModelNotFoundError) as error:
+        Retriever.open(project.index_root, encoder, config)
+    message = str(error.value)
+    assert "\n" not in message and "retrieval.reranker" in message
+    assert "huggingface-cli download nobody/no-such-cross-encoder" in message

@@ -17,6 +17,7 @@ from retrieval.loaders._markdown import load_markdown
 from retrieval.loaders._pdf import load_pdf
 from retrieval.loaders._text import load_txt, too_many_chars
 from retrieval.scan import read_regular_file
+from retrieval.titles import document_title
 
 __all__ = ["SUPPORTED_SUFFIXES", "load_document"]
 
@@ -83,4 +84,4 @@ def load_document(
     chars = sum(len(block.text) for block in blocks)
     if chars > limits.max_chars:
         raise too_many_chars(limits.max_chars)
-    return LoadedDocument(source=source, blocks=blocks)
+    return LoadedDocument(source=source, blocks=blocks, title=document_title(source, blocks))
