@@ -123,6 +123,9 @@ RETRIEVAL_STAGES = (
     "dense",
     "BM25",
     "hybrid (RRF)",
+    "hybrid + document stage",
+    "hybrid + headers",
+    "hybrid + headers + document stage",
 )
 
 
