@@ -18,6 +18,7 @@ from finetune.synthesis_config import SynthesisConfig
 from retrieval.config import (
     ANSWER_MODES,
     INDEX_KINDS,
+    QUOTE_SELECTORS,
     RETRIEVAL_MODES,
     UNSUPPORTED_POLICIES,
     AnswerConfig,
@@ -54,6 +55,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "retrieval.mode": RETRIEVAL_MODES,
     "answer.mode": ANSWER_MODES,
     "answer.unsupported": UNSUPPORTED_POLICIES,
+    "answer.quote_by": QUOTE_SELECTORS,
 }
 _AT_LEAST_ZERO = {"ingest.chunk_overlap", "generation.temperature", "answer.min_relevance"}
 

@@ -272,15 +272,19 @@ class AnswerEngine:
         )
 
     def _quote(self, question: str, mode: str, hits: Sequence[Hit]) -> list[Claim] | None:
-        """The shown sentence the model itself finds likeliest as its reply, as a cited claim."""
+        """The shown sentence that best answers `question` (`AnswerConfig.quote_by`), as a
+        cited claim."""
         candidates = candidate_sentences([h.text for h in hits])
         if not candidates:
             return None
-        scores = self.generator.score_replies(
-            self._messages(question, mode, hits),
-            [sentence for sentence, _ in candidates],
-            tuned=uses_adapter(mode),
-        )
+        sentences = [sentence for sentence, _ in candidates]
+        if self.config.quote_by == "embedding" and self.retriever is not None:
+            vectors = self._embed([question, *sentences])  # unit rows: dot products are cosines
+            scores = (vectors[1:] @ vectors[0]).tolist()
+        else:
+            scores = self.generator.score_replies(
+                self._messages(question, mode, hits), sentences, tuned=uses_adapter(mode)
+            )
         best = max(range(len(candidates)), key=lambda i: scores[i])
         sentence, number = candidates[best]
         return [Claim(f"\u201c{sentence}\u201d", cited=[number], supported=True, support=1.0)]

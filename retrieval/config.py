@@ -112,6 +112,7 @@ class GenerationConfig:
 
 ANSWER_MODES = ("auto", "base", "rag", "tuned", "rag+tuned")
 UNSUPPORTED_POLICIES = ("flag", "drop", "quote")
+QUOTE_SELECTORS = ("embedding", "likelihood")
 
 
 @dataclass
@@ -132,7 +133,14 @@ class AnswerConfig:
     unsupported: str = "flag"
     """What to do with a sentence of the answer that no shown chunk supports: 'flag' (keep it,
     marked unsupported and uncited), 'drop' (remove it; nothing left is a refusal) or 'quote'
-    (answer instead with the shown sentence the model finds likeliest as its reply, cited)."""
+    (answer instead with the shown sentence that best answers the question, cited; see
+    `quote_by`)."""
+    quote_by: str = "embedding"
+    """How 'quote' picks its sentence: 'embedding' (the sentence closest to the question in the
+    embedding model, already loaded for search) or 'likelihood' (the sentence the generator
+    finds likeliest as its reply, one batched forward pass). On the sample corpus's 58 gold
+    questions the embedding's pick holds the gold answer for 0.47 of them, the likelihood's
+    for 0.19 (see the README's Answers section)."""
     support_threshold: float = 0.5
     """Share of a sentence's word weight (inverse document frequency) that one chunk must hold,
     with every number, date and code of the sentence, to support it."""

@@ -172,8 +172,10 @@ def test_an_answer_without_markers_is_cited_where_it_is_supported(project):
     assert answer.answer == "The R-24A rotor lasts 9,000 runs [1]."
 
 
-def test_unsupported_policies_drop_and_quote(project):
+@pytest.mark.parametrize("quote_by", ["embedding", "likelihood"])
+def test_unsupported_policies_drop_and_quote(project, quote_by):
     engine = open_engine(project, NO_ADAPTER)
+    engine.config.quote_by = quote_by
     text = "The R-24A rotor lasts 9,000 runs [1]. The R-24A rotor lasts 5 years."
     engine.config.unsupported = "drop"
     dropped = engine._finish("q", "rag", [MX30, MX60], text, 0.0)
@@ -193,6 +195,20 @@ def test_unsupported_policies_drop_and_quote(project):
     engine.config.unsupported = "quote"
     kept = engine._finish("q", "rag", [MX30, MX60], "The R-24A rotor lasts 9,000 runs.", 0.0)
     assert not kept.quoted  # every claim supported: the model's answer stands
+
+
+def test_quote_by_embedding_picks_the_shown_sentence_closest_to_the_question(project):
+    engine = open_engine(project, NO_ADAPTER)
+    engine.config.unsupported, engine.config.quote_by = "quote", "embedding"
+    warranty = Hit(
+        "w.md", 1, None, "id-w", 0.6, "The warranty covers parts and labour for two years."
+    )
+    answer = engine._finish(
+        "When is the rotor retired?", "rag", [warranty, MX30], "It lasts 5 years.", 0.0
+    )
+    assert answer.quoted
+    assert [c.chunk_id for c in answer.citations] == ["id-30"]
+    assert answer.claims[0].text == f"\u201c{MX30.text}\u201d"
 
 
 def test_reply_scores_with_a_shared_prompt_cache_equal_full_forward_passes(project):
