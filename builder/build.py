@@ -2,7 +2,8 @@
 
 Incremental: only new or changed files (by content hash) are loaded and embedded; chunks of
 deleted files are dropped. A file that fails to load is skipped with its reason; if an older
-version of it was indexed, that version is kept.
+version of it was indexed, that version is kept. Files are parsed in worker processes with
+memory and time limits (`retrieval.parse_pool`), so that no file can hang or exhaust a build.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from retrieval.documents import Chunk, LoadError
 from retrieval.embeddings import Encoder, encode_in_length_order, load_encoder
 from retrieval.index import CHUNKS_FILE, IndexLayout, Manifest, read_manifest, write_search_indexes
 from retrieval.loaders import SUPPORTED_SUFFIXES, load_document
+from retrieval.parse_pool import ParsePool
 from retrieval.scan import FoundFile, document_sha256, scan_documents
 from retrieval.store import ChunkStore, FileRecord
 
@@ -103,32 +105,36 @@ class _Loaded:
 
 
 def _load_and_chunk(
-    files: list[tuple[FoundFile, str]], project: Project, encoder: Encoder, out: queue.Queue
+    files: list[tuple[FoundFile, str]],
+    project: Project,
+    encoder: Encoder,
+    pool: ParsePool,
+    out: queue.Queue,
 ) -> None:
-    """Producer thread: load and chunk files while the main thread embeds earlier ones."""
+    """Producer thread: chunk the files the pool's workers parse, while the main thread embeds
+    earlier ones."""
     splitter = make_splitter(
         encoder.count_tokens,
         project.config.ingest.chunk_tokens,
         project.config.ingest.chunk_overlap,
     )
-    ingest = project.config.ingest
-    limits = ingest.load_limits()
     try:
-        for found, sha256 in files:
+        parsed = pool.parse([(found.path, found.source) for found, _ in files])
+        for (found, sha256), result in zip(files, parsed):
+            if result.document is None:
+                out.put(_Loaded(found, sha256, None, result.error))
+                continue
             try:
-                document = load_document(
-                    found.path, found.source, ingest.max_bytes, limits, project.docs_dir
-                )
-                chunks = chunk_document(document, splitter)
-                if not chunks:
-                    raise LoadError("no text found")
-                out.put(_Loaded(found, sha256, chunks, None))
-            except LoadError as error:
-                out.put(_Loaded(found, sha256, None, str(error)))
-            # A library choking on a strange file must not stop the build.
+                chunks = chunk_document(result.document, splitter)
+            # Chunking is linear-time code of ours, but a failure must cost one file only.
             except Exception as error:
-                reason = f"could not be read ({type(error).__name__}: {error})"
+                reason = f"could not be chunked ({type(error).__name__}: {error})"
                 out.put(_Loaded(found, sha256, None, reason))
+                continue
+            if chunks:
+                out.put(_Loaded(found, sha256, chunks, None))
+            else:
+                out.put(_Loaded(found, sha256, None, "no text found"))
     finally:
         out.put(None)
 
@@ -260,8 +266,10 @@ def _embed_files(
     warm = threading.Thread(target=encoder.load, daemon=True)
     warm.start()
     loaded: queue.Queue = queue.Queue(maxsize=256)
+    # Parsing runs in worker processes, so that no file can hang or exhaust the build.
+    pool = ParsePool(project.config.ingest, project.docs_dir, load_document)
     producer = threading.Thread(
-        target=_load_and_chunk, args=(to_process, project, encoder, loaded), daemon=True
+        target=_load_and_chunk, args=(to_process, project, encoder, pool, loaded), daemon=True
     )
     producer.start()
     pending: list[_Loaded] = []
@@ -290,21 +298,25 @@ def _embed_files(
         pending.clear()
         pending_chunks = 0
 
-    while (item := loaded.get()) is not None:
-        files_done += 1
-        notify("load", files_done, len(to_process))
-        if item.error is not None:
-            report.skipped.append(Skip(item.found.source, item.error))
-            # A full rebuild starts from an empty store, so only an incremental one can keep
-            # the previously indexed version of a file that now fails.
-            if reuse_previous and item.found.source in old_files:
-                report.kept_previous.append(item.found.source)
-            continue
-        pending.append(item)
-        chunks_seen += len(item.chunks)
-        pending_chunks += len(item.chunks)
-        if pending_chunks >= EMBED_WINDOW:
-            flush()
+    try:
+        while (item := loaded.get()) is not None:
+            files_done += 1
+            notify("load", files_done, len(to_process))
+            if item.error is not None:
+                report.skipped.append(Skip(item.found.source, item.error))
+                # A full rebuild starts from an empty store, so only an incremental one can
+                # keep the previously indexed version of a file that now fails.
+                if reuse_previous and item.found.source in old_files:
+                    report.kept_previous.append(item.found.source)
+                continue
+            pending.append(item)
+            chunks_seen += len(item.chunks)
+            pending_chunks += len(item.chunks)
+            if pending_chunks >= EMBED_WINDOW:
+                flush()
+    finally:
+        # Also on Ctrl-C or an error while embedding: no worker outlives the build.
+        pool.close()
     if pending:
         flush()
     producer.join()

@@ -26,6 +26,14 @@ class IngestConfig:
     max_unpacked_mb: float = 200.0
     """A .docx (a zip archive) whose parts decompress to more than this is skipped, checked on
     the sizes the archive declares and again while decompressing (a zip bomb)."""
+    parse_workers: int = 2
+    """Worker processes that parse files side by side, each within the two limits below."""
+    parse_timeout_s: float = 60.0
+    """Seconds (wall clock) one file may take to parse; a file that takes longer is skipped and
+    its worker replaced by a fresh one (a parser that hangs)."""
+    parse_memory_mb: float = 2048.0
+    """Memory one file's parse may take on top of its worker's own (on Linux the worker's
+    address space is capped); a file that needs more is skipped and its worker replaced."""
     chunk_tokens: int = 128
     """Chunk size in embedding-model tokens (keep it under the model's sequence limit)."""
     chunk_overlap: int = 24

@@ -129,7 +129,15 @@ def test_text_character_cap(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "setting", ["ingest.max_pages=0", "ingest.max_chars=-1", "ingest.max_unpacked_mb=0"]
+    "setting",
+    [
+        "ingest.max_pages=0",
+        "ingest.max_chars=-1",
+        "ingest.max_unpacked_mb=0",
+        "ingest.parse_workers=0",
+        "ingest.parse_timeout_s=0",
+        "ingest.parse_memory_mb=-1",
+    ],
 )
 def test_caps_are_validated(tmp_path: Path, setting: str) -> None:
     with pytest.raises(ConfigError, match=setting.split("=")[0]):
