@@ -112,7 +112,7 @@ def _load_and_chunk(
     out: queue.Queue,
 ) -> None:
     """Producer thread: chunk the files the pool's workers parse, while the main thread embeds
-    earlier ones."""
+    earlier ones; puts None when done, after an error that is not one file's own."""
     splitter = make_splitter(
         encoder.count_tokens,
         project.config.ingest.chunk_tokens,
@@ -135,6 +135,9 @@ def _load_and_chunk(
                 out.put(_Loaded(found, sha256, chunks, None))
             else:
                 out.put(_Loaded(found, sha256, None, "no text found"))
+    # Anything else (the workers could not start) fails the build rather than leaving files out.
+    except Exception as error:
+        out.put(error)
     finally:
         out.put(None)
 
@@ -300,6 +303,8 @@ def _embed_files(
 
     try:
         while (item := loaded.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
             files_done += 1
             notify("load", files_done, len(to_process))
             if item.error is not None:

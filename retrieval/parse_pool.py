@@ -151,7 +151,13 @@ class ParsePool:
         with self._lock:
             if self._closed:
                 return None
-            process.start()
+            # A Ctrl-C is the build's to handle; the fork server, started by the first start(),
+            # would die of it until it ignores SIGINT, and it inherits this thread's mask.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                process.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             worker = _Worker(process, ours)
             self._workers.append(worker)
         theirs.close()
