@@ -214,15 +214,13 @@ class ParsePool:
             "parse; skipped (raise the setting for a file this large)"
         )
 
-    def _crashed(self, exitcode: int | None) -> str:
-        how = (
-            f"signal {signal.Signals(-exitcode).name}"
-            if exitcode is not None and exitcode < 0
-            else f"exit code {exitcode}"
-        )
+    def _crashed(self, exitcode: int) -> str:
+        if exitcode >= 0:
+            # A file's own errors are answered, so the worker itself failed, most likely at start.
+            return f"the parse worker stopped (exit code {exitcode}; its error went to stderr); skipped"
         return (
-            f"the parser crashed ({how}); skipped (if the file is large, raise "
-            f"ingest.parse_memory_mb = {self._ingest.parse_memory_mb:g} MB)"
+            f"the parser crashed (signal {signal.Signals(-exitcode).name}); skipped (if the file "
+            f"is large, raise ingest.parse_memory_mb = {self._ingest.parse_memory_mb:g} MB)"
         )
 
 
