@@ -7,7 +7,10 @@ imported the loaders once, so a worker starts in milliseconds rather than the se
 interpreter takes. A worker caps its own address space (`RLIMIT_AS`, Linux) at what it maps when
 it starts plus `ingest.parse_memory_mb`: a parse that needs more fails with MemoryError (or
 crashes) and the worker is replaced. A worker that has not answered within
-`ingest.parse_timeout_s` (wall clock) is killed and a fresh one started.
+`ingest.parse_timeout_s` (wall clock, counted from when it said it is ready) is killed and a
+fresh one started. A worker that cannot start at all raises `ParseWorkerError`; as everywhere
+in multiprocessing, a script that builds must do so under `if __name__ == "__main__":`, since
+the fork server imports the main script.
 
 No worker outlives the build: workers ignore Ctrl-C (a terminal sends it to the whole process
 group; the build's own KeyboardInterrupt stops them), `close` kills them, and the kernel kills
@@ -46,7 +49,13 @@ Loader = Callable[[Path, str, int, LoadLimits, Path | None], LoadedDocument]
 # workers busy behind one slow file, few enough that memory stays bounded.
 _AHEAD_PER_WORKER = 4
 _PR_SET_PDEATHSIG = 1
+_READY = b"ready"
+_EXIT_WAIT_S = 2.0
 _MB = 1024 * 1024
+
+
+class ParseWorkerError(RuntimeError):
+    """A parse worker could not start: no file can be parsed (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +144,11 @@ class ParsePool:
             worker.process.join()
 
     def _idle_worker(self, files: int) -> _Worker | None:
-        """An idle worker, started if fewer than `parse_workers` run; None when all are busy."""
+        """An idle worker, started if fewer than `parse_workers` run; None when all are busy.
+
+        Raises:
+            ParseWorkerError: a new worker did not start.
+        """
         for worker in self._workers:
             if worker.job is None:
                 return worker
@@ -161,7 +174,24 @@ class ParsePool:
             worker = _Worker(process, ours)
             self._workers.append(worker)
         theirs.close()
-        return worker
+        # A file's time starts once its worker runs: starting the fork server may take seconds.
+        if not self._ready(worker) and not self._closed:
+            self._stop(worker, _EXIT_WAIT_S)
+            raise ParseWorkerError(
+                f"a parse worker did not start ({_exit_status(process.exitcode)}; its error went "
+                "to stderr). A script that calls build() must call it under "
+                "`if __name__ == '__main__':`, since the workers' fork server imports the script"
+            )
+        return worker if not self._closed else None
+
+    def _ready(self, worker: _Worker) -> bool:
+        """Whether the worker said it is ready within `parse_timeout_s`."""
+        if not worker.conn.poll(self._ingest.parse_timeout_s):
+            return False
+        try:
+            return worker.conn.recv_bytes() == _READY
+        except (EOFError, OSError):
+            return False
 
     def _collect(self, done: dict[int, Parsed]) -> None:
         """Wait for the first busy worker to answer, die or pass its deadline; record them."""
@@ -183,7 +213,7 @@ class ParsePool:
         try:
             reply = json.loads(worker.conn.recv_bytes())
         except (EOFError, OSError):
-            self._stop(worker)
+            self._stop(worker, _EXIT_WAIT_S)
             return Parsed(None, self._crashed(worker.process.exitcode))
         worker.job = None
         if "memory" in reply:
@@ -194,7 +224,10 @@ class ParsePool:
         blocks = [TextBlock(text, page, section) for text, page, section in reply["blocks"]]
         return Parsed(LoadedDocument(reply["source"], blocks, reply["title"]))
 
-    def _stop(self, worker: _Worker) -> None:
+    def _stop(self, worker: _Worker, wait_s: float = 0.0) -> None:
+        """Kill the worker, after `wait_s` for it to end by itself (a worker whose pipe closed is
+        ending, and its own exit status says why)."""
+        worker.process.join(wait_s)
         worker.process.kill()
         worker.process.join()
         worker.conn.close()
@@ -215,13 +248,16 @@ class ParsePool:
         )
 
     def _crashed(self, exitcode: int) -> str:
-        if exitcode >= 0:
-            # A file's own errors are answered, so the worker itself failed, most likely at start.
-            return f"the parse worker stopped (exit code {exitcode}; its error went to stderr); skipped"
         return (
-            f"the parser crashed (signal {signal.Signals(-exitcode).name}); skipped (if the file "
-            f"is large, raise ingest.parse_memory_mb = {self._ingest.parse_memory_mb:g} MB)"
+            f"the parser crashed ({_exit_status(exitcode)}); skipped (if the file is large, "
+            f"raise ingest.parse_memory_mb = {self._ingest.parse_memory_mb:g} MB)"
         )
+
+
+def _exit_status(exitcode: int) -> str:
+    if exitcode < 0:
+        return f"signal {signal.Signals(-exitcode).name}"
+    return f"exit code {exitcode}"
 
 
 # --- in the worker -------------------------------------------------------------------------------
@@ -233,6 +269,7 @@ def _serve(conn: Connection, load: Loader, ingest: IngestConfig, root: Path | No
     _die_with_parent()
     _limit_memory(int(ingest.parse_memory_mb * _MB))
     limits = ingest.load_limits()
+    conn.send_bytes(_READY)
     while True:
         try:
             path, source = json.loads(conn.recv_bytes())

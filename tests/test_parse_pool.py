@@ -12,14 +12,17 @@ import sys
 import textwrap
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
 from stub_loaders import load_or_misbehave
 from test_hostile_files import GOOD, MB, within
 
+import builder.build
+from builder.build import build
 from retrieval.config import IngestConfig
-from retrieval.parse_pool import ParsePool
+from retrieval.parse_pool import ParsePool, ParseWorkerError
 
 linux_only = pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS and /proc: Linux")
 
@@ -40,7 +43,8 @@ def test_each_misbehaving_file_costs_only_itself(tmp_path: Path) -> None:
     with ParsePool(ingest, tmp_path, load_or_misbehave) as pool:
         results = within(30, lambda: list(pool.parse([(tmp_path / n, n) for n in names])))
     parsed = [r.document.source if r.document else None for r in results]
-    assert parsed == ["a.md", None, "b.md", None, None, "c.md"]  # in order, each file once
+    errors = [r.error for r in results]
+    assert parsed == ["a.md", None, "b.md", None, None, "c.md"], errors  # in order, each once
     assert results[1].error.startswith("took longer than ingest.parse_timeout_s = 1 s")
     assert results[3].error.startswith("needed more than ingest.parse_memory_mb = 2048 MB")
     assert results[4].error.startswith("the parser crashed (signal SIGSEGV)")
@@ -67,6 +71,21 @@ def test_close_from_another_thread_ends_a_hanging_parse(tmp_path: Path) -> None:
     pool.close()
     thread.join(10)
     assert not thread.is_alive() and results == []
+    assert not multiprocessing.active_children()
+
+
+def test_workers_that_cannot_start_fail_the_build_with_the_reason(
+    project_factory, encoder, monkeypatch
+) -> None:
+    """Not a skip of every file: a worker that cannot even start (here: its loader cannot be
+    imported there) stops the build, with what to check."""
+    module = types.ModuleType("only_in_this_process")
+    exec("def load(*args):\n    raise AssertionError('never runs')", module.__dict__)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(builder.build, "load_document", module.load)
+    project = project_factory({"good.md": GOOD})
+    with pytest.raises(ParseWorkerError, match=r"did not start \(exit code 1.*__main__"):
+        within(60, lambda: build(project, encoder=encoder))
     assert not multiprocessing.active_children()
 
 
