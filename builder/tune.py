@@ -289,6 +289,8 @@ def _format(
                 chunk_id=c.chunk_id,
                 score=1.0,
                 text=c.text,
+                title=c.title,
+                table_header=c.table_header,
             )
             for p in pairs
             if (c := by_id.get(p.chunk_id)) is not None

@@ -35,7 +35,7 @@ def evidence_rank(pair: QAPair, chunk: Chunk, score: ScoreReplies) -> int | None
     if not others:
         return None
     candidates = [pair.evidence, *others]
-    document = PromptDocument(chunk.source, chunk.text, chunk.page, chunk.section, chunk.title)
+    document = PromptDocument.of(chunk)
     scores = score(rag_messages(pair.question, [document]), candidates)
     return sum(other > scores[0] for other in scores[1:])
 

@@ -61,9 +61,7 @@ def restore_teacher_prompts(
     for pair in pairs:
         chunk = by_id.get(pair.chunk_id)
         if chunk is not None:
-            document = PromptDocument(
-                chunk.source, chunk.text, chunk.page, chunk.section, chunk.title
-            )
+            document = PromptDocument.of(chunk)
             oracles.setdefault((pair.question.strip(), pair.answer.strip()), document)
     restored, count = [], 0
     for example in examples:

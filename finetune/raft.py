@@ -93,7 +93,7 @@ def raft_examples(
         shown = [*distractors, oracle] if keep_oracle else list(distractors)
         if keep_oracle:
             rng.shuffle(shown)
-        prompt_docs = [PromptDocument(h.source, h.text, h.page, h.section, h.title) for h in shown]
+        prompt_docs = [PromptDocument.of(h) for h in shown]
         holders = [n for n, hit in enumerate(shown, start=1) if _holds_evidence(hit.text, pair)]
         if any(_holds_evidence(h.text, pair) for h in distractors):
             report.oracle_duplicates += 1
@@ -112,9 +112,7 @@ def raft_examples(
         if rng.random() < config.closed_book and pair.kind != UNANSWERABLE:
             closed = closed_book_messages(pair.question)
             # What a context-distillation teacher reads instead (tune.context_distill).
-            oracle_doc = PromptDocument(
-                oracle.source, oracle.text, oracle.page, oracle.section, oracle.title
-            )
+            oracle_doc = PromptDocument.of(oracle)
             examples.append(
                 ChatExample(
                     [*closed, {"role": "assistant", "content": pair.answer.strip()}],

@@ -137,7 +137,7 @@ def uses_adapter(mode: str) -> bool:
 
 
 def prompt_documents(hits: Sequence[Hit]) -> list[PromptDocument]:
-    return [PromptDocument(h.source, h.text, h.page, h.section, h.title) for h in hits]
+    return [PromptDocument.of(h) for h in hits]
 
 
 _WORD = re.compile(r"\w+")

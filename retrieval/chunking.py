@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
@@ -76,6 +78,59 @@ def make_splitter(
     )
 
 
+MAX_TABLE_HEADER_CHARS = 400
+"""A table's header row is repeated above each chunk of its rows only up to this length (a
+hostile 1 MB header would otherwise be copied into every chunk)."""
+
+
+@dataclass(frozen=True)
+class TableSpan:
+    """A Markdown table in a block: its header lines and where the rows below them lie."""
+
+    header: str
+    body_start: int
+    body_end: int
+
+
+def _is_row(line: str) -> bool:
+    return line.lstrip().startswith("|")
+
+
+def _is_separator(line: str) -> bool:
+    stripped = line.strip()
+    return stripped.startswith("|") and "---" in stripped and not stripped.strip("|-: ")
+
+
+def table_spans(text: str) -> list[TableSpan]:
+    """The Markdown tables of `text` (a row, a '| --- |' line, then rows), in order."""
+    spans: list[TableSpan] = []
+    lines = text.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    i = 0
+    while i + 1 < len(lines):
+        if not (_is_row(lines[i]) and _is_separator(lines[i + 1])):
+            i += 1
+            continue
+        end = i + 2
+        while end < len(lines) and _is_row(lines[end]):
+            end += 1
+        header = (lines[i] + lines[i + 1]).strip()
+        if len(header) <= MAX_TABLE_HEADER_CHARS:
+            spans.append(TableSpan(header, offsets[i + 2], offsets[end]))
+        i = end
+    return spans
+
+
+def _table_header(spans: list[TableSpan], starts: list[int], offset: int) -> str | None:
+    """The header of the table whose rows hold `offset`, if any."""
+    at = bisect.bisect_right(starts, offset) - 1
+    if at >= 0 and offset < spans[at].body_end:
+        return spans[at].header
+    return None
+
+
 def chunk_id(source: str, start: int, text: str) -> str:
     """Stable id of a chunk: the same file content always gives the same ids."""
     digest = hashlib.sha256(f"{source}\0{start}\0{text}".encode()).hexdigest()
@@ -87,6 +142,9 @@ def chunk_document(
 ) -> list[Chunk]:
     """Split each block of `document` (chunks never straddle a page or a section).
 
+    A chunk that starts among the rows of a Markdown table, below its header, gets that header
+    as `table_header`, so a row is never read apart from the names of its columns.
+
     Returns:
         Chunks in reading order; `chunk.text == document.text[chunk.start:chunk.end]`.
     """
@@ -94,6 +152,8 @@ def chunk_document(
     block_start = 0
     for block in document.blocks:
         cursor = 0
+        spans = table_spans(block.text)
+        starts = [span.body_start for span in spans]
         for piece in splitter.split_text(block.text):
             # Pieces are stripped substrings in order; overlap means the next one may start
             # before the previous one ended, but never before it started.
@@ -116,6 +176,7 @@ def chunk_document(
                     section=block.section,
                     position=len(chunks),
                     title=document.title or None,
+                    table_header=_table_header(spans, starts, found),
                 )
             )
             cursor = found + 1
@@ -136,4 +197,5 @@ def indexed_text(chunk: Chunk, headers: bool = True) -> str:
     if section and chunk.text.lstrip("# ").startswith(section):
         section = None
     header = chunk_header(chunk.title, section, chunk.page) if headers else section
-    return f"{header}\n{chunk.text}" if header else chunk.text
+    lines = [line for line in (header, chunk.table_header, chunk.text) if line]
+    return "\n".join(lines)

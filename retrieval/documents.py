@@ -79,6 +79,8 @@ class Chunk:
         section: Section heading, or None.
         position: Index of the chunk within its document.
         title: Its document's title, or None.
+        table_header: The header row (and '| --- |' line) of the Markdown table the chunk
+            continues, when the chunk does not start with it; else None.
     """
 
     chunk_id: str
@@ -90,3 +92,4 @@ class Chunk:
     section: str | None
     position: int
     title: str | None = None
+    table_header: str | None = None

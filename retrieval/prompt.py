@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 NO_ANSWER = "I could not find this in the documents."
 """What the engine answers when no document is relevant; tuned models are trained to say it."""
@@ -38,6 +39,20 @@ class PromptDocument:
     section: str | None = None
     title: str | None = None
     """Its document's title (see `retrieval.titles`), shown as the chunk's header."""
+    table_header: str | None = None
+    """The header row of the Markdown table the text continues, shown above the text."""
+
+    @classmethod
+    def of(cls, chunk: Any) -> PromptDocument:
+        """The prompt's view of a `Chunk` or a `Hit` (anything with their fields)."""
+        return cls(
+            chunk.source,
+            chunk.text,
+            chunk.page,
+            chunk.section,
+            chunk.title,
+            getattr(chunk, "table_header", None),
+        )
 
 
 def _attribute(value: str) -> str:
@@ -60,7 +75,8 @@ def format_documents(documents: Sequence[PromptDocument]) -> str:
             attributes += f' page="{doc.page}"'
         if doc.section:
             attributes += f' section="{_attribute(doc.section)}"'
-        parts.append(f"<document {attributes}>\n{_fence(doc.text)}\n</document>")
+        text = f"{doc.table_header}\n{doc.text}" if doc.table_header else doc.text
+        parts.append(f"<document {attributes}>\n{_fence(text)}\n</document>")
     return "<documents>\n" + "\n".join(parts) + "\n</documents>"
 
 

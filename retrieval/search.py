@@ -33,6 +33,7 @@ class Hit:
         dense_score: cosine similarity to the question, when the chunk was a dense candidate.
         keyword_score: BM25 score, when the chunk was a keyword candidate.
         title: its document's title.
+        table_header: the header row of the Markdown table the chunk continues (see `Chunk`).
         rerank_score: the cross-encoder's score, when a reranker read the chunk.
     """
 
@@ -46,6 +47,7 @@ class Hit:
     keyword_score: float | None = None
     title: str | None = None
     rerank_score: float | None = None
+    table_header: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -217,6 +219,7 @@ class Retriever:
                 dense_score=dense_scores.get(row),
                 keyword_score=keyword_scores.get(row),
                 title=chunk.title,
+                table_header=chunk.table_header,
             )
             for (row, score), chunk in zip(ranked, chunks)
         ]

@@ -33,14 +33,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     end INTEGER NOT NULL,
     text TEXT NOT NULL,
     title TEXT,
+    table_header TEXT,
     embedding BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source, position);
 CREATE UNIQUE INDEX IF NOT EXISTS chunks_row ON chunks(row);
 """
 
-_CHUNK_COLUMNS = "chunk_id, source, text, start, end, page, section, position, title"
-_MARKS = ", ".join("?" * 10)  # the chunk columns and the embedding
+_CHUNK_COLUMNS = "chunk_id, source, text, start, end, page, section, position, title, table_header"
+_MARKS = ", ".join("?" * 11)  # the chunk columns and the embedding
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class ChunkStore:
                         c.section,
                         c.position,
                         c.title,
+                        c.table_header,
                         vector.tobytes(),
                     )
                     for c, vector in zip(chunks, vectors)

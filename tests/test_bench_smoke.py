@@ -141,3 +141,14 @@ def test_retrieval_smoke_reports_every_stage_beside_the_naive_baseline():
         hits = [number(cell) for cell in row[1:5]]
         assert hits == sorted(hits) and hits[0] >= 0 and hits[-1] <= 1  # hit@k grows with k
         assert number(row[6]) > 0  # ms per question
+
+
+@pytest.mark.slow
+def test_quote_smoke_compares_every_selector_with_the_upper_bound():
+    out = run_smoke("quote.py")
+    assert "chunks shown (answer.documents)" in out
+    bound = cells(out, "any sentence (upper bound)")
+    for name in ("embedding", "likelihood, untuned", "first sentence of the top chunk"):
+        row = cells(out, name)
+        assert 0 <= number(row[1]) <= number(bound[1]) <= 1
+        assert 0 <= number(row[2]) <= number(bound[2]) <= 1

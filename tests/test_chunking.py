@@ -121,3 +121,25 @@ def test_with_headers_a_chunk_is_indexed_under_its_title_section_and_page():
 def test_the_prompt_shows_the_title_of_each_document():
     shown = format_documents([PromptDocument("f.pdf", "Net sales rose.", 14, None, 'A "B"')])
     assert 'title="A &quot;B&quot;" page="14"' in shown
+
+
+def test_a_chunk_of_table_rows_carries_the_table_header_to_the_index_and_the_prompt():
+    header = "| Rotor | Retire after |\n| --- | --- |"
+    rows = "\n".join(f"| R-{i} | {1000 * i} runs |" for i in range(1, 40))
+    document = LoadedDocument("rotors.md", [TextBlock(f"Rotor limits.\n{header}\n{rows}")])
+    chunks = chunk_document(document, make_splitter(count_words, 24, 0))
+    assert chunks[0].text.startswith("Rotor limits.\n| Rotor |")
+    assert chunks[0].table_header is None  # it holds the header itself
+    later = chunks[1:]
+    assert later and all(c.table_header == header for c in later)
+    assert all(document.text[c.start : c.end] == c.text for c in chunks)
+    assert indexed_text(later[-1], headers=False).startswith(header + "\n| R-")
+    shown = format_documents([PromptDocument.of(later[-1])])
+    assert f"{header}\n{later[-1].text}" in shown
+
+
+def test_text_after_a_table_and_a_hostile_header_get_no_table_header():
+    wide = "| " + "x" * 1000 + " |\n| --- |\n" + "| y |\n" * 200
+    document = LoadedDocument("t.md", [TextBlock(wide + "After.\n| a |\n| b |")])
+    chunks = chunk_document(document, make_splitter(count_words, 8, 0))
+    assert all(c.table_header is None for c in chunks)

@@ -162,8 +162,8 @@ def test_docx_headings_start_sections_and_tables_stay_in_order(tmp_path: Path) -
         (
             "Results",
             (
-                "Results\nSee the table.\nYear | Sales | Notes\n2024 | 10\n"
-                "After the table.\nWide | Narrow"
+                "Results\nSee the table.\n| Year | Sales | Notes |\n| --- | --- | --- |\n"
+                "| 2024 | 10 |  |\nAfter the table.\n| Wide | Narrow |\n| --- | --- |"
             ),
         ),
         ("Appendix", "Appendix\nExtra."),
@@ -190,8 +190,14 @@ def test_docx_cells_merged_down_repeat_in_each_row_and_long_merges_load(tmp_path
 
     (block,) = _load(path).blocks
     lines = block.text.split("\n")
-    assert lines[:4] == ["Rotor | 9000", "Rotor | 12000", "", "Tall"]
-    assert lines.count("Tall") == 3000
+    assert lines[:5] == [
+        "| Rotor | 9000 |",
+        "| --- | --- |",
+        "| Rotor | 12000 |",
+        "| Tall |",
+        "| --- |",
+    ]
+    assert lines.count("| Tall |") == 3000
 
 
 def test_docx_that_is_really_text(tmp_path: Path) -> None:
@@ -281,7 +287,7 @@ def test_html_drops_chrome_and_splits_at_headings(tmp_path: Path) -> None:
         "Install\nRun the installer.\nStep one\nNested step\nStep two\nLoose div text with span"
     )
     assert doc.blocks[2].text == (
-        "Options\nName | Default\nsize | 10\ncode line 1\n  indented line 2\nfirst\nsecond"
+        "Options\n| Name | Default |\n| --- | --- |\n| size | 10 |\ncode line 1\n  indented line 2\nfirst\nsecond"
     )
     for hidden in HIDDEN_HTML_TEXT:
         assert hidden not in doc.text

@@ -25,7 +25,7 @@ from docx.table import Table
 from lxml.etree import XMLSyntaxError
 
 from retrieval.documents import LoadError, LoadLimits, TextBlock
-from retrieval.loaders._text import BlockBuilder
+from retrieval.loaders._text import BlockBuilder, markdown_row, markdown_separator
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Old binary .doc (and .xls, .ppt) files.
@@ -42,7 +42,8 @@ _RUN_TEXT = frozenset(qn(f"w:{name}") for name in ("br", "cr", "noBreakHyphen", 
 def load_docx(data: bytes, limits: LoadLimits | None = None) -> list[TextBlock]:
     """Load a .docx file; 'Heading N' and 'Title' paragraphs start sections.
 
-    Table rows become lines with their cells joined by ' | '.
+    Tables become Markdown tables, the first row as the header (as Word's table styles set
+    it apart), so the chunker can repeat it above every chunk of the rows.
 
     Args:
         data: The file's bytes.
@@ -59,7 +60,7 @@ def load_docx(data: bytes, limits: LoadLimits | None = None) -> list[TextBlock]:
     builder = BlockBuilder()
     for item in document.iter_inner_content():
         if isinstance(item, Table):
-            for line in _row_lines(item):
+            for line in _table_lines(item):
                 builder.add_line(line)
             continue
         text = _paragraph_text(item._p)
@@ -148,8 +149,20 @@ def _heading_style_ids(document: DocxDocument) -> frozenset[str]:
     )
 
 
-def _row_lines(table: Table) -> Iterator[str]:
-    """Each row as 'a | b | c'; a cell spanning several columns is written once, and a cell
+def _table_lines(table: Table) -> Iterator[str]:
+    """The table as Markdown: rows without text left out, a '| --- |' line under the first."""
+    header_done = False
+    for cells in _row_cells(table):
+        if not any(cells):
+            continue
+        yield markdown_row(cells)
+        if not header_done:
+            yield markdown_separator(len(cells))
+            header_done = True
+
+
+def _row_cells(table: Table) -> Iterator[list[str]]:
+    """Each row's cell texts; a cell spanning several columns is written once, and a cell
     merged down over several rows is written in each of them."""
     above: dict[int, str] = {}  # the text of each cell of the row above, by its first column
     for tr in table._tbl.tr_lst:
@@ -162,4 +175,4 @@ def _row_lines(table: Table) -> Iterator[str]:
                 here[column] = " ".join(" ".join(_paragraph_text(p) for p in tc.p_lst).split())
             column += tc.grid_span
         above = here
-        yield " | ".join(text for text in here.values() if text)
+        yield list(here.values())

@@ -8,7 +8,14 @@ from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PageElement, PreformattedString, Tag
 
 from retrieval.documents import TextBlock
-from retrieval.loaders._text import BlockBuilder, decode_text, section_title, squash_spaces
+from retrieval.loaders._text import (
+    BlockBuilder,
+    decode_text,
+    markdown_row,
+    markdown_separator,
+    section_title,
+    squash_spaces,
+)
 
 # Page chrome and non-text elements: never part of the document's content.
 _DROPPED_TAGS = {
@@ -168,9 +175,13 @@ class _LineWriter:
                 self._builder.start_section(heading, heading)
             return True
         if tag.name == "tr":
-            cells = (self._flatten(cell) for cell in tag.find_all(["td", "th"], recursive=False))
+            cells = tag.find_all(["td", "th"], recursive=False)
+            texts = [self._flatten(cell) for cell in cells]
             self._end_line()
-            self._builder.add_line(" | ".join(cell for cell in cells if cell))
+            if any(texts):
+                self._builder.add_line(markdown_row(texts))
+                if all(cell.name == "th" for cell in cells):  # a header row
+                    self._builder.add_line(markdown_separator(len(texts)))
             return True
         if tag.name == "pre":
             self._end_line()

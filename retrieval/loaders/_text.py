@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Sequence
 
 import charset_normalizer
 
@@ -91,6 +92,16 @@ def clean_block(text: str) -> str:
 def section_title(text: str) -> str | None:
     """A heading as a section title: whitespace squashed, cut to `MAX_SECTION_CHARS`."""
     return squash_spaces(text)[:MAX_SECTION_CHARS].rstrip() or None
+
+
+def markdown_row(cells: Sequence[str]) -> str:
+    """A table row as Markdown, '| a | b |', each '|' inside a cell escaped."""
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def markdown_separator(columns: int) -> str:
+    """The line under a Markdown table's header row: '| --- | --- |'."""
+    return "|" + " --- |" * max(columns, 1)
 
 
 def squash_spaces(text: str) -> str:
