@@ -30,7 +30,8 @@ from retrieval.store import ChunkStore, FileRecord
 # 2: chunks of CJK text end at its sentence stops; its BM25 terms are character bigrams.
 # 3: chunks carry their document's title; BM25 terms keep codes whole and in parts, numbers
 #    without separators; a keyword index of the documents.
-PIPELINE_VERSION = 3
+# 4: docx and html tables load as Markdown tables; chunks carry the header of their table.
+PIPELINE_VERSION = 4
 # Chunks gathered before embedding: sorting a large window by length keeps padding, and so
 # wasted compute, low (256-chunk windows cost ~10% more than one sorted pass).
 EMBED_WINDOW = 4096

@@ -36,8 +36,9 @@ from retrieval.vector_index import (
     save_vector_index,
 )
 
-FORMAT_VERSION = 2
-"""2: chunks carry their document's title; a keyword index of the documents."""
+FORMAT_VERSION = 3
+"""2: chunks carry their document's title; a keyword index of the documents. 3: chunks carry
+the header row of the table they continue."""
 CHUNKS_FILE = "chunks.sqlite"
 VECTORS_FILE = "vectors.faiss"
 KEYWORDS_DIR = "keywords"
