@@ -174,7 +174,7 @@ def show_answer(answer: Answer) -> None:
             "passage: check them before relying on them."
         )
     if answer.quoted:
-        st.caption("Quoted from the passage the model found likeliest to answer.")
+        st.caption("Quoted from the shown passage that best answers the question.")
     show_details(answer)
 
 

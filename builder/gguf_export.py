@@ -365,8 +365,7 @@ def export_gguf(project: Project, out: Path, outtype: str = "f32") -> list[Path]
     config = project.config.generation
     if not (adapter / "adapter_config.json").is_file():
         raise GGUFExportError(
-            f"{adapter} is a full fine-tune (method = 'full'), not a LoRA adapter: "
-            f"{_MERGE_INSTEAD}"
+            f"{adapter} is a full fine-tune (method = 'full'), not a LoRA adapter: {_MERGE_INSTEAD}"
         )
     base_config = AutoConfig.from_pretrained(
         resolve_generator_model(config.model), trust_remote_code=config.trust_remote_code

@@ -152,6 +152,7 @@ MX60 = Hit("mx60.md", 7, None, "id-60", 0.4, "The R-30F rotor must be retired af
 
 def test_a_citation_moves_to_the_chunk_that_supports_the_claim(project):
     engine = open_engine(project, NO_ADAPTER)
+    engine.config.unsupported = "flag"
     text = 'The R-30F rotor is retired after 12000 runs [1]. <document id="1">It is blue [2].'
     answer = engine._finish("q", "rag", [MX30, MX60], text, 0.0)
     assert answer.model_citations == [1, 2]

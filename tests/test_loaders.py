@@ -287,7 +287,8 @@ def test_html_drops_chrome_and_splits_at_headings(tmp_path: Path) -> None:
         "Install\nRun the installer.\nStep one\nNested step\nStep two\nLoose div text with span"
     )
     assert doc.blocks[2].text == (
-        "Options\n| Name | Default |\n| --- | --- |\n| size | 10 |\ncode line 1\n  indented line 2\nfirst\nsecond"
+        "Options\n| Name | Default |\n| --- | --- |\n| size | 10 |\n"
+        "code line 1\n  indented line 2\nfirst\nsecond"
     )
     for hidden in HIDDEN_HTML_TEXT:
         assert hidden not in doc.text
