@@ -321,13 +321,15 @@ class AnswerEngine:
             return answer
         claims = self.verify(cleaned, hits)
         policy = self.config.unsupported
+        # Nothing left to show (the model wrote only prompt markup, say) counts as unsupported.
+        empty = not cleaned.strip()
         if policy == "drop":
             claims = [c for c in claims if c.supported is not False]
-        elif policy == "quote" and any(c.supported is False for c in claims):
+        elif policy == "quote" and (empty or any(c.supported is False for c in claims)):
             quoted = self._quote(question, mode, hits)
             if quoted is not None:
                 claims, answer.quoted = quoted, True
-        if policy == "drop" and not claims:
+        if (policy == "drop" and not claims) or (empty and not answer.quoted):
             answer.answer, answer.refused = NO_ANSWER, True
             return answer
         answer.claims = claims

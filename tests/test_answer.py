@@ -212,6 +212,20 @@ def test_quote_by_embedding_picks_the_shown_sentence_closest_to_the_question(pro
     assert answer.claims[0].text == f"\u201c{MX30.text}\u201d"
 
 
+@pytest.mark.parametrize("policy", ["quote", "flag"])
+def test_an_answer_of_prompt_markup_alone_is_quoted_or_refused_never_empty(project, policy):
+    engine = open_engine(project, NO_ADAPTER)
+    engine.config.unsupported = policy
+    answer = engine._finish(
+        "When is the R-24A rotor retired?", "rag", [MX30], '<document id="1">', 0
+    )
+    assert answer.removed_markup == 1
+    if policy == "quote":
+        assert answer.quoted and answer.citations[0].chunk_id == "id-30"
+    else:
+        assert answer.refused and answer.answer == NO_ANSWER
+
+
 def test_reply_scores_with_a_shared_prompt_cache_equal_full_forward_passes(project):
     import torch
 
