@@ -44,12 +44,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from machine import OtherLoad
-from smoke import TINY_LABEL, single_threaded, small_sample_corpus, tiny_generator
+from smoke import TINY_LABEL, build_sample, single_threaded, tiny_generator
 
-from builder.build import build
 from builder.engine import open_engine
 from builder.project import open_project
-from builder.sample_corpus import load_sample_questions, write_sample_corpus
+from builder.sample_corpus import load_sample_questions
 from retrieval.answer import Answer, AnswerEngine
 from retrieval.prompt import NO_ANSWER
 
@@ -314,15 +313,7 @@ def main() -> None:
             tiny = tiny_generator(Path(temporary) / "tiny-llama")
             settings = [f"generation.model={tiny}", "generation.max_new_tokens=8", *DEVICES]
         if root is None:
-            root = Path(temporary) / "project"
-            if args.smoke:
-                small_sample_corpus(root / "docs")
-            else:
-                write_sample_corpus(root / "docs")
-            print("building the sample corpus …", file=sys.stderr)
-            project = open_project(root, settings, docs=root / "docs")
-            project.save_config()
-            build(project)
+            root = build_sample(Path(temporary), settings, args.smoke)
         project = open_project(root, settings)
         if args.smoke:
             questions = [*gold_questions(project.docs_dir)[:2], OFF_TOPIC]

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,12 +38,11 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from smoke import TINY_LABEL, single_threaded, small_sample_corpus, tiny_generator
+from smoke import TINY_LABEL, build_sample, single_threaded, tiny_generator
 
-from builder.build import build
 from builder.engine import open_engine
 from builder.project import open_project
-from builder.sample_corpus import load_sample_questions, write_sample_corpus
+from builder.sample_corpus import load_sample_questions
 from eval.metrics import contains_gold, same_source
 from retrieval.attribution import candidate_sentences
 
@@ -128,15 +126,7 @@ def main() -> None:
             tiny = tiny_generator(Path(temporary) / "tiny-llama")
             settings = [f"generation.model={tiny}"]
         if root is None:
-            root = Path(temporary) / "project"
-            if args.smoke:
-                small_sample_corpus(root / "docs")
-            else:
-                write_sample_corpus(root / "docs")
-            print("building the sample corpus …", file=sys.stderr)
-            project = open_project(root, settings, docs=root / "docs")
-            project.save_config()
-            build(project)
+            root = build_sample(Path(temporary), settings, args.smoke)
         project = open_project(root, settings)
         questions = read_questions(args.questions, project.docs_dir)
         engine = open_engine(project)

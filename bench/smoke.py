@@ -47,3 +47,22 @@ def small_sample_corpus(dest: Path, keep: int = SMOKE_DOCUMENTS) -> list[Path]:
         if folder.is_dir() and not any(folder.iterdir()):
             shutil.rmtree(folder)
     return kept
+
+
+def build_sample(work: Path, settings: list[str], smoke: bool) -> Path:
+    """The sample corpus (a few documents of it with --smoke), built in this process with
+    `settings` saved in its ragtune.toml."""
+    from builder.build import build
+    from builder.project import open_project
+    from builder.sample_corpus import write_sample_corpus
+
+    root = work / "project"
+    if smoke:
+        small_sample_corpus(root / "docs")
+    else:
+        write_sample_corpus(root / "docs")
+    print("building the sample project …", file=sys.stderr)
+    project = open_project(root, settings, docs=root / "docs")
+    project.save_config()
+    build(project)
+    return root

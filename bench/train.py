@@ -52,7 +52,7 @@ os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from machine import OtherLoad
-from smoke import TINY_LABEL, single_threaded, small_sample_corpus, tiny_generator
+from smoke import TINY_LABEL, build_sample, single_threaded, tiny_generator
 
 ROOT = Path(__file__).resolve().parent.parent
 RAGTUNE = [sys.executable, "-m", "builder.cli"]
@@ -316,25 +316,6 @@ def cli_env(device: str) -> dict:
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     return env
-
-
-def build_sample(work: Path, settings: list[str], smoke: bool) -> Path:
-    """The sample corpus (a few documents of it with --smoke), built in this process with
-    `settings` saved in its ragtune.toml."""
-    from builder.build import build
-    from builder.project import open_project
-    from builder.sample_corpus import write_sample_corpus
-
-    root = work / "project"
-    if smoke:
-        small_sample_corpus(root / "docs")
-    else:
-        write_sample_corpus(root / "docs")
-    print("building the sample project …", file=sys.stderr)
-    project = open_project(root, settings, docs=root / "docs")
-    project.save_config()
-    build(project)
-    return root
 
 
 def training_data(root: Path) -> None:
