@@ -60,7 +60,6 @@ def exported(tmp_path_factory):
     from safetensors.torch import load_file, save_file
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    pytest.importorskip("xllamacpp", reason="pip install xllamacpp")
     base_dir = resolve_generator_model(EMBEDDED_GENERATOR)
     folder = tmp_path_factory.mktemp("smollm2-lora")
     torch.manual_seed(0)
