@@ -10,6 +10,10 @@
 Every stage records a hash of its inputs beside its outputs and is skipped when they did not
 change, so running `ragtune tune` twice trains once.
 
+Under `torchrun --nproc_per_node N` the N processes train together (DDP); the main process alone
+runs the stages before training, while the others wait, and then they run them too, finding
+every one up to date. Only the main process writes the status, the check and the run card.
+
 Layout under PROJECT/:
     tune/pairs.jsonl, tune/synthesis.json         kept pairs and the synthesis report
     tune/train_pairs.jsonl, tune/eval_questions.jsonl, tune/split.json
@@ -36,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from builder.engine import open_retriever
 from builder.jobs import process_start_ticks
 from builder.project import Project
+from finetune.distributed import join, launched, main_first
 from retrieval.index import write_atomic
 
 if TYPE_CHECKING:
@@ -408,6 +413,8 @@ def _train(
         "seconds": round(result.seconds, 1),
         "tokens_per_second": round(result.tokens_per_second, 1),
         "notes": result.notes,
+        "processes": result.processes,
+        "distributed": result.distributed,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     report.stages["train"] = "ran"
@@ -441,6 +448,34 @@ def _check_forgetting(
     report.stages["check"] = "ran"
 
 
+def _silent(event: dict[str, Any]) -> None:
+    """The status of a process that is not the main one: it reports nothing."""
+
+
+def _prepare(
+    project: Project,
+    data: list[Any] | None,
+    data_only: bool,
+    index_id: str,
+    report: TuneReport,
+    status: Progress,
+) -> tuple[list[Chunk], Path]:
+    """The stages before training: the index's chunks and the training set's path."""
+    retriever = open_retriever(project)
+    try:
+        chunks = list(retriever.index.store.iter_chunks())
+        train_pairs = None
+        if not data_only:
+            pairs = _synthesize(project, retriever, chunks, index_id, report, status)
+            status({"stage": "split"})
+            train_pairs = _split(project, pairs, report)
+        status({"stage": "format"})
+        train_set = _format(project, retriever, chunks, train_pairs, data or [], index_id, report)
+    finally:
+        retriever.close()
+    return chunks, train_set
+
+
 def tune(
     project: Project,
     *,
@@ -457,35 +492,29 @@ def tune(
             the synthesized pairs, or instead of them with `data_only`.
         data_only: skip synthesis; train on `data` alone.
         resume: continue the interrupted training run from its newest complete checkpoint.
-        progress: called with {"stage", "done", "total", "loss", "eta_s", "message"}.
+        progress: called with {"stage", "done", "total", "loss", "eta_s", "message"}; only in
+            the main process under a launcher.
 
     Raises:
-        TuneError, TrainError, ResumeError, ChatTemplateError: see their messages.
+        TuneError, TrainError, ResumeError, ChatTemplateError, LaunchError: see their messages.
         KeyboardInterrupt: the user stopped the run; complete checkpoints stay for `resume`.
     """
     if data_only and not data:
         raise TuneError("--data-only needs --data FILE")
-    status = StatusFile(project.tune_dir / STATUS, progress)
+    world = join(launched())
+    status = StatusFile(project.tune_dir / STATUS, progress) if world.is_main else _silent
     report = TuneReport()
     index_id = _index_identity(project)
     project.tune_dir.mkdir(parents=True, exist_ok=True)
     try:
-        retriever = open_retriever(project)
-        try:
-            chunks = list(retriever.index.store.iter_chunks())
-            train_pairs = None
-            if not data_only:
-                pairs = _synthesize(project, retriever, chunks, index_id, report, status)
-                status({"stage": "split"})
-                train_pairs = _split(project, pairs, report)
-            status({"stage": "format"})
-            train_set = _format(
-                project, retriever, chunks, train_pairs, data or [], index_id, report
-            )
-        finally:
-            retriever.close()
-        status({"stage": "train", "message": "loading the model"})
+        # One process synthesizes and writes; the others then find every stage up to date.
+        with main_first(world):
+            chunks, train_set = _prepare(project, data, data_only, index_id, report, status)
+        on = f" on {world.size} processes" if world.distributed else ""
+        status({"stage": "train", "message": f"loading the model{on}"})
         run_dir = _train(project, train_set, resume, status, report, chunks)
+        if not world.is_main:
+            return report
         _check_forgetting(project, run_dir, report, status)
         _write_json(run_dir / RUN_CARD, report.card)
         project.set_current_adapter(run_dir.name)

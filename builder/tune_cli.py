@@ -84,7 +84,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
     quiet_libraries()
     from builder.tune import tune
+    from finetune.distributed import launched
 
+    if not launched().is_main:
+        # Under torchrun the main process shows the bars and the summary, once.
+        tune(project, data=data, data_only=args.data_only, resume=args.resume)
+        return 0
     progress = Progress(
         TextColumn("{task.description:<34}"),
         BarColumn(),
@@ -142,6 +147,8 @@ def _print_report(report) -> None:
             if card.get("loss_curve")
             else f"trained {card['steps']} optimizer steps{epochs}"
         )
+    if card.get("processes"):
+        err.print(f"world size {card['processes']} ({card.get('distributed', 'NO')})")
     for note in card.get("notes") or []:
         err.print(f"[yellow]note:[/] {escape(note)}")
     if "forgetting" in card:

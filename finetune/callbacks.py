@@ -13,9 +13,16 @@ from finetune.checkpoints import mark_complete
 
 class MarkCompleteCallback(TrainerCallback):
     """Writes the COMPLETE marker into each checkpoint once the Trainer has finished saving it
-    (weights, optimizer, scheduler, RNG and trainer state): `on_save` runs after all of them."""
+    (weights, optimizer, scheduler, RNG and trainer state): `on_save` runs after all of them.
+
+    Under a launcher each process writes its own RNG state into the checkpoint, so the main
+    process marks it only once every process got here."""
 
     def on_save(self, args, state, control, **kwargs):
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
         if state.is_world_process_zero:
             mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 

@@ -87,20 +87,20 @@ class TuneConfig:
             return "all-linear"
         return [name.strip() for name in self.target_modules.split(",") if name.strip()]
 
-    def steps_per_epoch(self, examples: int) -> int:
+    def steps_per_epoch(self, examples: int, processes: int = 1) -> int:
         """Optimizer steps of one pass over `examples` conversations, as the Trainer counts them
-        on one device: batches, then steps of `gradient_accumulation` batches (a partial one
-        counts)."""
-        batches = math.ceil(examples / self.batch_size)
+        on `processes` data-parallel processes: each takes its share of the examples in batches,
+        then steps of `gradient_accumulation` batches (a partial one counts)."""
+        batches = math.ceil(math.ceil(examples / processes) / self.batch_size)
         return max(math.ceil(batches / self.gradient_accumulation), 1)
 
-    def epochs_for(self, examples: int) -> float:
-        """The epochs a run over `examples` conversations takes: `epochs`, or, when that fills
-        fewer than `min_steps` optimizer steps (and `max_steps` is not set), the whole number
-        of passes that fills them."""
+    def epochs_for(self, examples: int, processes: int = 1) -> float:
+        """The epochs a run over `examples` conversations takes on `processes` processes:
+        `epochs`, or, when that fills fewer than `min_steps` optimizer steps (and `max_steps`
+        is not set), the whole number of passes that fills them."""
         if self.max_steps > 0 or self.min_steps <= 0 or examples <= 0:
             return self.epochs
-        per_epoch = self.steps_per_epoch(examples)
+        per_epoch = self.steps_per_epoch(examples, processes)
         if self.epochs * per_epoch >= self.min_steps:
             return self.epochs
         return float(math.ceil(self.min_steps / per_epoch))

@@ -6,6 +6,10 @@ Layout of `out_dir`:
     checkpoints/run.json        the settings that shape the weights (checked on resume)
     adapter/                    the result: a peft adapter (or the full model) and the tokenizer
 
+Under a launcher (`torchrun --nproc_per_node N`) every process trains its share of each batch
+(DDP: gloo on CPU, NCCL on CUDA); only the main process removes unfinished checkpoints, marks
+finished ones and writes the adapter, and every process reads the same checkpoint on resume.
+
 Heavy libraries are imported inside the functions, so that the checks that need no model (the
 settings, qlora without a GPU, leftover checkpoints) fail in a second, not after loading one.
 """
@@ -23,6 +27,7 @@ from typing import Any
 from finetune.checkpoints import record_run_settings, resume_point, step_of
 from finetune.config import TuneConfig, distill_teacher_problem
 from finetune.data import ChatExample
+from finetune.distributed import World, backend, join, launched, main_first, wait_for_everyone
 from finetune.formatting import build_dataset, fitting_examples, require_chat_template
 
 CHECKPOINTS = "checkpoints"
@@ -61,6 +66,10 @@ class TrainResult:
     """Tokens (prompt and answer, no padding) processed per second by this call."""
     notes: list[str] = field(default_factory=list)
     """What happened besides training, e.g. 'no complete checkpoint: started from scratch'."""
+    processes: int = 1
+    """Data-parallel processes the Trainer ran on (its accelerator's count, not the request)."""
+    distributed: str = "NO"
+    """The Trainer's distributed type and backend, e.g. 'MULTI_CPU (gloo)'; 'NO' alone."""
 
 
 def train(
@@ -100,12 +109,16 @@ def train(
         ChatTemplateError: the model's tokenizer has no chat template.
         ResumeError: checkpoints of an earlier run in `out_dir` without `resume`, or resuming
             with settings that differ from the checkpoints'.
+        LaunchError: the launcher's RANK / WORLD_SIZE / LOCAL_RANK are inconsistent.
     """
     _check_request(examples, config, teacher_path)
+    world = join(launched())
     out_dir = Path(out_dir)
     root = out_dir / CHECKPOINTS
     settings = _run_settings(model_path, config)
-    start, notes = resume_point(root, resume, settings)
+    # The main process removes unfinished checkpoints; the others then find the same start.
+    with main_first(world):
+        start, notes = resume_point(root, resume, settings)
 
     from transformers import AutoTokenizer
 
@@ -124,7 +137,7 @@ def train(
             f"{too_long} example(s) longer than tune.max_seq_tokens = "
             f"{config.max_seq_tokens} tokens left out (their answers would be cut off)"
         )
-    config = _with_min_steps(config, len(examples), notes)
+    config = _with_min_steps(config, len(examples), notes, world.size)
     if config.context_distill:
         notes.append(_context_note(examples))
     tracker = ReportCallback(progress)
@@ -138,12 +151,14 @@ def train(
         tokenizer=tokenizer,
         teacher_path=teacher_path,
     )
-    record_run_settings(root, settings)
+    if world.is_main:
+        record_run_settings(root, settings)
     began = time.monotonic()
     output = trainer.train(resume_from_checkpoint=str(start) if start else None)
     seconds = time.monotonic() - began
-    adapter_dir = _save_final(trainer, out_dir / ADAPTER)
+    adapter_dir = _save_final(trainer, out_dir / ADAPTER, world)
     history = trainer.state.log_history
+    accelerator = trainer.accelerator
     return TrainResult(
         adapter_dir=adapter_dir,
         steps=trainer.state.global_step,
@@ -154,7 +169,13 @@ def train(
         seconds=seconds,
         tokens_per_second=tracker.tokens / seconds if seconds > 0 else 0.0,
         notes=notes,
+        processes=accelerator.num_processes,
+        distributed=_distributed_name(accelerator.distributed_type.name),
     )
+
+
+def _distributed_name(kind: str) -> str:
+    return kind if kind == "NO" else f"{kind} ({backend()})"
 
 
 def _check_request(
@@ -176,15 +197,18 @@ def _check_request(
         raise TrainError("cannot train:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _with_min_steps(config: TuneConfig, examples: int, notes: list[str]) -> TuneConfig:
-    """`config` with the epochs that give at least `min_steps` optimizer steps; says so in
-    `notes` when they were raised."""
-    epochs = config.epochs_for(examples)
+def _with_min_steps(
+    config: TuneConfig, examples: int, notes: list[str], processes: int = 1
+) -> TuneConfig:
+    """`config` with the epochs that give at least `min_steps` optimizer steps on `processes`
+    processes; says so in `notes` when they were raised."""
+    epochs = config.epochs_for(examples, processes)
     if epochs == config.epochs:
         return config
+    on = f" on {processes} processes" if processes > 1 else ""
     notes.append(
         f"epochs raised from {config.epochs:g} to {epochs:g}: {examples} examples fill "
-        f"{config.steps_per_epoch(examples)} optimizer step(s) a pass, fewer than "
+        f"{config.steps_per_epoch(examples, processes)} optimizer step(s) a pass{on}, fewer than "
         f"tune.min_steps = {config.min_steps} (set tune.min_steps = 0 to keep tune.epochs)"
     )
     return replace(config, epochs=epochs)
@@ -372,22 +396,32 @@ def _peft_config(config: TuneConfig) -> Any:
     )
 
 
-def _save_final(trainer: Any, adapter_dir: Path) -> Path:
+def _save_final(trainer: Any, adapter_dir: Path, world: World) -> Path:
     """Write the adapter (or full model) and tokenizer as safetensors, replacing the folder only
-    once the new one is complete."""
+    once the new one is complete; under a launcher the main process writes it, once."""
     from peft import PeftModel
 
+    # Every process takes part: FSDP and ZeRO-3 gather the sharded weights here. Under DDP
+    # each holds them whole, and alone the model's own weights are saved as before.
+    weights = None
+    if world.distributed:
+        weights = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if not world.is_main:
+        wait_for_everyone(world)
+        return adapter_dir
     partial = adapter_dir.with_name(f".{adapter_dir.name}-partial")
     old = adapter_dir.with_name(f".{adapter_dir.name}-old")
     for leftover in (partial, old):
         shutil.rmtree(leftover, ignore_errors=True)
     if isinstance(trainer.model, PeftModel):
-        trainer.model.save_pretrained(partial, safe_serialization=True)
+        trainer.model.save_pretrained(partial, state_dict=weights, safe_serialization=True)
     else:
-        trainer.model.save_pretrained(partial)  # transformers 5 always writes safetensors
+        # transformers 5 always writes safetensors
+        trainer.model.save_pretrained(partial, state_dict=weights)
     trainer.processing_class.save_pretrained(partial)
     if adapter_dir.exists():
         adapter_dir.rename(old)
     partial.rename(adapter_dir)
     shutil.rmtree(old, ignore_errors=True)
+    wait_for_everyone(world)  # the others return once the adapter exists
     return adapter_dir
