@@ -19,9 +19,11 @@ model wrote itself), `quoted` and `refused`. The non-streamed content is the ver
 each sentence carries the marker of the chunk that supports it. A stream sends the raw
 generated text as it comes; its final chunk adds `verified_content`, the verified answer.
 
-One model answers one request at a time. Requests wait in a bounded queue and are answered on a
-worker thread, so the event loop keeps accepting and refusing requests while the model works;
-a request that finds the queue full gets 429 with a Retry-After estimate.
+The transformers backend answers one request at a time; the llamacpp backend answers
+`generation.parallel` at once, decoded together by llama.cpp's continuous batching. Requests wait
+in a bounded queue and are answered on worker threads, so the event loop keeps accepting and
+refusing requests while the model works; a request that finds the queue full gets 429 with a
+Retry-After estimate.
 
 Web pages cannot drive it (`OriginPolicy`): a browser request whose Origin is not the server's
 own loopback origin, or allow-listed, gets 403, and so does a request arriving on a loopback
@@ -87,6 +89,8 @@ class ServerLimits:
     request_timeout_s: float = 120.0
     """Seconds a request may take, waiting in the queue included; then 504 and its generation
     stops."""
+    workers: int = 1
+    """Requests answered at once: the generator's `parallel`."""
 
     def __post_init__(self) -> None:
         if not self.request_timeout_s > 0:
@@ -223,18 +227,24 @@ class QueueFull(Exception):
 
 
 class AnswerQueue:
-    """Runs jobs one at a time on a worker thread, holding at most `depth` jobs (running plus
-    waiting), and keeps a running mean of job time to tell refused clients when to come back.
+    """Runs jobs on `workers` threads, holding at most `depth` jobs (running plus waiting), and
+    keeps a running mean of job time to tell refused clients when to come back.
 
     Args:
         depth: the most jobs held at once.
+        workers: jobs run at once.
     """
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, workers: int = 1) -> None:
         if depth < 1:
             raise ValueError(f"the queue depth must be at least 1, got {depth}")
+        if workers < 1:
+            raise ValueError(f"the queue needs at least 1 worker, got {workers}")
         self.depth = depth
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragtune-answer")
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="ragtune-answer"
+        )
         self._lock = threading.Lock()
         self._held = 0
         self._mean_seconds = 1.0
@@ -247,7 +257,8 @@ class AnswerQueue:
         """
         with self._lock:
             if self._held >= self.depth:
-                raise QueueFull(max(1, math.ceil(self._held * self._mean_seconds)))
+                wait = self._held * self._mean_seconds / self.workers
+                raise QueueFull(max(1, math.ceil(wait)))
             self._held += 1
         return self._executor.submit(self._run, job)
 
@@ -476,7 +487,7 @@ def create_app(
     """
     limits = limits or ServerLimits()
     policy = policy or OriginPolicy()
-    queue = AnswerQueue(limits.max_queue)
+    queue = AnswerQueue(limits.max_queue, limits.workers)
     default_tokens = min(engine.generator.config.max_new_tokens, limits.max_tokens_cap)
 
     @asynccontextmanager
@@ -751,7 +762,9 @@ def serve(
 
     engine = open_engine(project, adapter)
     warm_up(engine)
-    limits = ServerLimits(max_queue=max_queue, request_timeout_s=timeout_s)
+    limits = ServerLimits(
+        max_queue=max_queue, request_timeout_s=timeout_s, workers=engine.generator.parallel
+    )
     app = create_app(engine, limits, api_key, policy)
     uvicorn.run(app, host=host, port=port, log_level="info")
 

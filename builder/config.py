@@ -17,6 +17,7 @@ from finetune.config import RaftConfig, TuneConfig, distill_teacher_problem
 from finetune.synthesis_config import SynthesisConfig
 from retrieval.config import (
     ANSWER_MODES,
+    GENERATION_BACKENDS,
     INDEX_KINDS,
     QUOTE_SELECTORS,
     RETRIEVAL_MODES,
@@ -28,6 +29,7 @@ from retrieval.config import (
     IngestConfig,
     RetrievalConfig,
 )
+from retrieval.models import EMBEDDED_GENERATOR
 
 CONFIG_FILE = "ragtune.toml"
 
@@ -56,8 +58,14 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "answer.mode": ANSWER_MODES,
     "answer.unsupported": UNSUPPORTED_POLICIES,
     "answer.quote_by": QUOTE_SELECTORS,
+    "generation.backend": GENERATION_BACKENDS,
 }
-_AT_LEAST_ZERO = {"ingest.chunk_overlap", "generation.temperature", "answer.min_relevance"}
+_AT_LEAST_ZERO = {
+    "ingest.chunk_overlap",
+    "generation.temperature",
+    "answer.min_relevance",
+    "generation.threads",
+}
 
 
 class ConfigError(Exception):
@@ -179,11 +187,31 @@ def _check_values(config: ProjectConfig) -> list[str]:
         problem = distill_teacher_problem(config.synthesis.teacher)
         if problem:
             problems.append(problem)
+    problems.extend(_llamacpp_problems(config))
     ingest = config.ingest
     if ingest.chunk_overlap >= ingest.chunk_tokens:
         problems.append(
             f"ingest.chunk_overlap = {ingest.chunk_overlap}: must be less than "
             f"ingest.chunk_tokens = {ingest.chunk_tokens}"
+        )
+    return problems
+
+
+def _llamacpp_problems(config: ProjectConfig) -> list[str]:
+    generation = config.generation
+    if generation.backend != "llamacpp":
+        return []
+    problems = []
+    if not generation.gguf and generation.model != EMBEDDED_GENERATOR:
+        problems.append(
+            f"generation.backend = 'llamacpp' needs the GGUF file of {generation.model!r}: set "
+            "generation.gguf to it (convert the model folder with llama.cpp's "
+            "convert_hf_to_gguf.py), or set generation.backend = 'transformers'"
+        )
+    if config.answer.quote_by == "likelihood":
+        problems.append(
+            "answer.quote_by = 'likelihood' scores replies with the transformers model: set "
+            "answer.quote_by = 'embedding' or generation.backend = 'transformers'"
         )
     return problems
 

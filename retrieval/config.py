@@ -116,8 +116,24 @@ class GenerationConfig:
     """0 means greedy decoding."""
     trust_remote_code: bool = False
     """Run code shipped inside a model folder. Only for models whose code you have read."""
+    backend: str = "transformers"
+    """'transformers' (PyTorch on the model folder) or 'llamacpp' (llama.cpp on the model's GGUF
+    file, the tuned adapter applied as a GGUF LoRA exported from it on first use; all four
+    answer modes from one load). The embedded model's GGUF is 4-bit (Q4_1): transformers runs
+    its dequantized copy, so the two backends may word a few answers differently."""
+    gguf: str = ""
+    """llamacpp: the base model's GGUF file, for a model other than the embedded one (which ships
+    as a GGUF); convert a model folder with llama.cpp's convert_hf_to_gguf.py."""
+    parallel: int = 4
+    """llamacpp: sequences decoded together (continuous batching): the requests `ragtune serve`
+    answers at once, and the questions of a batch in eval."""
+    context_tokens: int = 4096
+    """llamacpp: the context of each parallel sequence, prompt and answer together."""
+    threads: int = 0
+    """llamacpp: CPU threads; 0 lets llama.cpp choose (its count of the machine's cores)."""
 
 
+GENERATION_BACKENDS = ("transformers", "llamacpp")
 ANSWER_MODES = ("auto", "base", "rag", "tuned", "rag+tuned")
 UNSUPPORTED_POLICIES = ("flag", "drop", "quote")
 QUOTE_SELECTORS = ("embedding", "likelihood")

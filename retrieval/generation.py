@@ -33,6 +33,9 @@ class Generator:
         tuned: a fully tuned model used instead of the adapter (method='full'), else None.
     """
 
+    parallel = 1
+    """Requests answered at once: one model-wide adapter switch, one generation at a time."""
+
     def __init__(
         self, model: Any, tokenizer: Any, config: GenerationConfig, tuned: Any = None
     ) -> None:
@@ -265,12 +268,12 @@ def load_generator_with_adapter(
     model, tokenizer, path = load_generator(config)
     tuned = None
     if adapter_dir is not None:
-        _check_adapter_base(adapter_dir, path)
+        check_adapter_base(adapter_dir, path)
         model, tuned = load_tuned(model, adapter_dir, config)
     return Generator(model, tokenizer, config, tuned), path
 
 
-def _check_adapter_base(adapter_dir: Path, base_path: str) -> None:
+def check_adapter_base(adapter_dir: Path, base_path: str) -> None:
     """An adapter trained on another base model gives garbage; say so instead."""
     card = Path(adapter_dir) / "adapter_config.json"
     if not card.is_file():

