@@ -231,7 +231,7 @@ def write_big_index(texts: list[str], vectors: np.ndarray, root: Path) -> float:
         total = store.renumber()
         started = time.perf_counter()
         # What `kind = auto` picks from 50k chunks, named so that a smaller --chunks is HNSW too.
-        kind = write_search_indexes(store, partial, dim, IndexConfig(kind="hnsw"), True)
+        kind = write_search_indexes(store, partial, dim, IndexConfig(kind="hnsw"), True).kind
         seconds = time.perf_counter() - started
     manifest = Manifest(number, EMBEDDED_EMBEDDING, dim, kind, "bench", files, total)
     layout.commit(partial, manifest)

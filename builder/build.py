@@ -4,6 +4,11 @@ Incremental: only new or changed files (by content hash) are loaded and embedded
 deleted files are dropped. A file that fails to load is skipped with its reason; if an older
 version of it was indexed, that version is kept. Files are parsed in worker processes with
 memory and time limits (`retrieval.parse_pool`), so that no file can hang or exhaust a build.
+
+Two engines turn files into embedded chunks: `local` (the default: parse workers feeding one
+embedding model in this process) and `ray` (`builder.ray_engine`: Ray tasks and an actor pool).
+Everything around them (the scan, incremental reuse, the store, the search indexes, the atomic
+commit) is the same code, so both write the same generation.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial as bind
 
 from builder.project import Project
 from retrieval.chunking import chunk_document, indexed_text, make_splitter
@@ -38,6 +45,7 @@ EMBED_WINDOW = 4096
 
 Progress = Callable[[str, int, int], None]
 """Called as progress(stage, done, total) while a build runs."""
+ENGINES = ("local", "ray")
 
 
 class BuildError(Exception):
@@ -74,6 +82,8 @@ class BuildReport:
     total_chunks: int = 0
     generation: int | None = None
     index_kind: str = ""
+    vector_recall: float | None = None
+    """recall@10 of an approximate vector index against exact search; None when exact."""
     seconds: float = 0.0
 
     @property
@@ -149,6 +159,9 @@ def build(
     full: bool = False,
     encoder: Encoder | None = None,
     progress: Progress | None = None,
+    engine: str = "local",
+    workers: int = 2,
+    make_encoder: Callable[[], Encoder] | None = None,
 ) -> BuildReport:
     """Bring the project's index up to date with its documents folder.
 
@@ -157,6 +170,10 @@ def build(
         full: re-embed every file even if unchanged.
         encoder: the embedding model; loaded from the settings when None (tests pass a fake).
         progress: optional callback for progress bars.
+        engine: 'local' or 'ray' (see the module docstring).
+        workers: the ray engine's embedding actors (one model each) and local Ray CPUs.
+        make_encoder: the ray engine's encoder factory, run inside each Ray worker; a
+            module-level callable. Default: the project's embedding model.
 
     Returns:
         What was added, updated, removed, left unchanged and skipped.
@@ -164,7 +181,11 @@ def build(
     Raises:
         FileNotFoundError: the documents folder does not exist.
         BuildError: nothing could be indexed; the previous index is kept.
+        ValueError: an unknown engine.
+        RayEngineError: the ray engine without Ray Data installed.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown build engine {engine!r} (valid: {', '.join(ENGINES)})")
     started = time.perf_counter()
     notify = progress or (lambda stage, done, total: None)
     report = BuildReport()
@@ -220,14 +241,26 @@ def build(
         with ChunkStore(store_path) as store:
             for source in report.removed:
                 store.remove_file(source)
-            _embed_files(
-                to_process, project, encoder, store, old_files, reuse_previous, report, notify
-            )
+            if engine == "ray":
+                make_encoder = make_encoder or bind(
+                    load_encoder,
+                    project.config.embedding.model,
+                    device=project.config.embedding.device,
+                    batch_size=project.config.embedding.batch_size,
+                )
+                outcome = _Outcome(store, old_files, reuse_previous, report)
+                _embed_files_ray(
+                    to_process, project, make_encoder, partial, workers, outcome, notify
+                )
+            else:
+                _embed_files(
+                    to_process, project, encoder, store, old_files, reuse_previous, report, notify
+                )
             total = store.renumber()
             if total == 0:
                 raise BuildError(_nothing_indexed(project, report), report)
             notify("index", 0, 1)
-            kind = write_search_indexes(
+            written = write_search_indexes(
                 store,
                 partial,
                 encoder.dim,
@@ -240,7 +273,8 @@ def build(
             generation=number,
             embedding_model=project.config.embedding.model,
             dim=encoder.dim,
-            index_kind=kind,
+            index_kind=written.kind,
+            vector_recall=written.recall,
             signature=signature,
             settings=settings,
             files=n_files,
@@ -328,6 +362,69 @@ def _embed_files(
     producer.join()
 
 
+class _Outcome:
+    """Records what became of each file the ray engine returns, as `_embed_files` does."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        old_files: dict[str, FileRecord],
+        reuse_previous: bool,
+        report: BuildReport,
+    ) -> None:
+        self.store = store
+        self.old_files = old_files
+        self.reuse_previous = reuse_previous
+        self.report = report
+
+    def skipped(self, source: str, reason: str) -> None:
+        self.report.skipped.append(Skip(source, reason))
+        # A full rebuild starts from an empty store: only an incremental one keeps the old one.
+        if self.reuse_previous and source in self.old_files:
+            self.report.kept_previous.append(source)
+
+    def stored(self, found: FoundFile, sha256: str, chunks: list[Chunk], vectors) -> None:
+        record = FileRecord(found.source, sha256, found.size, len(chunks))
+        self.store.replace_file(record, chunks, vectors)
+        self.report.chunks_embedded += len(chunks)
+        is_update = found.source in self.old_files
+        (self.report.updated if is_update else self.report.added).append(found.source)
+
+
+def _embed_files_ray(
+    to_process: list[tuple[FoundFile, str]],
+    project: Project,
+    make_encoder: Callable[[], Encoder],
+    partial,
+    workers: int,
+    outcome: _Outcome,
+    notify: Progress,
+) -> None:
+    """Load, chunk and embed the files on Ray (`builder.ray_engine`) and store the results."""
+    from builder.ray_engine import SHARDS_DIR, ChunkSettings, embed_with_ray
+
+    if not to_process:
+        return
+    ingest = project.config.ingest
+    settings = ChunkSettings(ingest, project.docs_dir, ingest.chunk_headers)
+    by_source = {found.source: (found, sha256) for found, sha256 in to_process}
+    files = [(found.path, found.source) for found, _ in to_process]
+    shards = partial / SHARDS_DIR
+    notify("load", 0, len(files))
+    for done, result in enumerate(embed_with_ray(files, settings, make_encoder, shards, workers)):
+        found, sha256 = by_source[result.source]
+        if result.error is not None:
+            outcome.skipped(result.source, result.error)
+        else:
+            outcome.stored(found, sha256, result.chunks, result.vectors)
+        notify("load", done + 1, len(files))
+    # The shards are scratch: the generation holds what the local engine writes, no more.
+    shutil.rmtree(shards)
+    order = {found.source: i for i, (found, _) in enumerate(to_process)}
+    for names in (outcome.report.added, outcome.report.updated, outcome.report.kept_previous):
+        names.sort(key=order.__getitem__)
+
+
 def _nothing_indexed(project: Project, report: BuildReport) -> str:
     if report.skipped:
         return (
@@ -343,6 +440,7 @@ def _finish(report: BuildReport, generation_dir, started: float) -> BuildReport:
     report.total_files = manifest.files
     report.total_chunks = manifest.chunks
     report.index_kind = manifest.index_kind
+    report.vector_recall = manifest.vector_recall
     report.seconds = time.perf_counter() - started
     report.skipped.sort(key=lambda s: s.source)
     return report

@@ -40,6 +40,7 @@ class _Bars:
 def cmd_build(args: argparse.Namespace) -> int:
     from builder.build import BuildError, build
     from builder.project import open_project, record_docs
+    from builder.ray_engine import RayEngineError
 
     project = open_project(args.project, args.set, docs=args.docs)
     if not project.docs_dir.is_dir():
@@ -53,11 +54,20 @@ def cmd_build(args: argparse.Namespace) -> int:
         record_docs(args.project, args.docs)
     try:
         with progress_bars() as progress:
-            report = build(project, full=args.full, progress=_Bars(progress))
+            report = build(
+                project,
+                full=args.full,
+                progress=_Bars(progress),
+                engine=args.engine,
+                workers=args.workers,
+            )
     except BuildError as error:
         _print_skips(error.report)
         err.print(f"[red]error:[/] {escape(str(error))}")
         return 1
+    except RayEngineError as error:
+        err.print(f"[red]error:[/] {escape(str(error))}")
+        return 2
     _print_skips(report)
     for source in report.kept_previous:
         err.print(f"[yellow]kept previous version[/] of {escape(source)}")
@@ -77,6 +87,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         f"{report.total_files} files, {report.total_chunks} chunks, {report.index_kind} vectors "
         f"+ BM25, in {report.seconds:.1f}s"
     )
+    if report.vector_recall is not None:
+        err.print(
+            f"{report.index_kind} vectors: recall@10 {report.vector_recall:.3f} against exact "
+            "search (stored vectors as queries)"
+        )
     return 0
 
 
@@ -327,6 +342,19 @@ def build_parser() -> argparse.ArgumentParser:
     build_cmd = add("build", "Index a documents folder (incremental).", cmd_build)
     build_cmd.add_argument("--docs", type=Path, help="documents folder (recorded in ragtune.toml)")
     build_cmd.add_argument("--full", action="store_true", help="re-embed every file")
+    build_cmd.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local (default): parse workers and one model here; ray: Ray Data tasks and an "
+        "actor pool of embedding models (pip install -e '.[ray]')",
+    )
+    build_cmd.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="--engine ray: embedding actors, one model each (default 2)",
+    )
 
     retrieve = add("retrieve", "Show the chunks retrieved for questions.", cmd_retrieve)
     retrieve.add_argument("question", nargs="?", help="the question")

@@ -71,11 +71,19 @@ class IndexConfig:
     """How the vector index is laid out."""
 
     kind: str = "auto"
-    """'auto', 'flat', 'hnsw' or 'ivf'; 'auto': flat below `approximate_from` chunks, else hnsw."""
+    """'auto', 'flat', 'hnsw', 'ivf' or 'ivfpq'; 'auto': flat below `approximate_from` chunks,
+    hnsw below `compressed_from`, else ivfpq."""
     approximate_from: int = 50_000
+    compressed_from: int = 2_000_000
+    """From this many chunks 'auto' builds IVF-PQ: codes of `ivfpq_bytes` a vector instead of
+    the 4 bytes a dimension that flat and hnsw keep in memory, trained on a sample and filled
+    shard by shard."""
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     ivf_nprobe: int = 16
+    ivfpq_bytes: int = 64
+    """Bytes of a vector's product-quantization code (a divisor of the embedding dimension is
+    used: the largest one not above this)."""
 
 
 @dataclass
@@ -100,7 +108,7 @@ class RetrievalConfig:
     """Fused chunks the reranker reads; the rest keep their fused order after them."""
 
 
-INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 RETRIEVAL_MODES = ("hybrid", "dense", "keyword")
 
 

@@ -143,12 +143,38 @@ class ChunkStore:
             )
         return len(ids)
 
+    def count(self) -> int:
+        """Chunks stored."""
+        return int(self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
     def embeddings(self, dim: int) -> np.ndarray:
         """All embeddings in row order, as one (n, dim) float32 array."""
         blobs = [row[0] for row in self._db.execute("SELECT embedding FROM chunks ORDER BY row")]
         if not blobs:
             return np.zeros((0, dim), dtype=np.float32)
         return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+
+    def iter_embeddings(self, dim: int, rows_per_shard: int) -> Iterable[np.ndarray]:
+        """All embeddings in row order, as (at most rows_per_shard, dim) float32 blocks, so that
+        an index can be filled without every vector in memory at once."""
+        cursor = self._db.execute("SELECT embedding FROM chunks ORDER BY row")
+        while blobs := [row[0] for row in cursor.fetchmany(rows_per_shard)]:
+            yield np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+
+    def embeddings_at(self, rows: Sequence[int], dim: int) -> np.ndarray:
+        """The embeddings at the given row numbers, in the order asked, as (n, dim) float32."""
+        wanted = [int(r) for r in rows]
+        found: dict[int, bytes] = {}
+        # SQLite caps the parameters of one statement; 500 rows a query stays well under it.
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            query = f"SELECT row, embedding FROM chunks WHERE row IN ({marks})"
+            found.update(self._db.execute(query, part))
+        if not wanted:
+            return np.zeros((0, dim), dtype=np.float32)
+        joined = b"".join(found[r] for r in wanted)
+        return np.frombuffer(joined, dtype=np.float32).reshape(len(wanted), dim)
 
     def iter_chunks(self) -> Iterable[Chunk]:
         """All chunks in row order."""

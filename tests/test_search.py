@@ -101,6 +101,8 @@ def test_langchain_retriever(retriever_for):
     [
         (["index.kind=hnsw"], "hnsw"),
         (["index.kind=ivf"], "ivf"),
+        (["index.kind=ivfpq"], "ivfpq"),
+        (["index.compressed_from=3"], "ivfpq"),  # auto compresses past the threshold
         (["index.approximate_from=3"], "hnsw"),  # auto switches past the threshold
         ([], "flat"),
     ],
@@ -109,6 +111,10 @@ def test_index_kinds_search_alike(project_factory, encoder, settings, kind):
     project = project_factory(DOCS, settings)
     report = build(project, encoder=encoder)
     assert report.index_kind == kind
+    # Approximate indexes say how close they come to exact search; exact search needs not.
+    assert (report.vector_recall is None) == (kind == "flat")
+    if kind != "flat":
+        assert 0.0 <= report.vector_recall <= 1.0
     retriever = Retriever.open(
         project.index_root, encoder, RetrievalConfig(mode="dense"), project.config.index
     )
