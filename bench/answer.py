@@ -16,12 +16,21 @@
    against `ragtune serve` running as a real subprocess on loopback: p50/p95 request latency,
    for generated answers and for refusals without generation apart.
 
+3. Backends side by side (`generation.backend`, transformers then llamacpp), on the same rag
+   prompts and the embedded SmolLM2-135M in both (the llamacpp backend runs the shipped Q4_1
+   GGUF; transformers its dequantized float32 copy): TTFT and decode tokens/s of `engine.stream`,
+   the total time of an answer forced to 64 tokens (EOS ignored, so both decode the same
+   count), eval throughput (`answer_many` over the timed questions, the engine's batching:
+   padded batches in transformers, `generation.parallel` sequences in llama.cpp), and `ragtune
+   serve` under N concurrent clients, each backend in its own server process.
+
 --smoke: a tiny random generator (tests/tiny_models.py) on 4 documents of the sample corpus,
-3 questions (one off-topic, to be refused), 3 clients. Its figures only show that the script
-works.
+3 questions (one off-topic, to be refused), 3 clients; the backend section runs the embedded
+model on 2 questions with 8-token answers. Its figures only show that the script works.
 
 Usage:
     python bench/answer.py [--project DIR] [--questions 10] [--clients 20] [--smoke]
+        [--backends-only]
 Without --project it writes the sample corpus and builds it in a temporary folder.
 """
 
@@ -286,6 +295,120 @@ def bench_server(
     }
 
 
+BACKENDS = ("transformers", "llamacpp")
+
+
+def time_forced(engine: AnswerEngine, messages: list[dict[str, str]], tokens: int) -> float:
+    """Seconds to generate exactly `tokens` new tokens (EOS ignored) for the prompt."""
+    import torch
+
+    generator = engine.generator
+    started = time.perf_counter()
+    if engine.generator.config.backend == "llamacpp":
+        request = generator._request(messages, False, tokens) | {"ignore_eos": True}
+        reply = generator._server.handle_completions(request)
+        made = reply["usage"]["completion_tokens"]
+    else:
+        batch = generator._encode([messages])
+        with torch.inference_mode():
+            output = generator.model.generate(
+                **batch,
+                **generator._generate_kwargs(tokens),
+                min_new_tokens=tokens,
+            )
+        made = output.shape[1] - batch["input_ids"].shape[1]
+    seconds = time.perf_counter() - started
+    if made != tokens:
+        raise RuntimeError(
+            f"asked for {tokens} tokens, {engine.generator.config.backend} made {made}"
+        )
+    return seconds
+
+
+def bench_backend(
+    root: Path,
+    settings: list[str],
+    questions: list[str],
+    served_questions: list[str],
+    clients: int,
+    forced_tokens: int,
+) -> dict:
+    """One backend: streamed answers, forced-length answers, eval throughput, then serve."""
+    project = open_project(root, settings)
+    engine = open_engine(project)
+    for question in questions[:2]:  # warm-up
+        time_engine(engine, question)
+    hits = engine.retrieve(questions)
+    generating = [(q, h) for q, h in zip(questions, hits) if engine.relevant(h)]
+    streamed = [time_engine(engine, q) for q, _ in generating]
+    forced = [
+        time_forced(engine, engine._messages(q, "rag", h), forced_tokens) for q, h in generating
+    ]
+    began = time.perf_counter()
+    engine.answer_many([q for q, _ in generating], "rag")
+    eval_s = (time.perf_counter() - began) / len(generating)
+    refusing = {q for q in served_questions if refuses_without_generating(engine, q)}
+    parallel = engine.generator.parallel
+    del engine, project
+    served = bench_server(root, served_questions, clients, settings, refusing)
+    return {
+        "streamed": streamed,
+        "forced": forced,
+        "eval_s": eval_s,
+        "parallel": parallel,
+        "served": served,
+    }
+
+
+def backend_rows(results: dict[str, dict], clients: int, forced_tokens: int) -> list[tuple]:
+    """The side-by-side table: one column per backend."""
+
+    def both(cell) -> str:
+        return " | ".join(cell(results[b]) for b in BACKENDS)
+
+    def streamed(result, key):
+        return [r[key] for r in result["streamed"]]
+
+    return [
+        ("backend", both(lambda r: r["name"]), ""),
+        (
+            "answers timed (rag, generated)",
+            both(lambda r: str(len(r["streamed"]))),
+            "the same questions and prompts",
+        ),
+        (
+            "TTFT p50 / p95 s (engine.stream)",
+            both(lambda r: spread(streamed(r, "ttft"), 3)),
+            "ask, the app",
+        ),
+        (
+            "decode tokens/s (engine.stream)",
+            both(lambda r: f"{decode_rate(r['streamed']):.1f}"),
+            "after the first token",
+        ),
+        (
+            f"{forced_tokens}-token answer, total s p50",
+            both(lambda r: f"{median(r['forced']):.3f}"),
+            "EOS ignored: the same token count",
+        ),
+        (
+            "eval: s per answer (answer_many)",
+            both(lambda r: f"{r['eval_s']:.3f}"),
+            "batched; llamacpp decodes generation.parallel at once",
+        ),
+        (
+            f"serve: {clients} concurrent clients, generated, p50 / p95 s",
+            both(lambda r: spread(r["served"]["generated"])),
+            "answers at once: " + both(lambda r: str(r["parallel"])),
+        ),
+        (
+            f"serve: all {clients} done, s",
+            both(lambda r: f"{r['served']['wall']:.1f}"),
+            "",
+        ),
+    ]
+
+
 def spread(values: list[float], digits: int = 1) -> str:
     """'p50 / p95' of `values`, or 'n/a' when there are none."""
     if not values:
@@ -300,6 +423,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20, help="concurrent API clients")
     parser.add_argument(
         "--smoke", action="store_true", help="a tiny random model, 3 questions: checks the script"
+    )
+    parser.add_argument(
+        "--backends-only", action="store_true", help="only the backend comparison (section 3)"
     )
     args = parser.parse_args()
     if args.smoke:
@@ -321,17 +447,57 @@ def main() -> None:
         else:
             served_questions = gold_questions()
             questions = served_questions[2 : 2 + args.questions]
-        print("timing time to first token …", file=sys.stderr)
-        engine = open_engine(project)
-        documents, min_relevance = engine.documents, engine.config.min_relevance
-        streamed = bench_stream(engine, questions)
-        refusing = {q for q in served_questions if refuses_without_generating(engine, q)}
-        del engine
-        print(f"timing {args.clients} concurrent API clients …", file=sys.stderr)
-        served = bench_server(root, served_questions, args.clients, settings, refusing)
+        if not args.backends_only:
+            print("timing time to first token …", file=sys.stderr)
+            engine = open_engine(project)
+            documents, min_relevance = engine.documents, engine.config.min_relevance
+            streamed = bench_stream(engine, questions)
+            refusing = {q for q in served_questions if refuses_without_generating(engine, q)}
+            del engine
+            print(f"timing {args.clients} concurrent API clients …", file=sys.stderr)
+            served = bench_server(root, served_questions, args.clients, settings, refusing)
+        forced_tokens = 8 if args.smoke else 64
+        # llama.cpp gets the threads torch has (OMP_NUM_THREADS; unset: each picks its own).
+        threads = int(os.environ.get("OMP_NUM_THREADS", "0"))
+        backend_settings = [f"generation.model={MODEL}", f"generation.threads={threads}", *DEVICES]
+        if args.smoke:
+            backend_settings.append(f"generation.max_new_tokens={forced_tokens}")
+        backends = {}
+        for backend in BACKENDS:
+            print(f"timing backend {backend} …", file=sys.stderr)
+            backends[backend] = bench_backend(
+                root,
+                [*backend_settings, f"generation.backend={backend}"],
+                questions,
+                served_questions,
+                args.clients,
+                forced_tokens,
+            ) | {"name": backend}
+
+    if not args.backends_only:
+        print_engine_table(
+            args, project, documents, min_relevance, streamed, served, machine, smoke=args.smoke
+        )
+    rows = [*backend_rows(backends, args.clients, forced_tokens), machine.row()]
+    print(
+        f"\nbackends side by side, mode rag, {MODEL} (llamacpp: its Q4_1 GGUF), CPU threads: "
+        f"{threads or 'each backend its default'}"
+    )
+    print_rows(rows)
+
+
+def print_rows(rows: list[tuple[str, str, str]]) -> None:
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'value':>15}  note")
+    print("-" * (width + 40))
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>15}  {note}")
+
+
+def print_engine_table(args, project, documents, min_relevance, streamed, served, machine, smoke):
 
     ours, plain, refusals = streamed["ours"], streamed["plain"], streamed["refusals"]
-    model = TINY_LABEL if args.smoke else project.config.generation.model
+    model = TINY_LABEL if smoke else project.config.generation.model
     print(
         f"\nmode rag, {documents} chunks in the prompt (answer.documents of the config that ran), "
         f"answer.min_relevance {min_relevance}, {model}"
@@ -407,11 +573,7 @@ def main() -> None:
         ),
         machine.row(),
     ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure':<{width}}  {'value':>15}  note")
-    print("-" * (width + 40))
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>15}  {note}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":
