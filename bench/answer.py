@@ -236,6 +236,8 @@ def bench_server(
 
     port = free_port()
     command = [sys.executable, "-m", "builder.cli", "serve", str(project_root), "--port", str(port)]
+    # No 504s: on a busy machine the last of 20 queued answers can take minutes to come.
+    command += ["--timeout", "1800"]
     for setting in settings:
         command += ["--set", setting]
     server = subprocess.Popen(command, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)

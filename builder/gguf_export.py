@@ -332,8 +332,9 @@ def modelfile_text(
     temperature: float,
     num_predict: int,
 ) -> str:
-    """An Ollama Modelfile: the base GGUF, the LoRA GGUF, the chat template and system prompt."""
-    lines = [f"FROM {base}", f"ADAPTER ./{adapter}", ""]
+    """An Ollama Modelfile: the base GGUF, the LoRA GGUF ('' for a merged model), the chat
+    template and system prompt."""
+    lines = [f"FROM {base}", *([f"ADAPTER ./{adapter}"] if adapter else []), ""]
     if chat_template and "<|im_start|>" in chat_template:
         lines += [f'TEMPLATE """{CHATML_OLLAMA_TEMPLATE}"""', 'PARAMETER stop "<|im_end|>"']
     else:  # Ollama falls back to the template stored in the base GGUF

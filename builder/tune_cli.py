@@ -180,16 +180,23 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _export_gguf(project, args: argparse.Namespace) -> int:
     from builder.gguf_export import export_gguf
+    from builder.gguf_merged import export_merged_gguf
 
     err = _console()
-    if args.merge or args.dataset:
-        err.print(
-            "[red]error:[/] --gguf exports the LoRA adapter alone; a merged-model GGUF is not "
-            "built yet: export --merge --out DIR and run llama.cpp's convert_hf_to_gguf.py DIR"
-        )
+    if args.dataset:
+        err.print("[red]error:[/] --gguf exports a model; --dataset exports with --out DIR")
         return 2
     quiet_libraries()
-    adapter, modelfile, readme = export_gguf(project, args.gguf, args.outtype)
+    if args.merge:
+        model, modelfile, readme = export_merged_gguf(project, args.gguf, args.outtype or "f16")
+        err.print(f"merged GGUF: {escape(str(model))} (llama-server -m FILE)")
+        err.print(f"Ollama: {escape(str(modelfile))} (ollama create NAME -f Modelfile)")
+        err.print(f"commands: {escape(str(readme))}")
+        return 0
+    if args.outtype == "q8_0":
+        err.print("[red]error:[/] --outtype q8_0 is for --merge; a GGUF LoRA is f32 or f16")
+        return 2
+    adapter, modelfile, readme = export_gguf(project, args.gguf, args.outtype or "f32")
     err.print(f"GGUF LoRA: {escape(str(adapter))} (llama-server -m BASE.gguf --lora FILE)")
     err.print(f"Ollama: {escape(str(modelfile))} (ollama create NAME -f Modelfile)")
     err.print(f"commands: {escape(str(readme))}")
@@ -227,14 +234,15 @@ def add_commands(add) -> None:
         "--gguf",
         type=Path,
         metavar="OUT",
-        help="target folder for the adapter as a llama.cpp GGUF LoRA, an Ollama Modelfile and "
-        "a README with the llama-server and ollama commands",
+        help="target folder for the adapter as a llama.cpp GGUF LoRA (with --merge: the merged "
+        "model as one GGUF), an Ollama Modelfile and a README with the llama-server and ollama "
+        "commands",
     )
     export.add_argument(
         "--outtype",
-        choices=["f32", "f16"],
-        default="f32",
-        help="GGUF tensor type with --gguf (default f32: exact)",
+        choices=["f32", "f16", "q8_0"],
+        help="GGUF tensor type with --gguf: f32 (the LoRA's default: exact) or f16; with --merge "
+        "--gguf also q8_0 (the merged model's default: f16)",
     )
     export.add_argument(
         "--merge", action="store_true", help="merge the adapter into the base weights"
