@@ -28,8 +28,10 @@ from retrieval.config import (
     IndexConfig,
     IngestConfig,
     RetrievalConfig,
+    StyleConfig,
 )
 from retrieval.models import EMBEDDED_GENERATOR
+from retrieval.persona import identity_languages
 
 CONFIG_FILE = "ragtune.toml"
 
@@ -50,6 +52,7 @@ class ProjectConfig:
     raft: RaftConfig = field(default_factory=RaftConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    style: StyleConfig = field(default_factory=StyleConfig)
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -188,6 +191,13 @@ def _check_values(config: ProjectConfig) -> list[str]:
         if problem:
             problems.append(problem)
     problems.extend(_llamacpp_problems(config))
+    style = config.style
+    language = style.language.strip() or "en"
+    if style.persona and language not in identity_languages():
+        problems.append(
+            f"style.language = {language!r}: no identity texts for a persona in it (have: "
+            f"{', '.join(identity_languages())}); add retrieval/identity/{language}.json"
+        )
     ingest = config.ingest
     if ingest.chunk_overlap >= ingest.chunk_tokens:
         problems.append(

@@ -80,4 +80,6 @@ def open_engine(project: Project, adapter: str | Path | None = None) -> AnswerEn
         generator = open_llamacpp_generator(config.generation, adapter_dir)
     else:
         generator, _path = load_generator_with_adapter(config.generation, adapter_dir)
-    return AnswerEngine(generator, retriever, config.answer, config.answer.documents)
+    return AnswerEngine(
+        generator, retriever, config.answer, config.answer.documents, style=config.style
+    )

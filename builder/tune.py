@@ -3,6 +3,8 @@
     synthesize  question/answer pairs from the indexed chunks (rules + a teacher model), filtered
     split       leakage-aware train / evaluation split; the evaluation questions are saved for
                 `ragtune eval`
+    style       with a [style]: the training answers rewritten into the house voice
+                (`builder.tune_style`); identity pairs join the format stage
     format      RAFT conversations: oracle chunk among hard-negative distractors, cited answers
     train       LoRA (or DoRA / full / QLoRA) with checkpoints; `--resume` continues a run
     check       general questions before and after tuning (catastrophic-forgetting guard)
@@ -26,8 +28,6 @@ Layout under PROJECT/:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 import time
@@ -40,10 +40,12 @@ from typing import TYPE_CHECKING, Any
 from builder.engine import open_retriever
 from builder.jobs import process_start_ticks
 from builder.project import Project
+from builder.stamps import digest, file_digest, read_json, up_to_date, write_json
+from builder.tune_style import STYLED_PAIRS, identity_training, rewrites_targets, styled_pairs
 from finetune.distributed import join, launched, main_first
-from retrieval.index import write_atomic
 
 if TYPE_CHECKING:
+    from retrieval.config import StyleConfig
     from retrieval.documents import Chunk
     from retrieval.search import Retriever
 
@@ -69,6 +71,7 @@ class TuneReport:
     """stage → 'ran' or 'skipped (inputs unchanged)'."""
     synthesis: dict[str, Any] = field(default_factory=dict)
     split: dict[str, int] = field(default_factory=dict)
+    style: dict[str, Any] = field(default_factory=dict)
     format: dict[str, Any] = field(default_factory=dict)
     run_dir: Path | None = None
     card: dict[str, Any] = field(default_factory=dict)
@@ -77,31 +80,6 @@ class TuneReport:
         data = asdict(self)
         data["run_dir"] = str(self.run_dir) if self.run_dir else None
         return data
-
-
-def _digest(*parts: Any) -> str:
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(data, indent=2, default=str).encode("utf-8"))
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _up_to_date(stamp: Path, inputs: str, *outputs: Path) -> bool:
-    return _read_json(stamp).get("inputs") == inputs and all(p.is_file() for p in outputs)
 
 
 class StatusFile:
@@ -130,7 +108,7 @@ class StatusFile:
                 "updated": now,
                 **self._writer,
             }
-            _write_json(self.path, status)
+            write_json(self.path, status)
             self._last_write = now
 
 
@@ -142,7 +120,7 @@ def _index_identity(project: Project) -> str:
         raise TuneError(
             f"{project.root} has no index yet: run `ragtune build {project.root} --docs DIR` first"
         )
-    return _file_digest(generation / "manifest.json")
+    return file_digest(generation / "manifest.json")
 
 
 def synthesis_models(project: Project, progress: Progress | None = None) -> tuple[Any, Any]:
@@ -190,10 +168,10 @@ def _synthesize(
     config = project.config.synthesis
     out = project.tune_dir / PAIRS
     stamp = project.tune_dir / "synthesis.json"
-    inputs = _digest(index_id, asdict(config), asdict(project.config.retrieval), SYNTHESIS_VERSION)
-    if _up_to_date(stamp, inputs, out):
+    inputs = digest(index_id, asdict(config), asdict(project.config.retrieval), SYNTHESIS_VERSION)
+    if up_to_date(stamp, inputs, out):
         report.stages["synthesize"] = "skipped (inputs unchanged)"
-        report.synthesis = _read_json(stamp).get("report", {})
+        report.synthesis = read_json(stamp).get("report", {})
         return out
     started = time.perf_counter()
     teacher, consistent = synthesis_models(project, progress)
@@ -219,7 +197,7 @@ def _synthesize(
     report.synthesis = filter_report.to_dict()
     # Models loading included: what the user waits for.
     report.synthesis["seconds"] = round(time.perf_counter() - started, 1)
-    _write_json(stamp, {"inputs": inputs, "report": report.synthesis})
+    write_json(stamp, {"inputs": inputs, "report": report.synthesis})
     report.stages["synthesize"] = f"ran ({report.synthesis['seconds']:.0f} s)"
     return out
 
@@ -232,10 +210,10 @@ def _split(project: Project, pairs_path: Path, report: TuneReport) -> Path:
     train_out = project.tune_dir / TRAIN_PAIRS
     eval_out = project.tune_dir / EVAL_QUESTIONS
     stamp = project.tune_dir / "split.json"
-    inputs = _digest(_file_digest(pairs_path), config.eval_fraction, config.max_eval, config.seed)
-    if _up_to_date(stamp, inputs, train_out, eval_out):
+    inputs = digest(file_digest(pairs_path), config.eval_fraction, config.max_eval, config.seed)
+    if up_to_date(stamp, inputs, train_out, eval_out):
         report.stages["split"] = "skipped (inputs unchanged)"
-        report.split = _read_json(stamp).get("counts", {})
+        report.split = read_json(stamp).get("counts", {})
         return train_out
     train, held_out = split_pairs(
         read_pairs_jsonl(pairs_path), config.eval_fraction, config.max_eval, config.seed
@@ -243,7 +221,7 @@ def _split(project: Project, pairs_path: Path, report: TuneReport) -> Path:
     write_pairs_jsonl(train_out, train)
     write_eval_questions(eval_out, held_out)
     report.split = {"train": len(train), "eval": len(held_out)}
-    _write_json(stamp, {"inputs": inputs, "counts": report.split})
+    write_json(stamp, {"inputs": inputs, "counts": report.split})
     report.stages["split"] = "ran"
     return train_out
 
@@ -266,17 +244,18 @@ def _format(
     out = project.tune_dir / TRAIN_SET
     stamp = project.tune_dir / "format.json"
     user_key = [asdict(example) for example in user_data]
-    inputs = _digest(
-        _file_digest(train_pairs) if train_pairs else None,
+    inputs = digest(
+        file_digest(train_pairs) if train_pairs else None,
         user_key,
         index_id,
         asdict(config.raft),
         config.answer.documents,
         config.tune.max_examples,
+        asdict(config.style),
     )
-    if _up_to_date(stamp, inputs, out):
+    if up_to_date(stamp, inputs, out):
         report.stages["format"] = "skipped (inputs unchanged)"
-        report.format = _read_json(stamp).get("report", {})
+        report.format = read_json(stamp).get("report", {})
         return out
     examples = []
     details: dict[str, Any] = {}
@@ -302,24 +281,36 @@ def _format(
         }
         usable = [p for p in pairs if p.chunk_id in oracles]
         synthesized, raft_report = raft_examples(
-            usable, oracles, retriever.search_many, config.answer.documents, config.raft
+            usable,
+            oracles,
+            retriever.search_many,
+            config.answer.documents,
+            config.raft,
+            config.style,
         )
         examples.extend(synthesized)
         details = raft_report.to_dict()
         details["pairs_by_kind"] = dict(sorted(Counter(p.kind or "?" for p in usable).items()))
     if user_data:
-        examples.extend(_with_context(user_data, retriever, config.answer.documents))
+        examples.extend(_with_context(user_data, retriever, config.answer.documents, config.style))
         details["user_examples"] = len(user_data)
     if not examples:
         raise TuneError("nothing to train on: no synthesized pairs and no --data examples")
+    identity = identity_training(project, retriever.search_many, len(examples))
+    if identity:
+        examples.extend(identity)
+        random.Random(config.raft.seed).shuffle(examples)
+        details["identity_examples"] = len(identity)
     write_examples_jsonl(examples, out, "messages")
     report.format = details
-    _write_json(stamp, {"inputs": inputs, "report": details})
+    write_json(stamp, {"inputs": inputs, "report": details})
     report.stages["format"] = "ran"
     return out
 
 
-def _with_context(examples: list[Any], retriever: Retriever, documents: int) -> list[Any]:
+def _with_context(
+    examples: list[Any], retriever: Retriever, documents: int, style: StyleConfig
+) -> list[Any]:
     """User pairs in the answer engine's RAG prompt: each single-turn question is shown with
     what the project's index retrieves for it, so that `rag+tuned` sees its training layout.
     Multi-turn conversations are kept as written."""
@@ -336,7 +327,7 @@ def _with_context(examples: list[Any], retriever: Retriever, documents: int) -> 
     hits = retriever.search_many([q["content"] for q in questions], documents) if single else []
     wrapped = list(examples)
     for i, question, found in zip(single, questions, hits):
-        messages = rag_messages(question["content"], prompt_documents(found))
+        messages = rag_messages(question["content"], prompt_documents(found), style)
         wrapped[i] = ChatExample([*messages, examples[i].messages[-1]])
     return wrapped
 
@@ -354,17 +345,17 @@ def _train(
     from retrieval.models import resolve_generator_model
 
     config = project.config
-    data_hash = _file_digest(train_set)
+    data_hash = file_digest(train_set)
     # The distillation teacher shapes the weights too (it is no part of the other runs' names).
     teacher = config.synthesis.teacher if config.tune.distill == "kl" else None
     identity = (data_hash, asdict(config.tune), config.generation.model)
-    run_name = "run-" + _digest(*identity, *([teacher] if teacher else []))[:10]
+    run_name = "run-" + digest(*identity, *([teacher] if teacher else []))[:10]
     run_dir = project.adapters_dir / run_name
     report.run_dir = run_dir
     card_path = run_dir / RUN_CARD
     if card_path.is_file() and (run_dir / "adapter").is_dir():
         report.stages["train"] = "skipped (this data and config are already trained)"
-        report.card = _read_json(card_path)
+        report.card = read_json(card_path)
         return run_dir
     examples, _ = read_examples(train_set)
     if config.tune.context_distill:
@@ -403,6 +394,7 @@ def _train(
         "raft": asdict(config.raft),
         "synthesis": report.synthesis,
         "split": report.split,
+        "style": report.style,
         "format": report.format,
         "steps": result.steps,
         "epochs": result.epochs,
@@ -428,8 +420,10 @@ def _with_teacher_prompts(project: Project, examples: list[Any], chunks: list[Ch
     from finetune.pairs import read_pairs_jsonl
 
     pairs_path = project.tune_dir / TRAIN_PAIRS
+    if rewrites_targets(project) and (project.tune_dir / STYLED_PAIRS).is_file():
+        pairs_path = project.tune_dir / STYLED_PAIRS  # the closed-book targets are styled
     pairs = read_pairs_jsonl(pairs_path) if pairs_path.is_file() else []
-    return restore_teacher_prompts(examples, pairs, chunks)[0]
+    return restore_teacher_prompts(examples, pairs, chunks, project.config.style)[0]
 
 
 def _check_forgetting(
@@ -469,6 +463,9 @@ def _prepare(
             pairs = _synthesize(project, retriever, chunks, index_id, report, status)
             status({"stage": "split"})
             train_pairs = _split(project, pairs, report)
+            train_pairs, report.style = styled_pairs(
+                project, train_pairs, chunks, report.stages, status
+            )
         status({"stage": "format"})
         train_set = _format(project, retriever, chunks, train_pairs, data or [], index_id, report)
     finally:
@@ -516,7 +513,7 @@ def tune(
         if not world.is_main:
             return report
         _check_forgetting(project, run_dir, report, status)
-        _write_json(run_dir / RUN_CARD, report.card)
+        write_json(run_dir / RUN_CARD, report.card)
         project.set_current_adapter(run_dir.name)
     except BaseException as error:
         cancelled = isinstance(error, KeyboardInterrupt)

@@ -137,6 +137,17 @@ def _print_report(report) -> None:
             f"split: {report.split['train']} train pairs, {report.split['eval']} held out for "
             "`ragtune eval`"
         )
+    style = report.style or {}
+    if style.get("pairs"):
+        err.print(
+            f"style: {style['rewritten']} of {style['pairs'] - style['not_rewritten']} answers "
+            f"rewritten in the voice ({style['kept_original']} kept as written: "
+            f"{style['lost_facts']} lost a fact, {style['added_facts']} added one); mean length "
+            f"{style['words_before']} → {style['words_after']} words"
+        )
+    identity = (report.format or {}).get("identity_examples")
+    if identity:
+        err.print(f"identity examples: {identity} (who the assistant is, in both layouts)")
     card = report.card
     if card.get("steps"):
         # Cards of runs before `epochs` was recorded say steps only.

@@ -12,6 +12,7 @@ from typing import Any
 
 from eval.charts import bar_chart
 from eval.labels import format_interval, metric_info, mode_label
+from eval.style import style_rows
 
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em;
@@ -188,6 +189,14 @@ def _question_table(report: Mapping[str, Any]) -> str:
     return _table(header, rows, numeric_from=len(header))
 
 
+def _style_section(style: Mapping[str, Any] | None) -> str:
+    if not style:
+        return ""
+    header = ["mode", "names the persona", "mean answer words", "in the answer language"]
+    rows = [[_e(cell) for cell in row] for row in style_rows(style)]
+    return "<h2>Style</h2>" + _table(header, rows)
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     """The report page.
 
@@ -213,6 +222,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         _metric_table(summary),
         "<h2>Differences between modes</h2>",
         _comparison_table(summary),
+        _style_section(report.get("style")),
         "<h2>How each metric is computed</h2>",
         _definitions(report),
         "<h2>Answers per question</h2>",

@@ -272,6 +272,7 @@ def write_report(
     summary: Mapping[str, Any],
     per_question: Sequence[Mapping[str, Any]],
     meta: Mapping[str, Any],
+    style: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Save report.json (everything) and a self-contained report.html into `out_dir`.
 
@@ -281,6 +282,7 @@ def write_report(
         per_question: from `per_question_records`.
         meta: what was evaluated (project, model, questions file, k, ...), shown as given;
             `faithfulness_threshold` there is quoted in the metric definitions.
+        style: the style measures (`eval.style.style_measures`), for a project with a style.
 
     Returns:
         (path of report.json, path of report.html).
@@ -295,6 +297,8 @@ def write_report(
         "sentences": sentences_in_words(summary),
         "questions": list(per_question),
     }
+    if style is not None:
+        report["style"] = dict(style)
     json_path, html_path = out / "report.json", out / "report.html"
     # allow_nan=False: a NaN would make the file unreadable for strict JSON parsers.
     json_path.write_text(

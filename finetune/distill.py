@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from finetune.data import ChatExample
 from finetune.formatting import TEACHER_PROMPT_IDS
-from retrieval.prompt import CLOSED_BOOK_SYSTEM, PromptDocument, rag_messages
+from retrieval.config import StyleConfig
+from retrieval.prompt import PromptDocument, closed_book_system, rag_messages
 
 if TYPE_CHECKING:
     from finetune.pairs import QAPair
@@ -37,15 +38,20 @@ TEACHER_BATCH = ("teacher_input_ids", "teacher_attention_mask", "teacher_labels"
 """The batch keys `TeacherPromptCollator` adds; the student's forward never sees them."""
 
 
-def context_teacher_messages(question: str, oracle: PromptDocument) -> list[dict[str, str]]:
+def context_teacher_messages(
+    question: str, oracle: PromptDocument, style: StyleConfig | None = None
+) -> list[dict[str, str]]:
     """What the context-distillation teacher reads for a closed-book question: the answer
     engine's RAG prompt holding the oracle chunk alone (no distractors: the teacher should know
     the answer, and a one-chunk prompt keeps its forward pass short)."""
-    return rag_messages(question, [oracle])
+    return rag_messages(question, [oracle], style)
 
 
 def restore_teacher_prompts(
-    examples: list[ChatExample], pairs: Sequence[QAPair], chunks: Sequence[Chunk]
+    examples: list[ChatExample],
+    pairs: Sequence[QAPair],
+    chunks: Sequence[Chunk],
+    style: StyleConfig | None = None,
 ) -> tuple[list[ChatExample], int]:
     """Give the closed-book examples read back from a training JSONL their teacher prompts.
 
@@ -68,14 +74,14 @@ def restore_teacher_prompts(
         messages = example.messages
         closed = len(messages) == 3 and messages[0] == {
             "role": "system",
-            "content": CLOSED_BOOK_SYSTEM,
+            "content": closed_book_system(style),
         }
         oracle = oracles.get((messages[1]["content"], messages[2]["content"])) if closed else None
         if oracle is None or example.teacher_messages is not None:
             restored.append(example)
             continue
         question = messages[1]["content"]
-        restored.append(ChatExample(messages, context_teacher_messages(question, oracle)))
+        restored.append(ChatExample(messages, context_teacher_messages(question, oracle, style)))
         count += 1
     return restored, count
 

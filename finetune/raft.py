@@ -22,6 +22,7 @@ from finetune.config import RaftConfig
 from finetune.data import ChatExample
 from finetune.distill import context_teacher_messages
 from finetune.pairs import UNANSWERABLE, QAPair
+from retrieval.config import StyleConfig
 from retrieval.prompt import NO_ANSWER, PromptDocument, closed_book_messages, rag_messages
 from retrieval.search import Hit
 
@@ -66,6 +67,7 @@ def raft_examples(
     search_many: Callable[[list[str], int], list[list[Hit]]],
     documents: int,
     config: RaftConfig,
+    style: StyleConfig | None = None,
 ) -> tuple[list[ChatExample], RaftReport]:
     """Turn question/answer pairs into RAFT training conversations.
 
@@ -76,6 +78,7 @@ def raft_examples(
         documents: chunks shown per example, oracle included: the answer engine's count, so
             that training sees the prompt length and layout of inference.
         config: the shares of the special kinds of example.
+        style: the persona and voice the answer engine's system prompts carry (None: none).
 
     Returns:
         The conversations (shuffled with the config's seed) and what they contain.
@@ -107,16 +110,16 @@ def raft_examples(
         else:
             target = NO_ANSWER
             report.without_oracle += 1
-        messages = rag_messages(pair.question, prompt_docs)
+        messages = rag_messages(pair.question, prompt_docs, style)
         examples.append(ChatExample([*messages, {"role": "assistant", "content": target}]))
         if rng.random() < config.closed_book and pair.kind != UNANSWERABLE:
-            closed = closed_book_messages(pair.question)
+            closed = closed_book_messages(pair.question, style)
             # What a context-distillation teacher reads instead (tune.context_distill).
             oracle_doc = PromptDocument.of(oracle)
             examples.append(
                 ChatExample(
                     [*closed, {"role": "assistant", "content": pair.answer.strip()}],
-                    teacher_messages=context_teacher_messages(pair.question, oracle_doc),
+                    teacher_messages=context_teacher_messages(pair.question, oracle_doc, style),
                 )
             )
             report.closed_book += 1

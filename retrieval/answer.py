@@ -27,8 +27,9 @@ from retrieval.attribution import (
     verify_claims,
     with_markers,
 )
-from retrieval.config import AnswerConfig
+from retrieval.config import AnswerConfig, StyleConfig
 from retrieval.generation import Generator
+from retrieval.persona import PersonaCard, identity
 from retrieval.prompt import (
     NO_ANSWER,
     PromptDocument,
@@ -171,6 +172,8 @@ class AnswerEngine:
         retriever: the project's index; None disables the RAG modes.
         config: refusal threshold, batch size and default mode.
         documents: retrieved chunks put into the prompt.
+        style: the persona, voice and length every mode's system prompt carries; with a
+            persona, its card is shown to questions that ask who the assistant is.
     """
 
     def __init__(
@@ -179,12 +182,17 @@ class AnswerEngine:
         retriever: Retriever | None,
         config: AnswerConfig,
         documents: int = 3,
+        style: StyleConfig | None = None,
     ) -> None:
         self.generator = generator
         self.retriever = retriever
         self.config = config
         self.documents = documents
+        self.style = style if style is not None and style.active else None
         self._statistics: TermStatistics | None = None
+        self.persona: PersonaCard | None = None
+        if self.style is not None and self.style.persona and retriever is not None:
+            self.persona = PersonaCard(identity(self.style), self._embed, config.min_relevance)
 
     @property
     def modes(self) -> list[str]:
@@ -222,7 +230,10 @@ class AnswerEngine:
     def retrieve(self, questions: Sequence[str]) -> list[list[Hit]]:
         if self.retriever is None:
             raise ModeError("this engine has no index: run `ragtune build PROJECT`")
-        return self.retriever.search_many(list(questions), self.documents)
+        hits = self.retriever.search_many(list(questions), self.documents)
+        if self.persona is not None:
+            hits = self.persona.place(list(questions), hits, self.documents)
+        return hits
 
     def relevant(self, hits: Sequence[Hit]) -> bool:
         """Whether any hit is similar enough to the question to be worth reading.
@@ -240,8 +251,8 @@ class AnswerEngine:
 
     def _messages(self, question: str, mode: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
         if uses_retrieval(mode):
-            return rag_messages(question, prompt_documents(hits))
-        return closed_book_messages(question)
+            return rag_messages(question, prompt_documents(hits), self.style)
+        return closed_book_messages(question, self.style)
 
     @property
     def statistics(self) -> TermStatistics | None:

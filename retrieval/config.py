@@ -177,3 +177,54 @@ class AnswerConfig:
     support_threshold: float = 0.5
     """Share of a sentence's word weight (inverse document frequency) that one chunk must hold,
     with every number, date and code of the sentence, to support it."""
+
+
+@dataclass
+class StyleConfig:
+    """Who the assistant is and how it speaks: carried by every answer mode's system prompt,
+    taught by `ragtune tune` (identity pairs, targets rewritten into the voice) and measured by
+    `ragtune eval`. Empty fields change nothing."""
+
+    name: str = ""
+    """The assistant's name, e.g. 'Ada'."""
+    organization: str = ""
+    """Who runs the assistant, e.g. 'Acme Labs'."""
+    voice: str = ""
+    """One paragraph on how answers sound, e.g. 'Friendly and brief; address the reader as
+    you.'"""
+    answer_words: int = 0
+    """Target answer length in words (characters for text without spaces); 0: no target."""
+    language: str = ""
+    """The answer language as an ISO 639-1 code ('en', 'de', 'zh'...); '' leaves it open."""
+    examples: str = ""
+    """A file of example answers in the house voice, one per line (a few to a few dozen);
+    relative to the project folder or absolute."""
+    identity_share: float = 0.08
+    """Identity pairs ('who are you?') added to training, as a share of the other examples."""
+
+    @property
+    def persona(self) -> bool:
+        """Whether the assistant has a name to answer 'who are you?' with."""
+        return bool(self.name.strip())
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.persona or self.voice.strip() or self.answer_words or self.language.strip()
+        )
+
+    def problems(self) -> list[str]:
+        """Every invalid value, each with what to do; empty when the config is usable."""
+        problems = []
+        if self.answer_words < 0:
+            problems.append(f"answer_words = {self.answer_words}: use 0 (no target) or more")
+        if not 0 <= self.identity_share <= 0.5:
+            problems.append(f"identity_share = {self.identity_share}: must be in [0, 0.5]")
+        language = self.language.strip()
+        if language and not (len(language) == 2 and language.isalpha() and language.islower()):
+            problems.append(
+                f"language = {self.language!r}: give an ISO 639-1 code such as 'en', 'de' or 'zh'"
+            )
+        if self.organization.strip() and not self.persona:
+            problems.append("organization is set but name is not: give the assistant a name")
+        return problems

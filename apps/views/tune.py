@@ -11,6 +11,7 @@ STAGES = {
     "starting": "Starting",
     "synthesize": "Writing practice questions from the documents",
     "split": "Setting questions aside for evaluation",
+    "style": "Rewriting the answers in your house voice",
     "format": "Preparing the training examples",
     "train": "Training",
     "check": "Checking general answers before and after",
