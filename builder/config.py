@@ -193,7 +193,8 @@ def _check_values(config: ProjectConfig) -> list[str]:
     problems.extend(_llamacpp_problems(config))
     style = config.style
     language = style.language.strip() or "en"
-    if style.persona and language not in identity_languages():
+    valid_code = len(language) == 2 and language.isalpha()  # else style.problems() says so
+    if style.persona and valid_code and language not in identity_languages():
         problems.append(
             f"style.language = {language!r}: no identity texts for a persona in it (have: "
             f"{', '.join(identity_languages())}); add retrieval/identity/{language}.json"

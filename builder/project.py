@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from builder.config import CONFIG_FILE, ProjectConfig, config_to_toml, load_config
+from builder.config import (
+    CONFIG_FILE,
+    ProjectConfig,
+    config_from_dict,
+    config_to_toml,
+    load_config,
+)
 from retrieval.index import read_pointer, write_atomic
 
 CURRENT_ADAPTER = "CURRENT"
@@ -71,6 +78,21 @@ class Project:
         """Write the settings file (atomically), e.g. after the documents folder changed."""
         self.root.mkdir(parents=True, exist_ok=True)
         write_atomic(self.config_path, config_to_toml(self.config).encode("utf-8"))
+
+    def save_style(self, style: dict[str, Any]) -> None:
+        """Write `style` (field → value) into the settings file's [style] section, every value
+        checked first; the other sections stay as the file has them (command-line overrides of
+        this session are not written).
+
+        Raises:
+            ConfigError: an invalid value; nothing is written.
+        """
+        data = asdict(load_config(self.config_path))
+        data["style"] = {**data["style"], **style}
+        checked = config_from_dict(data, str(self.config_path))
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.config_path, config_to_toml(checked).encode("utf-8"))
+        self.config.style = checked.style
 
 
 def open_project(

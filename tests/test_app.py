@@ -234,6 +234,26 @@ def test_tune_page_starts_shows_progress_and_cancels(project, monkeypatch, stop_
     assert "cancelled" in at.info[0].value
 
 
+def test_tune_page_saves_the_persona_into_the_settings_file(project):
+    from builder.project import open_project
+
+    at = open_app("views/tune.py")
+    at.text_input[0].set_value("Ada")
+    at.text_input[1].set_value("Acme Labs")
+    at.text_input[2].set_value("xx-long")  # not an ISO code
+    at.button[0].click().run()
+    assert "style.language = 'xx-long': give an ISO 639-1 code" in plain(at.error[0].value)
+    assert open_project(project.root).config.style.name == ""  # nothing was written
+    at.text_input[2].set_value("de")
+    at.text_area[0].set_value("Warm   and brief.")
+    at.number_input[0].set_value(20)
+    at.button[0].click().run()
+    assert not at.exception and "Saved to ragtune.toml" in plain(at.success[0].value)
+    style = open_project(project.root).config.style
+    assert (style.name, style.organization, style.language) == ("Ada", "Acme Labs", "de")
+    assert (style.voice, style.answer_words) == ("Warm and brief.", 20)
+
+
 def test_evaluation_page_without_a_report_says_how_to_make_one(project):
     at = open_app("views/evaluation.py")
     assert "No evaluation report yet" in at.info[0].value

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from apps import ui
+from builder.config import ConfigError
 from builder.jobs import JobError, JobStatus, cancel_job, job_status, start_tune_job
 from builder.safe_markdown import escape_markdown
 from retrieval.index import IndexLayout
@@ -73,6 +74,48 @@ def show_finished(status: JobStatus) -> None:
             ui.error(str(problem))
         else:
             st.rerun()
+
+
+def style_form() -> None:
+    """The [style] section of ragtune.toml: who the assistant is and how it speaks."""
+    style = project.config.style
+    with st.expander("Persona and house voice", expanded=style.active):
+        st.caption(
+            "Tuning teaches the assistant its name and your voice; every answer mode's prompt "
+            "carries them too. Leave a field empty to keep the default."
+        )
+        with st.form("style"):
+            name = st.text_input("Assistant's name", style.name)
+            organization = st.text_input("Organization", style.organization)
+            voice = st.text_area("Voice (one paragraph)", style.voice)
+            words = st.number_input(
+                "Target answer length (words, 0: none)", 0, 400, style.answer_words
+            )
+            language = st.text_input(
+                "Answer language (ISO code such as en, de, zh)", style.language
+            )
+            examples = st.text_input(
+                "File of example answers, one per line (relative to the project)", style.examples
+            )
+            if st.form_submit_button("Save"):
+                try:
+                    project.save_style(
+                        {
+                            "name": name.strip(),
+                            "organization": organization.strip(),
+                            "voice": " ".join(voice.split()),
+                            "answer_words": int(words),
+                            "language": language.strip(),
+                            "examples": examples.strip(),
+                        }
+                    )
+                except ConfigError as problem:
+                    ui.error(str(problem))
+                else:
+                    st.success("Saved to ragtune.toml; the next tuning run uses it.")
+
+
+style_form()
 
 
 @st.fragment(run_every=2)
