@@ -192,7 +192,13 @@ def _question_table(report: Mapping[str, Any]) -> str:
 def _style_section(style: Mapping[str, Any] | None) -> str:
     if not style:
         return ""
-    header = ["mode", "names the persona", "mean answer words", "in the answer language"]
+    header = [
+        "mode",
+        "names the persona",
+        "mean answer words",
+        "in the answer language",
+        "voice (judge, 1-5)",
+    ]
     rows = [[_e(cell) for cell in row] for row in style_rows(style)]
     return "<h2>Style</h2>" + _table(header, rows)
 

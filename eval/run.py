@@ -125,7 +125,7 @@ def evaluate(
     if engine.style is not None:
         from eval.style import style_measures
 
-        style = style_measures(engine, engine.style, modes, answers_by_mode)
+        style = style_measures(engine, engine.style, modes, answers_by_mode, judge)
     records = per_question_records(questions, answers_by_mode, rows_by_mode)
     json_path, html_path = write_report(out_dir, summary, records, full_meta, style)
     return EvalResult(summary, json_path, html_path, modes, notes)

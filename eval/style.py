@@ -6,7 +6,8 @@ persona, at the target length, in the answer language?
 - length: the mean answer length in words (characters for unspaced scripts) on the evaluation
   questions, and its mean distance from the target;
 - language: the share of answers that a language identifier (langid, trained on 97 languages)
-  assigns to the answer language.
+  assigns to the answer language;
+- voice, when a judge is configured: its 1-5 grade of how well each answer follows the voice.
 
 Whether a voice costs facts is what the correctness metrics already measure, per mode, against
 the plain reference answers: the report's comparisons give it with its interval.
@@ -18,6 +19,7 @@ import statistics as stats
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from eval.judge import voice_messages
 from retrieval.config import StyleConfig
 from retrieval.persona import answer_length, identity
 
@@ -59,6 +61,7 @@ def style_measures(
     style: StyleConfig,
     modes: Sequence[str],
     answers_by_mode: Mapping[str, Sequence[Mapping[str, Any]]],
+    judge: Any = None,
 ) -> dict[str, Any]:
     """The style section of the report: per mode, persona naming, length and language.
 
@@ -66,7 +69,9 @@ def style_measures(
         engine: the answer engine (asked the identity questions in every mode).
         style: the project's style.
         modes: the evaluated modes.
-        answers_by_mode: the evaluation's answers (dicts with 'answer' and 'refused').
+        answers_by_mode: the evaluation's answers (dicts with 'question', 'answer', 'refused').
+        judge: the evaluation's judge, when one is configured: it grades each answer's voice
+            against `style.voice` (1-5).
     """
     result: dict[str, Any] = {"modes": {}}
     identity_questions: list[str] = []
@@ -75,8 +80,18 @@ def style_measures(
         result["persona"] = style.name.strip()
         result["identity_questions"] = identity_questions
     for mode in modes:
-        answered = [a["answer"] for a in answers_by_mode[mode] if not a.get("refused")]
+        kept = [a for a in answers_by_mode[mode] if not a.get("refused")]
+        answered = [a["answer"] for a in kept]
         entry: dict[str, Any] = {"length": length_summary(answered, style.answer_words)}
+        if judge is not None and style.voice.strip() and kept:
+            grades = judge.grade_batch(
+                [voice_messages(style.voice, a["question"], a["answer"]) for a in kept]
+            )
+            graded = [g for g in grades if g is not None]
+            entry["voice"] = {
+                "mean": round(stats.fmean(graded), 2) if graded else None,
+                "n": len(graded),
+            }
         if style.language.strip():
             share, n = language_share(answered, style.language.strip())
             entry["language"] = {"share": share, "n": n, "code": style.language.strip()}
@@ -93,12 +108,14 @@ def style_measures(
 
 
 def style_rows(section: Mapping[str, Any]) -> list[list[str]]:
-    """The style table's rows (mode, persona named, mean length, language share) as text."""
+    """The style table's rows (mode, persona named, mean length, language share, the judge's
+    voice grade) as text."""
     rows = []
     for mode, entry in section.get("modes", {}).items():
         persona = entry.get("persona")
         length = entry["length"]
         language = entry.get("language")
+        voice = entry.get("voice")
         target = length.get("target_words")
         rows.append(
             [
@@ -110,6 +127,7 @@ def style_rows(section: Mapping[str, Any]) -> list[list[str]]:
                 f"{language['share']:.0%} (n={language['n']})"
                 if language and language["share"] is not None
                 else "-",
+                f"{voice['mean']} (n={voice['n']})" if voice and voice["mean"] is not None else "-",
             ]
         )
     return rows

@@ -295,4 +295,45 @@ def test_style_measures_name_length_and_language():
             }
         }
     )
-    assert rows == [["rag", "90% (n=10)", "4.0 (target 4)", "50% (n=2)"]]
+    assert rows == [["rag", "90% (n=10)", "4.0 (target 4)", "50% (n=2)", "-"]]
+
+
+class CountingJudge:
+    """Grades every answer 4 and keeps the prompts it was given."""
+
+    def __init__(self):
+        self.prompts = []
+
+    def grade_batch(self, conversations):
+        self.prompts.extend(conversations)
+        return [4.0 for _ in conversations]
+
+
+def test_style_measures_ask_the_held_out_identity_questions_in_every_mode(
+    project_factory, monkeypatch
+):
+    from eval.style import style_measures
+
+    monkeypatch.setattr(retrieval.embeddings, "load_encoder", lambda *a, **k: KeywordEncoder())
+    project = project_factory()
+    build(project, encoder=KeywordEncoder())
+    from builder.engine import open_retriever
+
+    retriever = open_retriever(project)
+    engine = AnswerEngine(EchoGenerator(), retriever, AnswerConfig(), 3, style=ADA)
+    answers = {
+        mode: [
+            {"question": "q", "answer": "one two three", "refused": False},
+            {"question": "q2", "answer": NO_ANSWER, "refused": True},
+        ]
+        for mode in ("base", "rag")
+    }
+    judge = CountingJudge()
+    result = style_measures(engine, ADA, ["base", "rag"], answers, judge)
+    assert result["identity_questions"] == list(identity(ADA).eval_questions)
+    for mode in ("base", "rag"):
+        entry = result["modes"][mode]
+        assert entry["persona"]["n"] == len(identity(ADA).eval_questions)
+        assert entry["length"]["n"] == 1 and entry["voice"] == {"mean": 4.0, "n": 1}
+    assert "House voice: Warm and brief." in judge.prompts[0][1]["content"]
+    retriever.close()
