@@ -395,7 +395,7 @@ def export_gguf(project: Project, out: Path, outtype: str = "f32") -> list[Path]
     from transformers import AutoConfig, AutoTokenizer
 
     from retrieval.models import resolve_generator_model
-    from retrieval.prompt import RAG_SYSTEM
+    from retrieval.prompt import rag_system
 
     if outtype not in OUTTYPES:
         raise GGUFExportError(f"unknown GGUF type {outtype!r}: choose {', '.join(OUTTYPES)}")
@@ -422,7 +422,7 @@ def export_gguf(project: Project, out: Path, outtype: str = "f32") -> list[Path]
             base,
             adapter_file.name,
             tokenizer.chat_template,
-            RAG_SYSTEM,
+            rag_system(project.config.style),  # the persona and voice too, as in every mode
             config.temperature,
             config.max_new_tokens,
         ),
