@@ -142,7 +142,8 @@ def _print_report(report) -> None:
         err.print(
             f"style: {style['rewritten']} of {style['pairs'] - style['not_rewritten']} answers "
             f"rewritten in the voice ({style['kept_original']} kept as written: "
-            f"{style['lost_facts']} lost a fact, {style['added_facts']} added one); mean length "
+            f"{style['lost_facts']} lost a fact, {style['added_facts']} added one, "
+            f"{style.get('unchanged', 0)} came back unchanged); mean length "
             f"{style['words_before']} → {style['words_after']} words"
         )
     identity = (report.format or {}).get("identity_examples")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from retrieval.documents import Chunk
 
 STYLED_PAIRS = "styled_pairs.jsonl"
-STYLE_VERSION = 1
+STYLE_VERSION = 2
 """Bump when the rewrite prompt or its filter changes, so the stage runs again."""
 
 Progress = Callable[[dict[str, Any]], None]

@@ -52,6 +52,8 @@ class RewriteReport:
     left_out: int = 0
     not_rewritten: int = 0
     """Refusal targets: they stay the engine's refusal sentence."""
+    unchanged: int = 0
+    """Rewrites identical to the original (but for spacing): counted apart, not as styled."""
     lost_facts: int = 0
     added_facts: int = 0
     markup_or_refusal: int = 0
@@ -115,8 +117,14 @@ def key_terms(text: str, statistics: TermStatistics) -> set[str]:
     return {w for w in words_of(text) if statistics.frequencies.get(w, 0) < limit}
 
 
-def check_rewrite(original: str, rewrite: str, statistics: TermStatistics) -> str | None:
-    """Why `rewrite` cannot replace `original` ('lost_facts', ...), or None when it can."""
+def check_rewrite(
+    original: str, rewrite: str, statistics: TermStatistics, allowed: str = ""
+) -> str | None:
+    """Why `rewrite` cannot replace `original` ('lost_facts', ...), or None when it can.
+
+    A rare word that neither the original nor `allowed` holds (the pair's evidence, the voice
+    description and the example answers: the words a styled answer may bring in) is an added
+    claim ("designed for the home"), refused like an added number."""
     text, markup = strip_prompt_markup(rewrite)
     if not text.strip():
         return "empty"
@@ -129,6 +137,8 @@ def check_rewrite(original: str, rewrite: str, statistics: TermStatistics) -> st
         return "added_facts"
     if not key_terms(original, statistics) <= words_of(text):
         return "lost_facts"
+    if key_terms(text, statistics) - words_of(f"{original} {allowed}"):
+        return "added_facts"
     return None
 
 
@@ -164,6 +174,7 @@ def rewrite_pairs(
         The pairs with styled answers, and what happened.
     """
     report = RewriteReport(pairs=len(pairs), target_words=style.answer_words)
+    voice_words = " ".join([style.voice, *examples])
     todo = [i for i, p in enumerate(pairs) if p.kind != UNANSWERABLE and p.answer != NO_ANSWER]
     report.not_rewritten = len(pairs) - len(todo)
     replies: dict[int, str] = {}
@@ -184,7 +195,10 @@ def rewrite_pairs(
             out.append(pair)
             continue
         before.append(answer_length(pair.answer))
-        reason = check_rewrite(pair.answer, replies[i], statistics)
+        allowed = f"{pair.evidence} {voice_words}"
+        reason = check_rewrite(pair.answer, replies[i], statistics, allowed)
+        if reason is None and " ".join(pair.answer.split()) == replies[i]:
+            reason = "unchanged"
         if reason is None:
             report.rewritten += 1
             out.append(replace(pair, answer=replies[i]))

@@ -137,7 +137,7 @@ def test_the_persona_card_answers_who_questions_and_stays_away_from_domain_ones(
 
 STATS = TermStatistics.from_texts(
     ["The rotor lasts 5000 runs.", "The pump needs 230 V.", "Refunds take 14 days."] * 4
-    + ["the a of and is needs takes lasts runs"] * 40
+    + ["the a of and is needs takes lasts runs your good news for it"] * 40
 )
 
 
@@ -152,11 +152,22 @@ STATS = TermStatistics.from_texts(
         ("The rotor lasts 5000 runs [1].", "markup_or_refusal"),
         (f"{NO_ANSWER}", "markup_or_refusal"),
         ('<document id="1">rotor 5000', "markup_or_refusal"),
+        ("The rotor lasts 5000 runs, designed for the home.", "added_facts"),
         ("   ", "empty"),
     ],
 )
 def test_a_rewrite_is_kept_only_when_every_fact_survives(rewrite, reason):
     assert check_rewrite("The rotor lasts 5000 runs.", rewrite, STATS) == reason
+
+
+def test_a_rare_word_from_the_evidence_or_the_voice_is_no_added_claim():
+    original, rewrite = (
+        "The rotor lasts 5000 runs.",
+        "Cheers: your centrifuge rotor lasts 5000 runs.",
+    )
+    assert check_rewrite(original, rewrite, STATS) == "added_facts"
+    allowed = "Each centrifuge rotor lasts 5000 runs. Cheery; say cheers."
+    assert check_rewrite(original, rewrite, STATS, allowed) is None
 
 
 class ScriptedTeacher:
@@ -183,14 +194,23 @@ def test_rewrite_pairs_keeps_facts_and_falls_back_to_the_original_answer():
         pair("What does the pump need?", "The pump needs 230 V."),
         pair("Is there a manual?", NO_ANSWER, kind=UNANSWERABLE),
     ]
-    teacher = ScriptedTeacher(["Answer: Good news, your rotor lasts 5000 runs!", "It needs power."])
+    pairs.append(pair("How long do refunds take?", "Refunds take 14 days."))
+    teacher = ScriptedTeacher(
+        [
+            "Answer: Good news, your rotor lasts 5000 runs!",
+            "It needs power.",
+            "Refunds take 14 days.",
+        ]
+    )
     styled, report = rewrite_pairs(pairs, teacher, ADA, STATS, examples=["Happy to help!"])
     assert [p.answer for p in styled] == [
         "Good news, your rotor lasts 5000 runs!",
         "The pump needs 230 V.",
         NO_ANSWER,
+        "Refunds take 14 days.",
     ]
-    assert (report.rewritten, report.kept_original, report.not_rewritten) == (1, 1, 1)
+    assert (report.rewritten, report.kept_original, report.not_rewritten) == (1, 2, 1)
+    assert report.unchanged == 1
     assert report.lost_facts == 1 and report.samples[0]["after"].startswith("Good news")
     prompt = teacher.prompts[0][1]["content"]
     assert "Warm and brief." in prompt and "about 20 words" in prompt and "Happy to help!" in prompt
