@@ -32,8 +32,9 @@ SHARDS_DIR = ".shards"
 # Files a parse task takes: enough that its parse worker's start (about a second) is shared by
 # many files, few enough that two workers get several tasks each on a small corpus.
 FILES_PER_TASK = 16
-# Chunks an actor embeds per call; sorted by length inside, like the local engine's windows.
-EMBED_BATCH = 512
+# Chunks an actor embeds per call, sorted by length inside as the local engine's windows are:
+# small enough that a corpus of a few thousand chunks keeps every actor busy.
+EMBED_BATCH = 256
 
 EncoderFactory = Callable[[], Encoder]
 """Makes the embedding model inside a Ray worker; module-level (picklable by reference)."""

@@ -14,6 +14,8 @@ RECALL_K = 10
 RECALL_QUERIES = 200
 # FAISS warns below 39 training points a list; more points a list train steadier centroids.
 _TRAIN_PER_LIST = 64
+# The 256 centroids of each product-quantizer codebook want as many points a centroid.
+_PQ_TRAIN = 256 * 39
 
 
 def choose_kind(config: IndexConfig, n_vectors: int) -> str:
@@ -39,7 +41,7 @@ def ivfpq_lists(n_vectors: int) -> int:
 
 def train_rows(n_vectors: int, seed: int = 0) -> np.ndarray:
     """The sorted rows an IVF-PQ index of `n_vectors` is trained on: a seeded sample."""
-    size = min(n_vectors, _TRAIN_PER_LIST * ivfpq_lists(n_vectors))
+    size = min(n_vectors, max(_TRAIN_PER_LIST * ivfpq_lists(n_vectors), _PQ_TRAIN))
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n_vectors, size=size, replace=False))
 

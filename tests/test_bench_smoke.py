@@ -152,3 +152,21 @@ def test_quote_smoke_compares_every_selector_with_the_upper_bound():
         row = cells(out, name)
         assert 0 <= number(row[1]) <= number(bound[1]) <= 1
         assert 0 <= number(row[2]) <= number(bound[2]) <= 1
+
+
+@pytest.mark.slow
+def test_scale_smoke_measures_both_engines_and_projects_10m_chunks():
+    out = run_smoke("scale.py", "--data", str(PUBMEDQA))
+    chunks = {cells(out, label)[4] for label in ("local", "ray, 1 worker", "ray, 2 workers")}
+    assert len(chunks) == 1 and int(chunks.pop()) > 0  # the same corpus through every engine
+    for label in ("local", "ray, 1 worker", "ray, 2 workers"):
+        assert number(cells(out, label)[1]) > 0
+    assert number(cells(out, "ray, 2 workers")[3]) > 0  # Ray's start, timed apart
+    assert re.search(r"IVF-PQ at 20,000 vectors: \d+ real", out)
+    assert 0 < number(cells(out, "recall@10 against exact search")[1]) <= 1
+    latency = cells(out, "search p50 / p95 ms (k 50, nprobe 16)")[1]
+    assert re.fullmatch(rf"{NUMBER} / {NUMBER}", latency)
+    assert re.search(r"^projection for 10,000,000 chunks", out, re.M)
+    for workers in ("2", "16", "64"):
+        row = cells(out, workers)
+        assert number(row[2].replace(",", "")) > 0  # embed hours

@@ -76,3 +76,26 @@ def test_an_incremental_ray_build_embeds_only_the_changed_file(tmp_path, ray_loc
     assert report.updated == [changed.relative_to(docs).as_posix()]
     assert len(report.removed) == 1 and report.generation == 2
     assert any("9 hours" in c.text for c in contents(project.index_root)[1])
+
+
+class BrokenEncoder(KeywordEncoder):
+    """Chunks as the keyword encoder does, then fails to embed: a worker that dies mid-build."""
+
+    def encode(self, texts):
+        raise RuntimeError("the embedding worker failed")
+
+
+def test_a_failed_ray_build_leaves_the_previous_generation_live(tmp_path, ray_local):
+    docs = tmp_path / "docs"
+    write_sample_corpus(docs)
+    project = open_project(tmp_path / "p", [], docs=docs)
+    build(project, encoder=KeywordEncoder(), engine="ray", make_encoder=KeywordEncoder)
+    before = contents(project.index_root)
+    with pytest.raises(Exception, match="the embedding worker failed"):
+        build(
+            project, encoder=KeywordEncoder(), full=True, engine="ray", make_encoder=BrokenEncoder
+        )
+    after = contents(project.index_root)
+    assert after[0].generation == before[0].generation and after[1] == before[1]
+    # Neither the partial generation nor its shards are left behind.
+    assert sorted(p.name for p in project.index_root.iterdir()) == ["CURRENT", "gen-000001"]
