@@ -760,7 +760,7 @@ def serve(
 
     from builder.engine import open_engine
 
-    engine = open_engine(project, adapter)
+    engine = open_engine(project, adapter, use="serve")
     warm_up(engine)
     limits = ServerLimits(
         max_queue=max_queue, request_timeout_s=timeout_s, workers=engine.generator.parallel

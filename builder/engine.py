@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from builder.config import ProjectConfig
 from builder.project import Project
 from retrieval.answer import AnswerEngine
 from retrieval.config import GenerationConfig
+from retrieval.models import EMBEDDED_GENERATOR
 from retrieval.search import Retriever
 
 NO_ADAPTER = "none"
@@ -27,6 +29,36 @@ def open_retriever(project: Project) -> Retriever:
         config.embedding.model, config.embedding.device, config.embedding.batch_size
     )
     return Retriever.open(project.index_root, encoder, config.retrieval, config.index)
+
+
+USES = ("ask", "serve", "eval")
+AUTO_BACKEND = {"ask": "llamacpp", "serve": "transformers", "eval": "llamacpp"}
+"""What `generation.backend = 'auto'` runs per use: the faster of the two in bench/answer.py's
+backend table (README, "Generation backends"): ask, a 64-token answer in 4.3 s against 7.8 s
+(llama.cpp's first token comes later, 2.2 s against 1.4 s, its decode is 4x faster); eval,
+3.5 s an answer against 4.8 s; serve stays on transformers, whose 20 concurrent clients got
+their answers sooner (p50 36 s against 44 s)."""
+
+
+def backend_for(config: ProjectConfig, adapter_dir: Path | None, use: str) -> str:
+    """The backend that answers for `use`: the setting, or under 'auto' the measured choice when
+    llama.cpp can run this project (a GGUF it can load, a LoRA adapter or none, quotes picked
+    by embedding), else transformers.
+
+    Raises:
+        ValueError: an unknown use.
+    """
+    if use not in USES:
+        raise ValueError(f"unknown use {use!r}: choose one of {', '.join(USES)}")
+    generation = config.generation
+    if generation.backend != "auto":
+        return generation.backend
+    runnable = (
+        (generation.gguf or generation.model == EMBEDDED_GENERATOR)
+        and config.answer.quote_by == "embedding"
+        and (adapter_dir is None or (Path(adapter_dir) / "adapter_config.json").is_file())
+    )
+    return AUTO_BACKEND[use] if runnable else "transformers"
 
 
 def open_llamacpp_generator(config: GenerationConfig, adapter_dir: Path | None):
@@ -51,13 +83,16 @@ def open_llamacpp_generator(config: GenerationConfig, adapter_dir: Path | None):
     return generator
 
 
-def open_engine(project: Project, adapter: str | Path | None = None) -> AnswerEngine:
+def open_engine(
+    project: Project, adapter: str | Path | None = None, use: str = "ask"
+) -> AnswerEngine:
     """Load everything the project's answers need.
 
     Args:
         project: the opened project.
         adapter: an adapter folder to use instead of the project's current one, or "none" to
             answer without any.
+        use: 'ask' (the CLI, the app), 'serve' or 'eval': picks the backend under 'auto'.
 
     Raises:
         ModelNotFoundError: a configured model cannot be found.
@@ -76,7 +111,7 @@ def open_engine(project: Project, adapter: str | Path | None = None) -> AnswerEn
     retriever = None
     if IndexLayout(project.index_root).current() is not None:
         retriever = open_retriever(project)
-    if config.generation.backend == "llamacpp":
+    if backend_for(config, adapter_dir, use) == "llamacpp":
         generator = open_llamacpp_generator(config.generation, adapter_dir)
     else:
         generator, _path = load_generator_with_adapter(config.generation, adapter_dir)

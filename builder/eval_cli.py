@@ -66,7 +66,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from eval.report import format_summary_table
     from eval.run import evaluate
 
-    engine = open_engine(project, args.adapter)
+    engine = open_engine(project, args.adapter, use="eval")
     name = time.strftime("eval-%Y%m%d-%H%M%S")
     out_dir = project.reports_dir / name
     meta = {

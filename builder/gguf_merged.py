@@ -294,6 +294,10 @@ def export_merged_gguf(project: Project, out: Path, outtype: str = "f16") -> lis
                 "  ollama create ragtune-merged -f Modelfile",
                 "  ollama run ragtune-merged",
                 "",
+                "The system prompt is ragtune's RAG prompt: put the retrieved passages in the user",
+                'message as <documents><document id="1" source="...">text</document></documents>,',
+                "then 'Question: ...', as `ragtune ask` does.",
+                "",
             ]
         ),
         encoding="utf-8",

@@ -124,10 +124,12 @@ class GenerationConfig:
     """0 means greedy decoding."""
     trust_remote_code: bool = False
     """Run code shipped inside a model folder. Only for models whose code you have read."""
-    backend: str = "transformers"
-    """'transformers' (PyTorch on the model folder) or 'llamacpp' (llama.cpp on the model's GGUF
+    backend: str = "auto"
+    """'transformers' (PyTorch on the model folder), 'llamacpp' (llama.cpp on the model's GGUF
     file, the tuned adapter applied as a GGUF LoRA exported from it on first use; all four
-    answer modes from one load). The embedded model's GGUF is 4-bit (Q4_1): transformers runs
+    answer modes from one load) or 'auto': per use (ask and the app, serve, eval) the backend
+    that `bench/answer.py` measured faster for it (README, "Generation backends"), where that
+    backend can run the project. The embedded model's GGUF is 4-bit (Q4_1): transformers runs
     its dequantized copy, so the two backends may word a few answers differently."""
     gguf: str = ""
     """llamacpp: the base model's GGUF file, for a model other than the embedded one (which ships
@@ -141,7 +143,7 @@ class GenerationConfig:
     """llamacpp: CPU threads; 0 lets llama.cpp choose (its count of the machine's cores)."""
 
 
-GENERATION_BACKENDS = ("transformers", "llamacpp")
+GENERATION_BACKENDS = ("auto", "transformers", "llamacpp")
 ANSWER_MODES = ("auto", "base", "rag", "tuned", "rag+tuned")
 UNSUPPORTED_POLICIES = ("flag", "drop", "quote")
 QUOTE_SELECTORS = ("embedding", "likelihood")

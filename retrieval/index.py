@@ -271,9 +271,7 @@ def _vector_index(store: ChunkStore, dim: int, config: IndexConfig):
     kind = choose_kind(config, n)
     if kind == "ivfpq" and n:
         sample = store.embeddings_at(train_rows(n), dim)
-        index = build_compressed_index(
-            sample, store.iter_embeddings(dim, SHARD_ROWS), n, config
-        )
+        index = build_compressed_index(sample, store.iter_embeddings(dim, SHARD_ROWS), n, config)
     else:
         index = build_vector_index(store.embeddings(dim), config)
     if kind == "flat" or n == 0:

@@ -73,6 +73,15 @@ def test_answer_smoke_reports_documents_and_refusals_apart():
     served = cells(out, "serve: 3 concurrent clients, generated, p50 / p95 s")
     assert served[2].startswith("2 requests")
     assert cells(out, "serve: refused without generating, p50 / p95 s")[2].startswith("1 request")
+    # Both backends side by side on the same prompts, one column each.
+    assert cells(out, "backend")[1] == "transformers | llamacpp"
+    assert cells(out, "answers timed (rag, generated)")[1] == "2 | 2"
+    for label in ("decode tokens/s (engine.stream)", "8-token answer, total s p50"):
+        assert all(number(side) > 0 for side in cells(out, label)[1].split(" | "))
+    ttfts = cells(out, "TTFT p50 / p95 s (engine.stream)")[1].split(" | ")
+    assert all(re.fullmatch(rf"{NUMBER} / {NUMBER}", side) for side in ttfts)
+    served = cells(out, "3 concurrent clients (serve), generated, p50 / p95 s")
+    assert served[2] == "answers at once: 1 | 4"
 
 
 @pytest.mark.slow

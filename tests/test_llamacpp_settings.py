@@ -14,6 +14,7 @@ from tiny_models import build_tokenizer
 
 from apps.server import AnswerQueue
 from builder.config import ConfigError, load_config
+from builder.engine import AUTO_BACKEND, USES, backend_for
 from builder.gguf_export import GGUFExportError, lora_gguf_for
 from retrieval.config import GenerationConfig
 from retrieval.generation import AdapterError
@@ -29,8 +30,8 @@ def problems(tmp_path: Path, *overrides: str) -> str:
 
 def test_the_backend_is_one_of_the_choices(tmp_path):
     found = problems(tmp_path, "generation.backend=vllm")
-    assert "generation.backend = 'vllm': choose one of transformers, llamacpp" in found
-    assert load_config(tmp_path / "x.toml").generation.backend == "transformers"
+    assert "generation.backend = 'vllm': choose one of auto, transformers, llamacpp" in found
+    assert load_config(tmp_path / "x.toml").generation.backend == "auto"
     assert load_config(tmp_path / "x.toml", ["generation.backend=llamacpp"]).generation.gguf == ""
 
 
@@ -162,3 +163,31 @@ def test_the_answer_queue_runs_as_many_jobs_at_once_as_it_has_workers():
     futures = [queue.submit(both.wait) for _ in range(2)]
     assert sorted(f.result(timeout=10) for f in futures) == [0, 1]
     queue.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "adapter", "expected"),
+    [
+        ([], None, AUTO_BACKEND),
+        (["generation.backend=transformers"], None, dict.fromkeys(USES, "transformers")),
+        (["generation.backend=llamacpp"], None, dict.fromkeys(USES, "llamacpp")),
+        # auto falls back where llama.cpp cannot run the project:
+        (["generation.model=/m"], None, dict.fromkeys(USES, "transformers")),
+        (["generation.model=/m", "generation.gguf=/m.gguf"], None, AUTO_BACKEND),
+        (["answer.quote_by=likelihood"], None, dict.fromkeys(USES, "transformers")),
+        ([], "full", dict.fromkeys(USES, "transformers")),
+        ([], "lora", AUTO_BACKEND),
+    ],
+)
+def test_auto_picks_the_measured_backend_where_llama_cpp_can_run(
+    tmp_path, settings, adapter, expected
+):
+    config = load_config(tmp_path / "x.toml", settings)
+    folder = None
+    if adapter is not None:
+        folder = tmp_path / adapter
+        folder.mkdir()
+        (folder / ("adapter_config.json" if adapter == "lora" else "config.json")).write_text("{}")
+    assert {use: backend_for(config, folder, use) for use in USES} == expected
+    with pytest.raises(ValueError, match="unknown use 'train': choose one of ask, serve, eval"):
+        backend_for(config, folder, "train")
