@@ -18,6 +18,8 @@ Rows, each a ragtune build of the same documents searched with `Retriever.search
   page (`ingest.chunk_headers`);
 - + document stage: documents ranked by their title and first page, fused into the chunk ranking
   (`retrieval.document_stage`), alone (on chunks without headers) and with the headers;
+- + PDF tables: the default, tables on PDF pages loaded as Markdown tables whose header row
+  every chunk of the table carries (`ingest.pdf_tables`; the rows above build without it);
 - + rerank: a cross-encoder over the fused candidates, when `--reranker` names one that is
   available offline (`retrieval.reranker`).
 The last column is the median time per question (query embedding included; the baseline's too).
@@ -31,11 +33,14 @@ build; its figures only show that the script works.
 Usage:
     python bench/retrieve.py [--sec ../shared/data/sec10q] [--pubmedqa ../shared/data/pubmedqa]
                               [--docs N] [--questions N] [--reranker MODEL] [--smoke]
+                              [--stages 6,7] [--halves] [--ranks ranks.jsonl]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -95,8 +100,10 @@ class Stage:
     search: tuple[str, ...]
 
 
-NO_HEADERS = ("ingest.chunk_headers=false",)
-HEADERS = ("ingest.chunk_headers=true",)
+NO_TABLES = ("ingest.pdf_tables=false",)
+NO_HEADERS = ("ingest.chunk_headers=false", *NO_TABLES)
+HEADERS = ("ingest.chunk_headers=true", *NO_TABLES)
+TABLES = ("ingest.chunk_headers=true", "ingest.pdf_tables=true")
 CHUNKS_ALONE = ("retrieval.document_stage=false",)
 STAGES = (
     Stage("dense", NO_HEADERS, ("retrieval.mode=dense",)),
@@ -105,6 +112,7 @@ STAGES = (
     Stage("hybrid + document stage", NO_HEADERS, ("retrieval.document_stage=true",)),
     Stage("hybrid + headers", HEADERS, ("retrieval.mode=hybrid", *CHUNKS_ALONE)),
     Stage("hybrid + headers + document stage", HEADERS, ("retrieval.document_stage=true",)),
+    Stage("+ PDF tables (default)", TABLES, ("retrieval.document_stage=true",)),
 )
 """The last row is the default configuration; with --reranker it is run once more, reranked."""
 
@@ -235,6 +243,39 @@ def ragtune_rows(
     return rows
 
 
+def dev_half(question: Question) -> bool:
+    """A fixed half of the questions, by a hash of their text: what a rule or a weight may be
+    tuned on (`--halves` reports the other half apart)."""
+    return hashlib.sha256(question.text.encode()).digest()[0] % 2 == 0
+
+
+def halves(corpus: Corpus, rows: Sequence[Row]) -> list[tuple[Corpus, list[Row]]]:
+    """The corpus and rows cut into the dev half and the held-out half."""
+    out = []
+    for name, keep in (("dev half", True), ("held-out half", False)):
+        chosen = [i for i, q in enumerate(corpus.questions) if dev_half(q) == keep]
+        part = Corpus(f"{corpus.name} ({name})", corpus.docs, [corpus.questions[i] for i in chosen])
+        cut = [
+            Row(r.label, [r.ranks[i] for i in chosen], [r.seconds[i] for i in chosen]) for r in rows
+        ]
+        out.append((part, cut))
+    return out
+
+
+def write_ranks(path: Path, corpus: Corpus, rows: Sequence[Row]) -> None:
+    """Each question's first gold rank per row, as JSON lines (to study the misses)."""
+    with path.open("a", encoding="utf-8") as out:
+        for i, question in enumerate(corpus.questions):
+            record = {
+                "corpus": corpus.name,
+                "question": question.text,
+                "gold": sorted(question.gold),
+                "dev": dev_half(question),
+                "ranks": {row.label: row.ranks[i] for row in rows},
+            }
+            out.write(json.dumps(record) + "\n")
+
+
 def table(corpus: Corpus, rows: Sequence[Row]) -> str:
     header = ["stage", *(f"hit@{k}" for k in CUTOFFS), "MRR@10", "ms/question p50"]
     lines = [header]
@@ -260,7 +301,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reranker", default="", help="a cross-encoder id or folder")
     parser.add_argument("--corpora", default="sec10q,pubmedqa")
     parser.add_argument("--smoke", action="store_true", help="2 filings, 10 abstracts")
+    parser.add_argument(
+        "--stages", default="", help="rows to run, 1-based over the ragtune rows (default all)"
+    )
+    parser.add_argument(
+        "--halves", action="store_true", help="also report the dev and held-out halves apart"
+    )
+    parser.add_argument("--ranks", type=Path, help="append each question's ranks (JSON lines)")
     args = parser.parse_args(argv)
+    stages = [STAGES[int(i) - 1] for i in args.stages.split(",")] if args.stages else STAGES
     single_threaded()
     load = OtherLoad()
     encoder = load_encoder("embedded:all-MiniLM-L6-v2", device="cpu")
@@ -275,9 +324,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{corpus.name}: no questions for the chosen documents", file=sys.stderr)
                 continue
             rows = [naive_baseline(corpus, encoder)]
-            rows += ragtune_rows(corpus, encoder, work, STAGES, args.reranker)
+            rows += ragtune_rows(corpus, encoder, work, stages, args.reranker)
             print(table(corpus, rows))
             print()
+            if args.halves:
+                for part, cut in halves(corpus, rows):
+                    print(table(part, cut))
+                    print()
+            if args.ranks:
+                write_ranks(args.ranks, corpus, rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"other processes' share of the CPUs during the run: {load.share():.0%}")

@@ -38,7 +38,8 @@ from retrieval.store import ChunkStore, FileRecord
 # 3: chunks carry their document's title; BM25 terms keep codes whole and in parts, numbers
 #    without separators; a keyword index of the documents.
 # 4: docx and html tables load as Markdown tables; chunks carry the header of their table.
-PIPELINE_VERSION = 4
+# 5: tables on PDF pages load as Markdown tables (`ingest.pdf_tables`).
+PIPELINE_VERSION = 5
 # Chunks gathered before embedding: sorting a large window by length keeps padding, and so
 # wasted compute, low (256-chunk windows cost ~10% more than one sorted pass).
 EMBED_WINDOW = 4096
@@ -99,6 +100,7 @@ def index_settings(project: Project) -> dict:
         "chunk_tokens": project.config.ingest.chunk_tokens,
         "chunk_overlap": project.config.ingest.chunk_overlap,
         "chunk_headers": project.config.ingest.chunk_headers,
+        "pdf_tables": project.config.ingest.pdf_tables,
     }
 
 

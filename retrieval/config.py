@@ -42,6 +42,11 @@ class IngestConfig:
     """Embed and keyword-index every chunk under a line naming its document's title, its section
     and its page, and show that line to the generator. Changing it rebuilds the index."""
 
+    pdf_tables: bool = True
+    """Find the tables on PDF pages by their layout (rows of glyphs in aligned columns) and
+    load them as Markdown tables, header row first, so that every chunk of a table's rows
+    carries its header. Changing it rebuilds the index."""
+
     @property
     def max_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
@@ -52,6 +57,7 @@ class IngestConfig:
             max_pages=self.max_pages,
             max_chars=self.max_chars,
             max_unpacked_bytes=int(self.max_unpacked_mb * 1024 * 1024),
+            pdf_tables=self.pdf_tables,
         )
 
 

@@ -21,11 +21,14 @@ class LoadLimits:
         max_pages: Pages of a PDF.
         max_chars: Characters of text extracted from one file.
         max_unpacked_bytes: Bytes that the parts of a .docx (a zip archive) decompress to.
+        pdf_tables: Load the tables found on PDF pages as Markdown tables
+            (`ingest.pdf_tables`).
     """
 
     max_pages: int = 2000
     max_chars: int = 20_000_000
     max_unpacked_bytes: int = 200 * 1024 * 1024
+    pdf_tables: bool = True
 
 
 @dataclass(frozen=True)

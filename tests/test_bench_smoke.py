@@ -135,6 +135,7 @@ RETRIEVAL_STAGES = (
     "hybrid + document stage",
     "hybrid + headers",
     "hybrid + headers + document stage",
+    "+ PDF tables (default)",
 )
 
 

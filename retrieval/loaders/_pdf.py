@@ -1,4 +1,5 @@
-"""PDF loader: one block per page with text, its section taken from the outline."""
+"""PDF loader: one block per page with text, its section taken from the outline, its tables
+as Markdown tables (`retrieval.loaders._pdf_tables`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from retrieval.documents import LoadError, LoadLimits, TextBlock
+from retrieval.loaders._pdf_tables import with_tables
 from retrieval.loaders._text import clean_block, section_title, too_many_chars
 
 NO_TEXT_LAYER = "no extractable text (scanned PDF? run OCR first)"
@@ -55,7 +57,7 @@ def load_pdf(data: bytes, limits: LoadLimits | None = None) -> list[TextBlock]:
         blocks = []
         chars = 0
         for index, section in enumerate(sections):
-            text, raw_chars = _page_text(pdf, index, limits.max_chars - chars)
+            text, raw_chars = _page_text(pdf, index, limits.max_chars - chars, limits.pdf_tables)
             chars += raw_chars
             if chars > limits.max_chars:
                 raise too_many_chars(limits.max_chars)
@@ -99,9 +101,12 @@ def _page_sections(pdf: pdfium.PdfDocument) -> list[str | None]:
     return sections
 
 
-def _page_text(pdf: pdfium.PdfDocument, index: int, max_chars: int) -> tuple[str, int]:
+def _page_text(
+    pdf: pdfium.PdfDocument, index: int, max_chars: int, tables: bool
+) -> tuple[str, int]:
     """The cleaned text of one page ('' when it has none), and how many characters PDFium
-    counts on it (before whitespace is collapsed: that is what extracting it costs).
+    counts on it (before whitespace is collapsed: that is what extracting it costs). With
+    `tables`, each table found on the page is a Markdown table (`_pdf_tables.with_tables`).
 
     A page of more than `max_chars` characters is not copied out (its text comes back as ''),
     so a page of 100 million characters is counted, never built.
@@ -117,6 +122,8 @@ def _page_text(pdf: pdfium.PdfDocument, index: int, max_chars: int) -> tuple[str
         if raw_chars > max_chars:
             return "", raw_chars  # the caller refuses the file
         raw = textpage.get_text_range()
+        if tables:
+            raw = with_tables(textpage, raw)
     except pdfium.PdfiumError as exc:
         raise LoadError(f"not a valid PDF: page {index + 1} cannot be read") from exc
     finally:
