@@ -107,6 +107,12 @@ class RetrievalConfig:
     """Hybrid mode: rank the documents by their title and first page too, and fuse the rank of
     each candidate's document into the chunk ranking, so that a question naming a company, a
     code or a year lifts the chunks of the document it names."""
+    document_weight: float = 4.0
+    """How much the document stage counts: the chunks of the best-matching document gain this
+    many times a first rank's reciprocal-rank score, 1 / (rrf_k + 1), those of another document
+    the share of the best document's score that its own reaches. 4 was chosen on a fixed half
+    of the SEC 10-Q questions (`bench/retrieve.py --halves`, dev half): the smallest weight
+    within one question of the best top-5 hit rate there (1 to 20 tried)."""
     reranker: str = ""
     """A cross-encoder (Hugging Face id in the local cache, or a folder) that rescores the
     `rerank_candidates` best fused chunks; '' (the default) searches without one."""

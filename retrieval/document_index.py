@@ -3,7 +3,7 @@
 A question that names a company, a ticker, a product code or a year ("Apple's Q2 2023 10-Q")
 names a document more than a passage: the title and first page of the right filing hold those
 words ('2023 Q2 AAPL', 'Apple Inc.', 'For the quarterly period ended April 1, 2023') while the
-passage that answers holds none. BM25 over one short description per document finds it, and
+passage that answers holds none. BM25 over each document's title and first page finds it, and
 the retriever fuses that ranking into the chunks' (see `retrieval.search`).
 
 Rows of one document are contiguous in the chunk indexes (the store numbers chunks by source,
@@ -13,6 +13,7 @@ then position), so a document is its first row, and a row's document is found by
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,40 +27,62 @@ FIRST_PAGE_CHARS = 4000
 """Text of a document's first page (or, without pages, its beginning) in its description: about
 one page of a filing or an article, where the names, dates and identifiers usually are."""
 ROWS_FILE = "documents.json"
+TITLES_DIR = "titles"
+PAGES_DIR = "first-pages"
 
 
-def describe(title: str | None, first_texts: Sequence[str]) -> str:
-    """A document's description: its title, then its first page's text, cut to one page."""
-    return f"{title or ''}\n{' '.join(first_texts)}"[: FIRST_PAGE_CHARS + len(title or "") + 1]
+def first_page(first_texts: Sequence[str]) -> str:
+    """A document's first page's text, cut to `FIRST_PAGE_CHARS`."""
+    return " ".join(first_texts)[:FIRST_PAGE_CHARS]
 
 
 @dataclass
 class DocumentIndex:
-    """BM25 over one description per document; document i starts at chunk row `starts[i]`."""
+    """BM25 over each document's title and, apart, its first page; document i starts at chunk
+    row `starts[i]`.
+
+    The two are fields of their own, a document's score the sum of its two BM25 scores. A
+    title's words count as rare or common as the titles make them: they name the document
+    ('2023 Q1 INTC': the quarter is in a quarter of the titles). A first page's words count as
+    rare or common as the documents' whole text makes them: a word that a few first pages hold
+    but every document uses (a cover page's list of notes, 'tax' in a heading) names none, while
+    a company's name, rare across the collection, does.
+    """
 
     sources: list[str]
     starts: np.ndarray
-    keywords: KeywordIndex
+    titles: KeywordIndex
+    pages: KeywordIndex
 
     @classmethod
-    def build(cls, chunks: Iterable[Chunk]) -> DocumentIndex:
-        """From all chunks in row order."""
+    def build(cls, chunks: Iterable[Chunk], chunk_terms: Iterable[list[str]]) -> DocumentIndex:
+        """From all chunks in row order and the keyword terms of each (as indexed)."""
         sources: list[str] = []
         starts: list[int] = []
-        firsts: list[tuple[str | None, list[str]]] = []
-        first_page: int | None = None
+        titles: list[str] = []
+        firsts: list[list[str]] = []
+        frequencies: Counter[str] = Counter()
+        held: set[str] = set()  # the terms of the current document
+        page: int | None = None
         chars = 0
-        for row, chunk in enumerate(chunks):
+        for row, (chunk, terms) in enumerate(zip(chunks, chunk_terms)):
             if not sources or chunk.source != sources[-1]:
+                frequencies.update(held)
+                held = set()
                 sources.append(chunk.source)
                 starts.append(row)
-                firsts.append((chunk.title, []))
-                first_page, chars = chunk.page, 0
-            if chunk.page == first_page and chars < FIRST_PAGE_CHARS:
-                firsts[-1][1].append(chunk.text)
+                titles.append(chunk.title or "")
+                firsts.append([])
+                page, chars = chunk.page, 0
+            held.update(terms)
+            if chunk.page == page and chars < FIRST_PAGE_CHARS:
+                firsts[-1].append(chunk.text)
                 chars += len(chunk.text)
-        keywords = KeywordIndex.build([describe(title, texts) for title, texts in firsts])
-        return cls(sources, np.asarray(starts, dtype=np.int64), keywords)
+        frequencies.update(held)
+        pages = KeywordIndex.build([first_page(texts) for texts in firsts])
+        pages.use_document_frequencies(frequencies)
+        starts_array = np.asarray(starts, dtype=np.int64)
+        return cls(sources, starts_array, KeywordIndex.build(titles), pages)
 
     @property
     def size(self) -> int:
@@ -67,7 +90,9 @@ class DocumentIndex:
 
     def save(self, folder: Path) -> None:
         folder.mkdir()
-        self.keywords.save(folder)
+        for name, keywords in ((TITLES_DIR, self.titles), (PAGES_DIR, self.pages)):
+            (folder / name).mkdir()
+            keywords.save(folder / name)
         rows = {"sources": self.sources, "starts": self.starts.tolist()}
         (folder / ROWS_FILE).write_text(json.dumps(rows), encoding="utf-8")
 
@@ -75,12 +100,22 @@ class DocumentIndex:
     def load(cls, folder: Path) -> DocumentIndex:
         rows = json.loads((folder / ROWS_FILE).read_text(encoding="utf-8"))
         starts = np.asarray(rows["starts"], dtype=np.int64)
-        return cls(rows["sources"], starts, KeywordIndex.load(folder))
+        titles = KeywordIndex.load(folder / TITLES_DIR)
+        return cls(rows["sources"], starts, titles, KeywordIndex.load(folder / PAGES_DIR))
 
-    def rank(self, questions: Sequence[str]) -> list[dict[int, int]]:
-        """Per question, {document: rank from 1} of the documents sharing a term with it."""
-        results = self.keywords.search(questions, self.size)
-        return [{doc: rank for rank, (doc, _) in enumerate(found, 1)} for found in results]
+    def match(self, questions: Sequence[str]) -> list[dict[int, float]]:
+        """Per question, {document: its score as a share of the best} for the documents sharing
+        a term with it; a document's score is the sum of its title's and first page's."""
+        matched = []
+        for by_title, by_page in zip(
+            self.titles.search(questions, self.size), self.pages.search(questions, self.size)
+        ):
+            scores: dict[int, float] = dict(by_title)
+            for doc, score in by_page:
+                scores[doc] = scores.get(doc, 0.0) + score
+            best = max(scores.values(), default=0.0)
+            matched.append({doc: score / best for doc, score in scores.items()})
+        return matched
 
     def documents_of(self, rows: Sequence[int]) -> np.ndarray:
         """The document of each chunk row."""

@@ -29,6 +29,7 @@ from retrieval.chunking import indexed_text
 from retrieval.config import IndexConfig
 from retrieval.document_index import DocumentIndex
 from retrieval.keyword_index import KeywordIndex
+from retrieval.keyword_terms import terms_of
 from retrieval.scan import file_sha256
 from retrieval.store import ChunkStore
 from retrieval.vector_index import (
@@ -44,9 +45,10 @@ from retrieval.vector_index import (
     train_rows,
 )
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """2: chunks carry their document's title; a keyword index of the documents. 3: chunks carry
-the header row of the table they continue."""
+the header row of the table they continue. 4: the documents' keyword index is two, titles and
+first pages, the first pages' terms weighed by the documents' whole text."""
 CHUNKS_FILE = "chunks.sqlite"
 VECTORS_FILE = "vectors.faiss"
 KEYWORDS_DIR = "keywords"
@@ -258,10 +260,11 @@ def write_search_indexes(
     vectors, recall = _vector_index(store, dim, config)
     save_vector_index(vectors, folder / VECTORS_FILE)
     chunks = list(store.iter_chunks())
-    keywords = KeywordIndex.build([indexed_text(chunk, headers) for chunk in chunks])
+    terms = terms_of([indexed_text(chunk, headers) for chunk in chunks])
+    keywords = KeywordIndex.from_terms(terms)
     (folder / KEYWORDS_DIR).mkdir()
     keywords.save(folder / KEYWORDS_DIR)
-    DocumentIndex.build(chunks).save(folder / DOCUMENTS_DIR)
+    DocumentIndex.build(chunks, terms).save(folder / DOCUMENTS_DIR)
     return SearchIndexes(index_kind(vectors), recall)
 
 

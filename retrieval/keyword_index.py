@@ -6,7 +6,8 @@ without separators, bigrams of scripts written without spaces.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,37 @@ class KeywordIndex:
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> KeywordIndex:
+        return cls.from_terms(terms_of(texts))
+
+    @classmethod
+    def from_terms(cls, terms: Sequence[list[str]]) -> KeywordIndex:
+        """From the texts' terms (`terms_of`), when the caller has them already."""
         import bm25s
 
         retriever = bm25s.BM25()
-        if texts:
-            retriever.index(terms_of(texts), show_progress=False)
+        if terms:
+            retriever.index(list(terms), show_progress=False)
         return cls(retriever)
+
+    def use_document_frequencies(self, frequencies: Mapping[str, int]) -> None:
+        """Weigh each term by the inverse document frequency that `frequencies` give it (how
+        many of this index's documents hold it, counted elsewhere) instead of the one counted
+        over the indexed texts; a term is counted in at least as many as hold it here.
+
+        BM25 (bm25s, Lucene's variant) stores each (text, term) score as the term's inverse
+        document frequency times its saturated frequency, so a term's scores are rescaled."""
+        scores = self._retriever.scores
+        documents = self.size
+        starts, data = scores["indptr"], scores["data"]
+        for term, column in self._retriever.vocab_dict.items():
+            if column + 1 >= len(starts):  # bm25s's empty-string term has no scores
+                continue
+            start, end = int(starts[column]), int(starts[column + 1])
+            if start == end:
+                continue
+            here = end - start
+            counted = max(frequencies.get(term, here), here)
+            data[start:end] *= _idf(documents, counted) / _idf(documents, here)
 
     @property
     def size(self) -> int:
@@ -54,3 +80,8 @@ class KeywordIndex:
         for row_list, score_list in zip(np.asarray(rows), np.asarray(scores)):
             results.append([(int(r), float(s)) for r, s in zip(row_list, score_list) if s > 0])
         return results
+
+
+def _idf(documents: int, frequency: int) -> float:
+    """Lucene's inverse document frequency, as bm25s computes it."""
+    return math.log(1 + (documents - frequency + 0.5) / (frequency + 0.5))

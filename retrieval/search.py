@@ -1,10 +1,13 @@
-"""Hybrid search: dense (FAISS) and keyword (BM25) candidates fused by reciprocal rank, with the
-rank of each candidate's document (the document stage), then an optional cross-encoder.
+"""Hybrid search: dense (FAISS) and keyword (BM25) candidates fused by reciprocal rank, with a
+vote for each candidate's document (the document stage), then an optional cross-encoder.
 
 Reciprocal-rank fusion needs no weights: each ranking adds 1 / (rrf_k + rank) to a chunk. The
-document stage is a third ranking of the same candidates, by the rank of their document against
-the question (`retrieval.document_index`), ties kept in the order the candidates came in; a
-candidate whose document shares no term with the question is not in it.
+document stage adds to each candidate what its document's match with the question is worth
+(`retrieval.document_index`): as much as a first rank for the best-matching document, the share
+of the best score it reaches for another one. A vote by score, not by rank: a question that
+names only a company matches that company's filings about alike, and leaves the chunks to tell
+them apart, while one that also names the quarter gives its filing a lead worth several ranks.
+A candidate whose document shares no term with the question gets no vote.
 """
 
 from __future__ import annotations
@@ -167,35 +170,35 @@ class Retriever:
             ]
         if mode in ("hybrid", "keyword"):
             keyword = self.index.keywords.search(questions, depth)
-        documents: list[dict[int, int]] = [{} for _ in questions]
+        documents: list[dict[int, float]] = [{} for _ in questions]
         if mode == "hybrid" and self.config.document_stage:
-            documents = self.index.documents.rank(questions)
+            documents = self.index.documents.match(questions)
         return [
             self._rank(question, d, kw, docs, k)
             for question, d, kw, docs in zip(questions, dense, keyword, documents)
         ]
 
-    def _by_document(
-        self, candidates: list[int], document_ranks: dict[int, int]
-    ) -> list[tuple[int, float]]:
-        """The candidates whose document matches the question, scored by their document's rank
-        (so the chunks of one document tie), best document first."""
-        if not document_ranks or not candidates:
-            return []
+    def _document_votes(
+        self, candidates: list[int], document_shares: dict[int, float]
+    ) -> dict[int, float]:
+        """What the document stage adds to each candidate: its document's share of the best
+        document score, times `document_weight` first-rank scores."""
+        if not document_shares or not candidates:
+            return {}
+        first_rank = self.config.document_weight / (self.config.rrf_k + 1)
         documents = self.index.documents.documents_of(candidates)
-        matched = [
-            (row, -float(document_ranks[int(doc)]))
+        return {
+            row: first_rank * document_shares[int(doc)]
             for row, doc in zip(candidates, documents)
-            if int(doc) in document_ranks
-        ]
-        return sorted(matched, key=lambda item: -item[1])
+            if int(doc) in document_shares
+        }
 
     def _rank(
         self,
         question: str,
         dense: list[tuple[int, float]],
         keyword: list[tuple[int, float]],
-        document_ranks: dict[int, int],
+        document_shares: dict[int, float],
         k: int,
     ) -> list[Hit]:
         dense_scores = dict(dense)
@@ -203,8 +206,10 @@ class Retriever:
         depth = max(k, self.config.rerank_candidates) if self.reranker else k
         if self.config.mode == "hybrid":
             candidates = list(dict.fromkeys([r for r, _ in dense] + [r for r, _ in keyword]))
-            rankings = [dense, keyword, self._by_document(candidates, document_ranks)]
-            ranked = reciprocal_rank_fusion(rankings, self.config.rrf_k, depth)
+            fused = reciprocal_rank_fusion([dense, keyword], self.config.rrf_k, len(candidates))
+            votes = self._document_votes(candidates, document_shares)
+            scored = [(row, score + votes.get(row, 0.0)) for row, score in fused]
+            ranked = sorted(scored, key=lambda item: -item[1])[:depth]
         else:
             ranked = (dense or keyword)[:depth]
         chunks = self.index.store.chunks_at([row for row, _ in ranked])
