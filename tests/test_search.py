@@ -2,6 +2,9 @@ import pytest
 
 from builder.build import build
 from retrieval.config import RetrievalConfig
+from retrieval.document_index import DocumentIndex
+from retrieval.documents import Chunk
+from retrieval.keyword_terms import terms_of
 from retrieval.langchain_retriever import RagtuneRetriever
 from retrieval.search import Retriever, reciprocal_rank_fusion
 
@@ -191,3 +194,39 @@ def test_an_unavailable_reranker_fails_in_one_line_that_says_what_to_do(
     message = str(error.value)
     assert "\n" not in message and "retrieval.reranker" in message
     assert "huggingface-cli download nobody/no-such-cross-encoder" in message
+
+
+def _chunk(source: str, text: str, page: int, position: int) -> Chunk:
+    return Chunk(f"{source}{position}", source, text, 0, len(text), page, None, position, source)
+
+
+def test_document_stage_weighs_first_page_words_by_the_whole_collection():
+    # ACME's cover page lists notes; every filing discusses notes in its body, so 'notes' names
+    # no filing, while 'bolt', rare in the collection, names BOLT's.
+    chunks = [
+        _chunk("ACME", "ACME Corp. 2% Notes due 2030, 3% Notes due 2040, 4% Notes", 1, 0),
+        _chunk("ACME", "The notes pay interest twice a year.", 2, 1),
+        _chunk("BOLT", "BOLT Inc. quarterly report", 1, 0),
+        _chunk("BOLT", "Interest on the notes rose.", 2, 1),
+    ]
+    index = DocumentIndex.build(chunks, terms_of([c.text for c in chunks]))
+    [shares] = index.match(["What did BOLT say about its notes?"])
+    assert shares[1] == 1.0 and shares[0] < 0.5
+
+
+def test_the_document_vote_follows_the_score_not_the_rank(project_factory, encoder):
+    # Both ACME filings match 'ACME' alike, so their votes are about equal; naming the quarter
+    # gives Q2's filing the lead.
+    project = project_factory(FILINGS, ["ingest.chunk_headers=false"])
+    build(project, encoder=encoder)
+    retriever = Retriever.open(project.index_root, encoder, RetrievalConfig(top_k=3))
+    try:
+        [alike] = retriever.index.documents.match(["the rotor of ACME"])
+        [named] = retriever.index.documents.match(["the rotor of ACME in Q2 2023"])
+    finally:
+        retriever.close()
+    sources = retriever.index.documents.sources
+    acme = [i for i, s in enumerate(sources) if "ACME" in s]
+    q2 = sources.index("2023 Q2 ACME.md")
+    assert abs(alike[acme[0]] - alike[acme[1]]) < 0.05
+    assert named[q2] == 1.0 and min(named[i] for i in acme) < 0.8
