@@ -29,6 +29,7 @@ from retrieval.config import (
     IngestConfig,
     RetrievalConfig,
     StyleConfig,
+    is_language_code,
 )
 from retrieval.models import EMBEDDED_GENERATOR
 from retrieval.persona import identity_languages
@@ -193,8 +194,8 @@ def _check_values(config: ProjectConfig) -> list[str]:
     problems.extend(_llamacpp_problems(config))
     style = config.style
     language = style.language.strip() or "en"
-    valid_code = len(language) == 2 and language.isalpha()  # else style.problems() says so
-    if style.persona and valid_code and language not in identity_languages():
+    # A malformed code is reported by style.problems(); only a well-formed one needs its file.
+    if style.persona and is_language_code(language) and language not in identity_languages():
         problems.append(
             f"style.language = {language!r}: no identity texts for a persona in it (have: "
             f"{', '.join(identity_languages())}); add retrieval/identity/{language}.json"

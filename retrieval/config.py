@@ -193,6 +193,11 @@ class AnswerConfig:
     with every number, date and code of the sentence, to support it."""
 
 
+def is_language_code(code: str) -> bool:
+    """Whether `code` has the form of an ISO 639-1 code: two lower-case letters."""
+    return len(code) == 2 and code.isalpha() and code.islower()
+
+
 @dataclass
 class StyleConfig:
     """Who the assistant is and how it speaks: carried by every answer mode's system prompt,
@@ -235,7 +240,7 @@ class StyleConfig:
         if not 0 <= self.identity_share <= 0.5:
             problems.append(f"identity_share = {self.identity_share}: must be in [0, 0.5]")
         language = self.language.strip()
-        if language and not (len(language) == 2 and language.isalpha() and language.islower()):
+        if language and not is_language_code(language):
             problems.append(
                 f"language = {self.language!r}: give an ISO 639-1 code such as 'en', 'de' or 'zh'"
             )
