@@ -6,6 +6,7 @@ without separators, bigrams of scripts written without spaces.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,11 +16,15 @@ import numpy as np
 from retrieval.keyword_terms import terms_of
 
 
+EMPTY_FILE = "empty.json"
+"""Saved in place of bm25s's files when no text has a term (bm25s cannot index that)."""
+
+
 class KeywordIndex:
     """BM25 over the indexed texts of the chunks; document i is chunk row i."""
 
     def __init__(self, retriever) -> None:
-        self._retriever = retriever
+        self._retriever = retriever  # None: no text has a term, every search finds nothing
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> KeywordIndex:
@@ -30,9 +35,10 @@ class KeywordIndex:
         """From the texts' terms (`terms_of`), when the caller has them already."""
         import bm25s
 
+        if not any(terms):
+            return cls(None)
         retriever = bm25s.BM25()
-        if terms:
-            retriever.index(list(terms), show_progress=False)
+        retriever.index(list(terms), show_progress=False)
         return cls(retriever)
 
     def use_document_frequencies(self, frequencies: Mapping[str, int]) -> None:
@@ -42,6 +48,8 @@ class KeywordIndex:
 
         BM25 (bm25s, Lucene's variant) stores each (text, term) score as the term's inverse
         document frequency times its saturated frequency, so a term's scores are rescaled."""
+        if self._retriever is None:
+            return
         scores = self._retriever.scores
         documents = self.size
         starts, data = scores["indptr"], scores["data"]
@@ -61,12 +69,18 @@ class KeywordIndex:
         return int(scores["num_docs"]) if scores else 0
 
     def save(self, folder: Path) -> None:
+        if self._retriever is None:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / EMPTY_FILE).write_text(json.dumps({"terms": 0}))
+            return
         self._retriever.save(str(folder), allow_pickle=False)
 
     @classmethod
     def load(cls, folder: Path) -> KeywordIndex:
         import bm25s
 
+        if (folder / EMPTY_FILE).is_file():
+            return cls(None)
         return cls(bm25s.BM25.load(str(folder), allow_pickle=False))
 
     def search(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:

@@ -39,3 +39,13 @@ def test_bm25_tells_mx30_from_mx60_and_matches_numbers_however_written():
     assert index.search(["How many runs before the mx30 rotor is retired?"], 2)[0][0][0] == 1
     assert index.search(["Which rotor lasts 9000 runs?"], 2)[0][0][0] == 1
     assert index.search(["Which rotor lasts 12000 runs?"], 2)[0][0][0] == 0
+
+
+def test_texts_without_a_term_give_an_index_that_saves_loads_and_finds_nothing(tmp_path):
+    # Documents with no titles at all (a folder of untitled text files) index their titles so.
+    index = KeywordIndex.build(["", "", "1,2,3"])
+    index.use_document_frequencies({"rotor": 3})
+    index.save(tmp_path / "titles")
+    loaded = KeywordIndex.load(tmp_path / "titles")
+    assert loaded.size == 0
+    assert loaded.search(["rotor"], 5) == [[]]
