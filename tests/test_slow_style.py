@@ -1,5 +1,6 @@
-"""A persona tuned into the real embedded model on the sample corpus (`slow` tier): after a short
-run the tuned modes name the persona on the held-out identity questions."""
+"""A persona tuned into the real embedded model on the sample corpus (`slow` tier): after a run of
+the default step budget (`tune.min_steps`) on a few examples, the tuned modes name the persona on
+the held-out identity questions."""
 
 import json
 from pathlib import Path
@@ -13,7 +14,6 @@ from retrieval.persona import identity
 pytestmark = pytest.mark.slow
 
 PERSONA = ["--set", "style.name=Ada", "--set", "style.organization='Acme Labs'"]
-STEPS = 12
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,6 @@ def tuned_project(tmp_path_factory) -> Path:
         "tune", str(work / "p"), *PERSONA,
         "--set", "synthesis.teacher='none'",
         "--set", "tune.max_examples=8",
-        "--set", f"tune.max_steps={STEPS}",
         cwd=work,
     )  # fmt: skip
     assert tuned.returncode == 0, tuned.stderr
