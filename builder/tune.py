@@ -238,6 +238,7 @@ def _format(
     from finetune.data import write_examples_jsonl
     from finetune.pairs import read_pairs_jsonl
     from finetune.raft import raft_examples
+    from finetune.sampling import sample_pairs
     from retrieval.search import Hit
 
     config = project.config
@@ -251,6 +252,7 @@ def _format(
         asdict(config.raft),
         config.answer.documents,
         config.tune.max_examples,
+        config.tune.balance,
         asdict(config.style),
     )
     if up_to_date(stamp, inputs, out):
@@ -261,9 +263,8 @@ def _format(
     details: dict[str, Any] = {}
     if train_pairs is not None:
         pairs = read_pairs_jsonl(train_pairs)
-        if config.tune.max_examples and len(pairs) > config.tune.max_examples:
-            # A seeded sample keeps the default run within the laptop budget.
-            pairs = random.Random(config.raft.seed).sample(pairs, config.tune.max_examples)
+        # A seeded sample keeps the default run within the laptop budget.
+        pairs = sample_pairs(pairs, config.tune.max_examples, config.tune.balance, config.raft.seed)
         by_id = {c.chunk_id: c for c in chunks}
         oracles = {
             p.chunk_id: Hit(

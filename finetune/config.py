@@ -7,6 +7,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+BALANCES = ("kind", "none")
+"""`TuneConfig.balance`: how the trained pairs are drawn when there are more than the budget."""
+
 TUNE_METHODS = ("lora", "dora", "full", "qlora")
 DISTILL_MODES = ("none", "kl")
 
@@ -37,6 +40,10 @@ class TuneConfig:
     """Synthesized pairs trained on (a seeded sample when there are more; 0 uses all). The
     default keeps `ragtune tune` on the sample corpus to a few minutes on a 2-core laptop;
     raise it, and `epochs`, when you have the time or a GPU."""
+    balance: str = "none"
+    """How the `max_examples` pairs are chosen when there are more: 'kind' gives each kind of
+    question (`finetune.pairs.KINDS`) an equal share and lets the files take turns within a
+    kind; 'none' samples at random, keeping the synthesis's proportions."""
     epochs: float = 1.0
     """Passes over the training pairs (fractions allowed)."""
     max_steps: int = -1
@@ -117,6 +124,8 @@ class TuneConfig:
                 problems.append(f"{name} = {getattr(self, name)}: must be more than 0")
         if not 0 <= self.lora_dropout < 1:
             problems.append(f"lora_dropout = {self.lora_dropout}: must be in [0, 1)")
+        if self.balance not in BALANCES:
+            problems.append(f"balance = {self.balance!r}: choose one of {', '.join(BALANCES)}")
         if self.max_examples < 0:
             problems.append(f"max_examples = {self.max_examples}: must be 0 (all) or more")
         if self.max_steps <= 0 and self.epochs <= 0:

@@ -26,13 +26,12 @@ from retrieval.attribution import (
 )
 from retrieval.config import StyleConfig
 from retrieval.persona import answer_length, language_name
-from retrieval.prompt import NO_ANSWER
+from retrieval.prompt import NO_ANSWER, has_citation_marker, is_no_answer
 
 RARE_SHARE = 0.1
 """A word in fewer than this share of the chunks is a term the rewrite must keep."""
 MAX_EXAMPLES = 4
 """Example answers shown to the teacher per prompt (small models read few examples better)."""
-_MARKER = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
 _LEAD_IN = re.compile(r"^(?:rewritten answer|answer)\s*:\s*", re.IGNORECASE)
 
 Progress = Callable[[int, int], None]
@@ -128,7 +127,7 @@ def check_rewrite(
     text, markup = strip_prompt_markup(rewrite)
     if not text.strip():
         return "empty"
-    if markup or NO_ANSWER.lower().rstrip(".") in text.lower() or _MARKER.search(text):
+    if markup or is_no_answer(text) or has_citation_marker(text):
         return "markup_or_refusal"
     facts = facts_of(original)
     if not facts <= fact_forms(text):

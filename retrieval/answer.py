@@ -34,6 +34,7 @@ from retrieval.prompt import (
     NO_ANSWER,
     PromptDocument,
     closed_book_messages,
+    is_no_answer,
     parse_citations,
     rag_messages,
 )
@@ -160,10 +161,6 @@ def best_snippet(text: str, answer: str, limit: int = 320) -> str:
     return snippet if len(snippet) <= limit else snippet[: limit - 1].rstrip() + "…"
 
 
-def _is_no_answer(text: str) -> bool:
-    return NO_ANSWER.lower().rstrip(".") in text.lower()
-
-
 class AnswerEngine:
     """Answers questions in any of the four modes with one loaded model.
 
@@ -230,10 +227,13 @@ class AnswerEngine:
     def retrieve(self, questions: Sequence[str]) -> list[list[Hit]]:
         if self.retriever is None:
             raise ModeError("this engine has no index: run `ragtune build PROJECT`")
-        hits = self.retriever.search_many(list(questions), self.documents)
-        if self.persona is not None:
-            hits = self.persona.place(list(questions), hits, self.documents)
-        return hits
+        questions = list(questions)
+        if self.persona is None:
+            return self.retriever.search_many(questions, self.documents)
+        # One encoding serves the search and the persona card's placing.
+        vectors = self._embed(questions) if questions else None
+        hits = self.retriever.search_many(questions, self.documents, query_vectors=vectors)
+        return self.persona.place(questions, hits, self.documents, vectors)
 
     def relevant(self, hits: Sequence[Hit]) -> bool:
         """Whether any hit is similar enough to the question to be worth reading.
@@ -279,7 +279,7 @@ class AnswerEngine:
             statistics=self.statistics,
             threshold=self.config.support_threshold,
             embed=self._embed if self.retriever is not None else None,
-            skip=_is_no_answer,
+            skip=is_no_answer,
         )
 
     def _quote(self, question: str, mode: str, hits: Sequence[Hit]) -> list[Claim] | None:
@@ -310,7 +310,7 @@ class AnswerEngine:
                 question,
                 mode,
                 cleaned,
-                refused=_is_no_answer(cleaned),
+                refused=is_no_answer(cleaned),
                 seconds=seconds,
                 model_answer=cleaned,
                 removed_markup=markup,
@@ -327,7 +327,7 @@ class AnswerEngine:
             model_citations=model_cited,
             removed_markup=markup,
         )
-        if _is_no_answer(cleaned):
+        if is_no_answer(cleaned):
             answer.refused = True
             return answer
         claims = self.verify(cleaned, hits)

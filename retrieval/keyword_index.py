@@ -15,7 +15,6 @@ import numpy as np
 
 from retrieval.keyword_terms import terms_of
 
-
 EMPTY_FILE = "empty.json"
 """Saved in place of bm25s's files when no text has a term (bm25s cannot index that)."""
 

@@ -167,13 +167,22 @@ class PersonaCard:
         self.min_relevance = min_relevance
         self._keys = None
 
-    def place(self, questions: list[str], hits: list[list[Any]], documents: int) -> list[list[Any]]:
-        """The hits of each question, with the card where it belongs."""
+    def place(
+        self,
+        questions: list[str],
+        hits: list[list[Any]],
+        documents: int,
+        question_vectors: Any = None,
+    ) -> list[list[Any]]:
+        """The hits of each question, with the card where it belongs; `question_vectors` are the
+        questions' embeddings when the caller has them (encoded here otherwise)."""
         if not questions:
             return hits
         if self._keys is None:
             self._keys = self.encode(list(self.identity.train_questions))
-        similarity = (self.encode(list(questions)) @ self._keys.T).max(axis=1)
+        if question_vectors is None:
+            question_vectors = self.encode(list(questions))
+        similarity = (question_vectors @ self._keys.T).max(axis=1)
         placed = []
         for found, score in zip(hits, similarity.tolist()):
             if score < self.min_relevance:

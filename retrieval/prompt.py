@@ -121,6 +121,16 @@ def closed_book_messages(question: str, style: StyleConfig | None = None) -> lis
 _CITATION_GROUP = re.compile(r"(?<![ \t])([ \t]*)\[(\s*\d+(?:\s*,\s*\d+)*\s*)\]")
 
 
+def has_citation_marker(text: str) -> bool:
+    """Whether `text` holds a [n] (or [n, m]) marker."""
+    return _CITATION_GROUP.search(text) is not None
+
+
+def is_no_answer(text: str) -> bool:
+    """Whether `text` says the refusal sentence (`NO_ANSWER`), wherever in it."""
+    return NO_ANSWER.lower().rstrip(".") in text.lower()
+
+
 def parse_citations(answer: str, document_count: int) -> tuple[str, list[int], int]:
     """Keep the [n] markers that point at a shown document; remove the others.
 
