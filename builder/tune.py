@@ -142,6 +142,8 @@ def synthesis_models(project: Project, progress: Progress | None = None) -> tupl
         # A question is one line; JSON triples take a paragraph.
         max_new_tokens=40 if config.resolved_teacher_style() == "answer_first" else 512,
         seed=config.seed,
+        backend=config.teacher_backend,
+        gguf=config.teacher_gguf,
     )
     if teacher is None or not config.consistency_check:
         return teacher, None

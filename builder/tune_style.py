@@ -89,6 +89,8 @@ def styled_pairs(
         batch_size=synthesis.teacher_batch_size,
         max_new_tokens=max(64, 3 * config.style.answer_words),
         seed=synthesis.seed,
+        backend=synthesis.teacher_backend,
+        gguf=synthesis.teacher_gguf,
     )
     if teacher is None:
         stages["style"] = "skipped (synthesis.teacher = none: nothing rewrites the answers)"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 NO_TEACHER = ("none", "")
 TEACHER_STYLES = ("auto", "answer_first", "triples")
+TEACHER_BACKENDS = ("transformers", "llamacpp")
 
 
 @dataclass
@@ -22,6 +23,12 @@ class SynthesisConfig:
     teacher_model_name: str = ""
     """The model name sent to an endpoint teacher (e.g. 'qwen2.5:7b' for Ollama); ignored for
     local models."""
+    teacher_backend: str = "transformers"
+    """What runs a local teacher: 'transformers', or 'llamacpp' (its GGUF in llama.cpp, replies
+    decoded side by side; the embedded teacher's GGUF ships with it, any other needs
+    `teacher_gguf`). Endpoint teachers ignore it."""
+    teacher_gguf: str = ""
+    """The GGUF file of a local teacher other than the embedded one, for the llamacpp backend."""
     teacher_style: str = "auto"
     """How the teacher is asked: 'answer_first' (the answer is chosen in a sentence by its
     form, the teacher writes only the question: what a 135M model can do), 'triples' (the
@@ -95,6 +102,22 @@ class SynthesisConfig:
         if self.teacher_style not in TEACHER_STYLES:
             problems.append(
                 f"teacher_style = {self.teacher_style!r}: choose one of {', '.join(TEACHER_STYLES)}"
+            )
+        if self.teacher_backend not in TEACHER_BACKENDS:
+            problems.append(
+                f"teacher_backend = {self.teacher_backend!r}: choose one of "
+                f"{', '.join(TEACHER_BACKENDS)}"
+            )
+        local = self.uses_teacher() and not self.teacher.startswith(("http://", "https://"))
+        if (
+            local
+            and self.teacher_backend == "llamacpp"
+            and not self.teacher.strip().startswith("embedded:")
+            and not self.teacher_gguf
+        ):
+            problems.append(
+                f"teacher_backend = 'llamacpp' needs the GGUF file of {self.teacher!r}: set "
+                "teacher_gguf, or teacher_backend = 'transformers'"
             )
         teacher_writes = self.uses_teacher() and self.teacher_questions > 0
         if not self.rules and not self.english_rules and not teacher_writes:

@@ -2,9 +2,11 @@
 learns from its outputs). What it is asked lives in `finetune.generators`; this module only runs
 it.
 
-Two backends share one contract, `Teacher.generate(prompts, samples, json_schema) -> replies`:
-a local transformers model generating in left-padded batches (`HFTeacher`), or any
-OpenAI-compatible chat endpoint such as vLLM, Ollama or llama.cpp's server (`OpenAITeacher`).
+Three backends share one contract, `Teacher.generate(prompts, samples, json_schema) -> replies`:
+a local transformers model generating in left-padded batches (`HFTeacher`), a local GGUF in
+llama.cpp decoding side by side (`LlamaCppTeacher`, `synthesis.teacher_backend = 'llamacpp'`),
+or any OpenAI-compatible chat endpoint such as vLLM, Ollama or llama.cpp's server
+(`OpenAITeacher`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from retrieval.chat_endpoint import ChatEndpoint, EndpointError
 from retrieval.chat_template import render_prompt
 
 Messages = list[dict[str, str]]
+TEACHER_CONTEXT_TOKENS = 2048
+"""llama.cpp context per parallel reply: a chunk, the instructions and a reply fit in it."""
 
 
 class TeacherError(Exception):
@@ -130,6 +134,79 @@ class HFTeacher:
         return replies
 
 
+class LlamaCppTeacher:
+    """A local chat model's GGUF in llama.cpp (xllamacpp), `batch_size` replies decoded together
+    by its continuous batching; a JSON schema becomes a grammar the reply must follow.
+
+    Args:
+        model: 'embedded:SmolLM2-135M-Instruct' (the GGUF its package ships) or a model folder
+            or hub id whose GGUF `gguf` names.
+        gguf: the GGUF file, when the model is not the embedded one.
+        batch_size: Replies decoded at once.
+        max_new_tokens: The longest reply.
+        temperature: Of sampled replies (`samples` > 1).
+        seed: Seeds sampling (sample i of a prompt uses seed + i).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        gguf: str = "",
+        batch_size: int = 8,
+        max_new_tokens: int = 64,
+        temperature: float = 0.8,
+        seed: int = 0,
+    ) -> None:
+        self.name = model
+        self.model_spec = model
+        self.gguf = gguf
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.seed = seed
+        self._generator = None
+
+    def load(self) -> None:
+        """Load the GGUF once."""
+        if self._generator is not None:
+            return
+        from retrieval.config import GenerationConfig
+        from retrieval.llamacpp import LlamaCppError, load_llamacpp_generator
+
+        config = GenerationConfig(
+            model=self.model_spec,
+            gguf=self.gguf,
+            parallel=max(1, self.batch_size),
+            context_tokens=TEACHER_CONTEXT_TOKENS,
+            max_new_tokens=self.max_new_tokens,
+            temperature=0.0,
+        )
+        try:
+            self._generator, _path = load_llamacpp_generator(config)
+        except LlamaCppError as error:
+            raise TeacherError(f"{error} (or set synthesis.teacher_backend = 'transformers')")
+        if not self._generator.tokenizer.chat_template:
+            raise TeacherError(
+                f"the teacher {self.model_spec} has no chat template: use an instruct/chat model "
+                "such as embedded:SmolLM2-135M-Instruct"
+            )
+
+    def generate(
+        self, prompts: list[Messages], samples: int = 1, json_schema: dict | None = None
+    ) -> list[list[str]]:
+        if not prompts:
+            return []
+        self.load()
+        return self._generator.sample(
+            prompts,
+            samples=samples,
+            temperature=self.temperature,
+            seed=self.seed,
+            max_new_tokens=self.max_new_tokens,
+            json_schema=json_schema,
+        )
+
+
 class OpenAITeacher:
     """A chat model behind an OpenAI-compatible `/v1/chat/completions` endpoint.
 
@@ -202,6 +279,8 @@ def make_teacher(
     batch_size: int = 8,
     max_new_tokens: int = 64,
     seed: int = 0,
+    backend: str = "transformers",
+    gguf: str = "",
 ) -> Teacher | None:
     """Build the teacher a setting names.
 
@@ -213,6 +292,9 @@ def make_teacher(
         batch_size: Prompts per batch (local) or requests in flight (endpoint).
         max_new_tokens: The longest reply.
         seed: Seeds a local teacher's sampling.
+        backend: What runs a local teacher: 'transformers' or 'llamacpp' (its GGUF: the
+            embedded model's, or `gguf`).
+        gguf: A local teacher's GGUF file for the llamacpp backend.
 
     Returns:
         The teacher (nothing is loaded yet), or None.
@@ -222,6 +304,10 @@ def make_teacher(
         return None
     if spec.startswith(("http://", "https://")):
         return OpenAITeacher(spec, model_name, concurrency=batch_size, max_tokens=max_new_tokens)
+    if backend == "llamacpp":
+        return LlamaCppTeacher(
+            spec, gguf, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed
+        )
     return HFTeacher(
         spec, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens, seed=seed
     )

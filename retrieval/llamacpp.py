@@ -75,20 +75,25 @@ class LlamaCppGenerator:
         return self.config.parallel
 
     def _request(
-        self, conversation: list[dict[str, str]], tuned: bool, max_new_tokens: int | None
+        self,
+        conversation: list[dict[str, str]],
+        tuned: bool,
+        max_new_tokens: int | None,
+        temperature: float | None = None,
     ) -> dict[str, Any]:
         if tuned and not self._has_lora:
             raise AdapterError("no tuned adapter is loaded: run `ragtune tune PROJECT` first")
         with self._tokenize_lock:
             text = render_prompt(self.tokenizer, conversation)
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        temperature = self.config.temperature if temperature is None else temperature
         request: dict[str, Any] = {
             "prompt": ids,
             "n_predict": max_new_tokens or self.config.max_new_tokens,
-            "temperature": self.config.temperature,
+            "temperature": temperature,
             "cache_prompt": True,
         }
-        if self.config.temperature > 0:
+        if temperature > 0:
             # transformers' sampling defaults, so both backends sample alike.
             request.update(top_k=50, top_p=1.0, min_p=0.0)
         if self._has_lora:
@@ -117,6 +122,39 @@ class LlamaCppGenerator:
             return [self._complete(requests[0])]
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(requests))) as pool:
             return list(pool.map(self._complete, requests))
+
+    def sample(
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        *,
+        samples: int,
+        temperature: float,
+        seed: int,
+        max_new_tokens: int | None = None,
+        json_schema: dict | None = None,
+    ) -> list[list[str]]:
+        """`samples` replies per conversation of the base model (greedy for one, else sampled
+        at `temperature`, each sample its own seed), optionally constrained to `json_schema` by
+        llama.cpp's grammar; what a teacher asks for.
+
+        Returns:
+            Each conversation's replies, in input order.
+        """
+        requests = []
+        for conversation in conversations:
+            for number in range(samples):
+                request = self._request(
+                    conversation, False, max_new_tokens, temperature if samples > 1 else 0.0
+                )
+                request["seed"] = seed + number
+                if json_schema is not None:
+                    request["json_schema"] = json_schema
+                requests.append(request)
+        if not requests:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.parallel, len(requests))) as pool:
+            flat = list(pool.map(self._complete, requests))
+        return [flat[i * samples : (i + 1) * samples] for i in range(len(conversations))]
 
     def score_replies(
         self,

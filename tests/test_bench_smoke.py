@@ -180,3 +180,12 @@ def test_scale_smoke_measures_both_engines_and_projects_10m_chunks():
     for workers in ("2", "16", "64"):
         row = cells(out, workers)
         assert number(row[2].replace(",", "")) > 0  # embed hours
+
+
+@pytest.mark.slow
+def test_teacher_smoke_runs_both_backends_on_the_same_prompts():
+    out = run_smoke("teacher.py")
+    assert re.search(r"^measure\s+transformers\s+llamacpp", out, re.M)
+    for row in ("load (s)", "s per question", "replies holding a question"):
+        assert all(number(cell) >= 0 for cell in cells(out, row)[1:3])
+    assert "identical greedy replies:" in out

@@ -29,7 +29,13 @@ from finetune.pairs import QAPair, read_pairs_jsonl, write_pairs_jsonl
 from finetune.split import split_pairs, write_eval_questions
 from finetune.synthesis_config import SynthesisConfig
 from finetune.synthesize import balance_labels, synthesize
-from finetune.teacher import HFTeacher, OpenAITeacher, TeacherError, make_teacher
+from finetune.teacher import (
+    HFTeacher,
+    LlamaCppTeacher,
+    OpenAITeacher,
+    TeacherError,
+    make_teacher,
+)
 from retrieval.documents import Chunk
 from retrieval.prompt import NO_ANSWER
 
@@ -489,6 +495,18 @@ def test_make_teacher_picks_the_backend():
     assert isinstance(make_teacher("https://example.org/v1", "m"), OpenAITeacher)
     local = make_teacher("embedded:SmolLM2-135M-Instruct", device="cpu")
     assert isinstance(local, HFTeacher) and local._model is None  # nothing loaded yet
+    gguf = make_teacher("embedded:SmolLM2-135M-Instruct", backend="llamacpp", batch_size=3)
+    assert isinstance(gguf, LlamaCppTeacher) and gguf.batch_size == 3 and gguf._generator is None
+
+
+def test_a_llamacpp_teacher_other_than_the_embedded_one_needs_its_gguf():
+    from finetune.synthesis_config import SynthesisConfig
+
+    config = SynthesisConfig(teacher="Qwen/Qwen2.5-0.5B-Instruct", teacher_backend="llamacpp")
+    assert any("set teacher_gguf" in problem for problem in config.problems())
+    config.teacher_gguf = "/models/qwen2.5-0.5b-instruct-q4_0.gguf"
+    assert config.problems() == []
+    assert "teacher_backend = 'vllm'" in SynthesisConfig(teacher_backend="vllm").problems()[0]
 
 
 def test_hf_teacher_generates_greedy_and_sampled_batches(tmp_path):

@@ -145,3 +145,23 @@ def test_concurrent_requests_are_decoded_together(engine):
     assert sorted(results) == [0, 1] and all(results.values())
     alone = engine.generator.generate([[{"role": "user", "content": QUESTIONS[0]}]])[0]
     assert results[0].strip() == alone
+
+
+def test_the_llamacpp_teacher_writes_greedy_sampled_and_schema_bound_replies():
+    import json
+
+    from finetune.teacher import LlamaCppTeacher
+
+    teacher = LlamaCppTeacher(EMBEDDED_GENERATOR, batch_size=2, max_new_tokens=48, seed=1)
+    prompt = [{"role": "user", "content": "Ask one question about rotors."}]
+    greedy = teacher.generate([prompt, prompt])
+    assert len(greedy) == 2 and greedy[0] == greedy[1] and greedy[0][0].strip()
+    schema = {
+        "type": "object",
+        "properties": {"question": {"type": "string"}},
+        "required": ["question"],
+    }
+    sampled = teacher.generate([prompt], samples=2, json_schema=schema)
+    assert len(sampled) == 1 and len(sampled[0]) == 2
+    for reply in sampled[0]:
+        assert isinstance(json.loads(reply)["question"], str)
