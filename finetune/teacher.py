@@ -184,7 +184,8 @@ class LlamaCppTeacher:
         try:
             self._generator, _path = load_llamacpp_generator(config)
         except LlamaCppError as error:
-            raise TeacherError(f"{error} (or set synthesis.teacher_backend = 'transformers')")
+            message = f"{error} (or set synthesis.teacher_backend = 'transformers')"
+            raise TeacherError(message) from error
         if not self._generator.tokenizer.chat_template:
             raise TeacherError(
                 f"the teacher {self.model_spec} has no chat template: use an instruct/chat model "
