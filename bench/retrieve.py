@@ -34,6 +34,7 @@ Usage:
     python bench/retrieve.py [--sec ../shared/data/sec10q] [--pubmedqa ../shared/data/pubmedqa]
                               [--docs N] [--questions N] [--reranker MODEL] [--smoke]
                               [--stages 6,7] [--halves] [--ranks ranks.jsonl]
+                              [--document-weights 1,2,4,8]
 """
 
 from __future__ import annotations
@@ -115,6 +116,19 @@ STAGES = (
     Stage("+ PDF tables (default)", TABLES, ("retrieval.document_stage=true",)),
 )
 """The last row is the default configuration; with --reranker it is run once more, reranked."""
+
+
+def weight_stages(weights: str) -> list[Stage]:
+    """The default row searched at each `retrieval.document_weight` in `weights` ('1,2,4')."""
+    default = STAGES[-1]
+    return [
+        Stage(
+            f"default, document_weight {weight}",
+            default.build,
+            (*default.search, f"retrieval.document_weight={weight}"),
+        )
+        for weight in filter(None, (w.strip() for w in weights.split(",")))
+    ]
 
 
 @dataclass
@@ -308,8 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         "--halves", action="store_true", help="also report the dev and held-out halves apart"
     )
     parser.add_argument("--ranks", type=Path, help="append each question's ranks (JSON lines)")
+    parser.add_argument(
+        "--document-weights",
+        default="",
+        help="also the default row at each of these retrieval.document_weight values (one build)",
+    )
     args = parser.parse_args(argv)
     stages = [STAGES[int(i) - 1] for i in args.stages.split(",")] if args.stages else STAGES
+    stages = [*stages, *weight_stages(args.document_weights)]
     single_threaded()
     load = OtherLoad()
     encoder = load_encoder("embedded:all-MiniLM-L6-v2", device="cpu")
