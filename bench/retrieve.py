@@ -34,7 +34,7 @@ Usage:
     python bench/retrieve.py [--sec ../shared/data/sec10q] [--pubmedqa ../shared/data/pubmedqa]
                               [--docs N] [--questions N] [--reranker MODEL] [--smoke]
                               [--stages 6,7] [--halves] [--ranks ranks.jsonl]
-                              [--document-weights 1,2,4,8]
+                              [--document-weights 1,2,4,8] [--document-scales reachable]
 """
 
 from __future__ import annotations
@@ -118,17 +118,21 @@ STAGES = (
 """The last row is the default configuration; with --reranker it is run once more, reranked."""
 
 
-def weight_stages(weights: str) -> list[Stage]:
-    """The default row searched at each `retrieval.document_weight` in `weights` ('1,2,4')."""
+def weight_stages(weights: str, scales: str = "") -> list[Stage]:
+    """The default row searched at each `retrieval.document_scale` in `scales` ('reachable';
+    none given: the default scale) and each `retrieval.document_weight` in `weights` ('1,2,4')."""
     default = STAGES[-1]
-    return [
-        Stage(
-            f"default, document_weight {weight}",
-            default.build,
-            (*default.search, f"retrieval.document_weight={weight}"),
-        )
-        for weight in filter(None, (w.strip() for w in weights.split(",")))
-    ]
+    rows = []
+    for scale in [s.strip() for s in scales.split(",") if s.strip()] or [""]:
+        for weight in [w.strip() for w in weights.split(",") if w.strip()] or [""]:
+            parts = [f"scale {scale}"] if scale else []
+            parts += [f"document_weight {weight}"] if weight else []
+            settings = [f"retrieval.document_scale={scale}"] if scale else []
+            settings += [f"retrieval.document_weight={weight}"] if weight else []
+            if settings:
+                label = f"default, {', '.join(parts)}"
+                rows.append(Stage(label, default.build, (*default.search, *settings)))
+    return rows
 
 
 @dataclass
@@ -323,13 +327,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ranks", type=Path, help="append each question's ranks (JSON lines)")
     parser.add_argument(
+        "--document-scales",
+        default="",
+        help="also the default row at each of these retrieval.document_scale values",
+    )
+    parser.add_argument(
         "--document-weights",
         default="",
         help="also the default row at each of these retrieval.document_weight values (one build)",
     )
     args = parser.parse_args(argv)
     stages = [STAGES[int(i) - 1] for i in args.stages.split(",")] if args.stages else STAGES
-    stages = [*stages, *weight_stages(args.document_weights)]
+    stages = [*stages, *weight_stages(args.document_weights, args.document_scales)]
     single_threaded()
     load = OtherLoad()
     encoder = load_encoder("embedded:all-MiniLM-L6-v2", device="cpu")

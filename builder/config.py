@@ -17,6 +17,7 @@ from finetune.config import RaftConfig, TuneConfig, distill_teacher_problem
 from finetune.synthesis_config import SynthesisConfig
 from retrieval.config import (
     ANSWER_MODES,
+    DOCUMENT_SCALES,
     GENERATION_BACKENDS,
     INDEX_KINDS,
     QUOTE_SELECTORS,
@@ -59,6 +60,7 @@ class ProjectConfig:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "index.kind": INDEX_KINDS,
     "retrieval.mode": RETRIEVAL_MODES,
+    "retrieval.document_scale": DOCUMENT_SCALES,
     "answer.mode": ANSWER_MODES,
     "answer.unsupported": UNSUPPORTED_POLICIES,
     "answer.quote_by": QUOTE_SELECTORS,

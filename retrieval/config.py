@@ -113,6 +113,12 @@ class RetrievalConfig:
     the share of the best document's score that its own reaches. 4 was chosen on a fixed half
     of the SEC 10-Q questions (`bench/retrieve.py --halves`, dev half): the smallest weight
     within one question of the best top-5 hit rate there (1 to 20 tried)."""
+    document_scale: str = "best"
+    """What a document's score is a share of in the vote: 'best', the best-matching document's
+    (the best match gets the full vote, however little of the question it matches), or
+    'reachable', what the question's terms could score at most in titles and first pages (a
+    match on words every document holds gets little). Measured in `bench/retrieve.py
+    --document-scales`."""
     reranker: str = ""
     """A cross-encoder (Hugging Face id in the local cache, or a folder) that rescores the
     `rerank_candidates` best fused chunks; '' (the default) searches without one."""
@@ -122,6 +128,8 @@ class RetrievalConfig:
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 RETRIEVAL_MODES = ("hybrid", "dense", "keyword")
+DOCUMENT_SCALES = ("best", "reachable")
+"""`RetrievalConfig.document_scale`: what a document's score is taken as a share of."""
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.config import DOCUMENT_SCALES
 from retrieval.documents import Chunk
 from retrieval.keyword_index import KeywordIndex
 
@@ -103,18 +104,32 @@ class DocumentIndex:
         titles = KeywordIndex.load(folder / TITLES_DIR)
         return cls(rows["sources"], starts, titles, KeywordIndex.load(folder / PAGES_DIR))
 
-    def match(self, questions: Sequence[str]) -> list[dict[int, float]]:
-        """Per question, {document: its score as a share of the best} for the documents sharing
-        a term with it; a document's score is the sum of its title's and first page's."""
+    def match(self, questions: Sequence[str], scale: str = "best") -> list[dict[int, float]]:
+        """Per question, {document: its share} for the documents sharing a term with it; a
+        document's score is the sum of its title's and first page's, its share that score over
+        the best document's ('best': the best match always gets the full share) or over what
+        the question's terms can reach in the two fields ('reachable': a match on words every
+        document holds gets little)."""
+        if scale not in DOCUMENT_SCALES:
+            raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(DOCUMENT_SCALES)}")
+        reach = None
+        if scale == "reachable":
+            reach = [
+                a + b
+                for a, b in zip(self.titles.reachable(questions), self.pages.reachable(questions))
+            ]
         matched = []
-        for by_title, by_page in zip(
-            self.titles.search(questions, self.size), self.pages.search(questions, self.size)
+        for number, (by_title, by_page) in enumerate(
+            zip(self.titles.search(questions, self.size), self.pages.search(questions, self.size))
         ):
             scores: dict[int, float] = dict(by_title)
             for doc, score in by_page:
                 scores[doc] = scores.get(doc, 0.0) + score
-            best = max(scores.values(), default=0.0)
-            matched.append({doc: score / best for doc, score in scores.items()})
+            whole = max(scores.values(), default=0.0) if reach is None else reach[number]
+            if whole <= 0:
+                matched.append({})
+                continue
+            matched.append({doc: min(1.0, score / whole) for doc, score in scores.items()})
         return matched
 
     def documents_of(self, rows: Sequence[int]) -> np.ndarray:

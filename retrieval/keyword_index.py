@@ -24,6 +24,7 @@ class KeywordIndex:
 
     def __init__(self, retriever) -> None:
         self._retriever = retriever  # None: no text has a term, every search finds nothing
+        self._term_best: np.ndarray | None = None  # per term, its best score over the texts
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> KeywordIndex:
@@ -61,6 +62,27 @@ class KeywordIndex:
             here = end - start
             counted = max(frequencies.get(term, here), here)
             data[start:end] *= _idf(documents, counted) / _idf(documents, here)
+
+    def reachable(self, queries: Sequence[str]) -> list[float]:
+        """Per query, the most any one indexed text could score on each of its terms, summed:
+        what a text matching every term as well as this index's best text for it would score,
+        the scale on which a match's score says how much of the question it answers."""
+        if self._retriever is None:
+            return [0.0 for _ in queries]
+        if self._term_best is None:
+            scores = self._retriever.scores
+            starts, data = np.asarray(scores["indptr"]), np.asarray(scores["data"])
+            best = np.zeros(len(starts) - 1, dtype=np.float64)
+            filled = np.flatnonzero(starts[1:] > starts[:-1])
+            if len(filled):
+                best[filled] = np.maximum.reduceat(data, starts[filled])
+            self._term_best = best
+        vocabulary = self._retriever.vocab_dict
+        reach = []
+        for tokens in terms_of(queries):
+            ids = [vocabulary[t] for t in tokens if t in vocabulary]
+            reach.append(float(sum(self._term_best[i] for i in ids if i < len(self._term_best))))
+        return reach
 
     @property
     def size(self) -> int:

@@ -172,7 +172,7 @@ class Retriever:
             keyword = self.index.keywords.search(questions, depth)
         documents: list[dict[int, float]] = [{} for _ in questions]
         if mode == "hybrid" and self.config.document_stage:
-            documents = self.index.documents.match(questions)
+            documents = self.index.documents.match(questions, self.config.document_scale)
         return [
             self._rank(question, d, kw, docs, k)
             for question, d, kw, docs in zip(questions, dense, keyword, documents)
