@@ -214,6 +214,26 @@ def test_document_stage_weighs_first_page_words_by_the_whole_collection():
     assert shares[1] == 1.0 and shares[0] < 0.5
 
 
+def test_on_the_reachable_scale_a_document_gets_the_share_of_the_question_it_matches():
+    # No document holds both of the question's rare words: on the best-match scale the better
+    # of the two still gets the full vote, on the reachable scale each gets about half.
+    chunks = [
+        _chunk("ACME", "ACME Corp. dividend policy", 1, 0),
+        _chunk("BOLT", "BOLT Inc. buyback plan", 1, 0),
+        _chunk("CORE", "CORE Ltd. quarterly report", 1, 0),
+    ]
+    index = DocumentIndex.build(chunks, terms_of([c.text for c in chunks]))
+    question = "Which company has a dividend policy and a buyback?"
+    [best] = index.match([question])
+    [reachable] = index.match([question], "reachable")
+    assert max(best.values()) == 1.0
+    assert 0.3 < reachable[0] < 0.8 and 0.3 < reachable[1] < 0.8 and 2 not in reachable
+    [named] = index.match(["ACME's dividend policy"], "reachable")
+    assert named[0] > 0.99 and 1 not in named
+    with pytest.raises(ValueError, match="unknown scale"):
+        index.match([question], "median")
+
+
 def test_the_document_vote_follows_the_score_not_the_rank(project_factory, encoder):
     # Both ACME filings match 'ACME' alike, so their votes are about equal; naming the quarter
     # gives Q2's filing the lead.
