@@ -107,18 +107,18 @@ class RetrievalConfig:
     """Hybrid mode: rank the documents by their title and first page too, and fuse the rank of
     each candidate's document into the chunk ranking, so that a question naming a company, a
     code or a year lifts the chunks of the document it names."""
-    document_weight: float = 4.0
-    """How much the document stage counts: the chunks of the best-matching document gain this
-    many times a first rank's reciprocal-rank score, 1 / (rrf_k + 1), those of another document
-    the share of the best document's score that its own reaches. 4 was chosen on a fixed half
-    of the SEC 10-Q questions (`bench/retrieve.py --halves`, dev half): the smallest weight
-    within one question of the best top-5 hit rate there (1 to 20 tried)."""
-    document_scale: str = "best"
-    """What a document's score is a share of in the vote: 'best', the best-matching document's
-    (the best match gets the full vote, however little of the question it matches), or
-    'reachable', what the question's terms could score at most in titles and first pages (a
-    match on words every document holds gets little). Measured in `bench/retrieve.py
-    --document-scales`."""
+    document_weight: float = 8.0
+    """How much the document stage counts: a candidate gains this many times a first rank's
+    reciprocal-rank score, 1 / (rrf_k + 1), times its document's share (`document_scale`).
+    With the reachable scale, 8 was chosen on fixed dev halves of the SEC 10-Q and PubMedQA
+    questions (`bench/retrieve.py --halves --document-scales reachable --document-weights
+    2,4,8,16`): the best mean dev hit@5 of the two corpora, ties to the smaller weight."""
+    document_scale: str = "reachable"
+    """What a document's score is a share of in the vote: 'reachable' (the default), what the
+    question's terms could score at most in titles and first pages, so a document gets the
+    share of the question it matches; or 'best', the best-matching document's, which gives the
+    best match the full vote however little of the question it matches (the scale before
+    'reachable': `bench/retrieve.py` measured it below on all three corpora)."""
     reranker: str = ""
     """A cross-encoder (Hugging Face id in the local cache, or a folder) that rescores the
     `rerank_candidates` best fused chunks; '' (the default) searches without one."""

@@ -104,7 +104,7 @@ class DocumentIndex:
         titles = KeywordIndex.load(folder / TITLES_DIR)
         return cls(rows["sources"], starts, titles, KeywordIndex.load(folder / PAGES_DIR))
 
-    def match(self, questions: Sequence[str], scale: str = "best") -> list[dict[int, float]]:
+    def match(self, questions: Sequence[str], scale: str = "reachable") -> list[dict[int, float]]:
         """Per question, {document: its share} for the documents sharing a term with it; a
         document's score is the sum of its title's and first page's, its share that score over
         the best document's ('best': the best match always gets the full share) or over what

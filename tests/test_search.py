@@ -211,7 +211,7 @@ def test_document_stage_weighs_first_page_words_by_the_whole_collection():
     ]
     index = DocumentIndex.build(chunks, terms_of([c.text for c in chunks]))
     [shares] = index.match(["What did BOLT say about its notes?"])
-    assert shares[1] == 1.0 and shares[0] < 0.5
+    assert shares[1] > 0.8 and shares[0] < 0.5
 
 
 def test_on_the_reachable_scale_a_document_gets_the_share_of_the_question_it_matches():
@@ -224,7 +224,7 @@ def test_on_the_reachable_scale_a_document_gets_the_share_of_the_question_it_mat
     ]
     index = DocumentIndex.build(chunks, terms_of([c.text for c in chunks]))
     question = "Which company has a dividend policy and a buyback?"
-    [best] = index.match([question])
+    [best] = index.match([question], "best")
     [reachable] = index.match([question], "reachable")
     assert max(best.values()) == 1.0
     assert 0.3 < reachable[0] < 0.8 and 0.3 < reachable[1] < 0.8 and 2 not in reachable
@@ -249,4 +249,4 @@ def test_the_document_vote_follows_the_score_not_the_rank(project_factory, encod
     acme = [i for i, s in enumerate(sources) if "ACME" in s]
     q2 = sources.index("2023 Q2 ACME.md")
     assert abs(alike[acme[0]] - alike[acme[1]]) < 0.05
-    assert named[q2] == 1.0 and min(named[i] for i in acme) < 0.8
+    assert named[q2] == pytest.approx(1.0) and min(named[i] for i in acme) < 0.8

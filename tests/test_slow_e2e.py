@@ -55,8 +55,9 @@ def test_gold_sources_come_back_in_the_top_5(sample_project):
         for row, answer in zip(gold, answers)
         if row["source"] not in {h["source"] for h in answer["hits"]}
     ]
-    # A bar, not every question: the document stage (its weight chosen on SEC filings) costs a
-    # short question that names no document a rank now and then; the misses are listed.
+    # A bar, not every question: the document stage (its weight chosen on SEC filings and
+    # PubMedQA) costs a short question that names no document a rank now and then; the misses
+    # are listed.
     assert len(missed) <= 0.05 * len(gold), missed
     for answer in answers:
         for hit in answer["hits"]:
