@@ -12,7 +12,7 @@ or any OpenAI-compatible chat endpoint such as vLLM, Ollama or llama.cpp's serve
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from typing import Any, Protocol
 
 from finetune.synthesis_config import NO_TEACHER
 from retrieval.chat_endpoint import ChatEndpoint, EndpointError
@@ -40,6 +40,15 @@ class Teacher(Protocol):
         `json_schema` asks for a JSON reply of that shape (enforced by endpoints that support
         `response_format`; local models are only asked, and the caller validates)."""
         ...
+
+
+def require_chat_template(tokenizer: Any, name: object) -> None:
+    """Raises TeacherError when the teacher's tokenizer has no chat template to prompt it with."""
+    if not tokenizer.chat_template:
+        raise TeacherError(
+            f"the teacher {name} has no chat template: use an instruct/chat model such as "
+            "embedded:SmolLM2-135M-Instruct"
+        )
 
 
 class HFTeacher:
@@ -84,11 +93,7 @@ class HFTeacher:
         model, tokenizer, path = load_generator(
             GenerationConfig(model=self.model_spec, device=self.device)
         )
-        if not tokenizer.chat_template:
-            raise TeacherError(
-                f"the teacher {path} has no chat template: use an instruct/chat model such as "
-                "embedded:SmolLM2-135M-Instruct"
-            )
+        require_chat_template(tokenizer, path)
         tokenizer.padding_side = "left"  # generation continues from the right edge
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -186,11 +191,7 @@ class LlamaCppTeacher:
         except LlamaCppError as error:
             message = f"{error} (or set synthesis.teacher_backend = 'transformers')"
             raise TeacherError(message) from error
-        if not self._generator.tokenizer.chat_template:
-            raise TeacherError(
-                f"the teacher {self.model_spec} has no chat template: use an instruct/chat model "
-                "such as embedded:SmolLM2-135M-Instruct"
-            )
+        require_chat_template(self._generator.tokenizer, self.model_spec)
 
     def generate(
         self, prompts: list[Messages], samples: int = 1, json_schema: dict | None = None

@@ -23,6 +23,7 @@ import numpy as np
 from retrieval.config import DOCUMENT_SCALES
 from retrieval.documents import Chunk
 from retrieval.keyword_index import KeywordIndex
+from retrieval.keyword_terms import terms_of
 
 FIRST_PAGE_CHARS = 4000
 """Text of a document's first page (or, without pages, its beginning) in its description: about
@@ -104,24 +105,29 @@ class DocumentIndex:
         titles = KeywordIndex.load(folder / TITLES_DIR)
         return cls(rows["sources"], starts, titles, KeywordIndex.load(folder / PAGES_DIR))
 
-    def match(self, questions: Sequence[str], scale: str = "reachable") -> list[dict[int, float]]:
+    def match(
+        self,
+        questions: Sequence[str],
+        scale: str = "reachable",
+        terms: Sequence[list[str]] | None = None,
+    ) -> list[dict[int, float]]:
         """Per question, {document: its share} for the documents sharing a term with it; a
         document's score is the sum of its title's and first page's, its share that score over
         the best document's ('best': the best match always gets the full share) or over what
         the question's terms can reach in the two fields ('reachable': a match on words every
-        document holds gets little)."""
+        document holds gets little). `terms` are the questions' `terms_of`, when the caller has
+        them (the fields' searches share them)."""
         if scale not in DOCUMENT_SCALES:
             raise ValueError(f"unknown scale {scale!r}: choose one of {', '.join(DOCUMENT_SCALES)}")
+        terms = list(terms) if terms is not None else terms_of(questions)
         reach = None
         if scale == "reachable":
-            reach = [
-                a + b
-                for a, b in zip(self.titles.reachable(questions), self.pages.reachable(questions))
-            ]
+            by_titles = self.titles.reachable(questions, terms)
+            reach = [a + b for a, b in zip(by_titles, self.pages.reachable(questions, terms))]
+        titles = self.titles.search(questions, self.size, terms)
+        pages = self.pages.search(questions, self.size, terms)
         matched = []
-        for number, (by_title, by_page) in enumerate(
-            zip(self.titles.search(questions, self.size), self.pages.search(questions, self.size))
-        ):
+        for number, (by_title, by_page) in enumerate(zip(titles, pages)):
             scores: dict[int, float] = dict(by_title)
             for doc, score in by_page:
                 scores[doc] = scores.get(doc, 0.0) + score

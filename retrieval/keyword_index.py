@@ -63,10 +63,13 @@ class KeywordIndex:
             counted = max(frequencies.get(term, here), here)
             data[start:end] *= _idf(documents, counted) / _idf(documents, here)
 
-    def reachable(self, queries: Sequence[str]) -> list[float]:
+    def reachable(
+        self, queries: Sequence[str], terms: Sequence[list[str]] | None = None
+    ) -> list[float]:
         """Per query, the most any one indexed text could score on each of its terms, summed:
         what a text matching every term as well as this index's best text for it would score,
-        the scale on which a match's score says how much of the question it answers."""
+        the scale on which a match's score says how much of the question it answers. `terms`
+        are the queries' `terms_of`, when the caller has them."""
         if self._retriever is None:
             return [0.0 for _ in queries]
         if self._term_best is None:
@@ -79,7 +82,7 @@ class KeywordIndex:
             self._term_best = best
         vocabulary = self._retriever.vocab_dict
         reach = []
-        for tokens in terms_of(queries):
+        for tokens in terms if terms is not None else terms_of(queries):
             ids = [vocabulary[t] for t in tokens if t in vocabulary]
             reach.append(float(sum(self._term_best[i] for i in ids if i < len(self._term_best))))
         return reach
@@ -104,12 +107,15 @@ class KeywordIndex:
             return cls(None)
         return cls(bm25s.BM25.load(str(folder), allow_pickle=False))
 
-    def search(self, queries: Sequence[str], k: int) -> list[list[tuple[int, float]]]:
-        """Top-k (row, score) per query, best first; rows that share no term are left out."""
+    def search(
+        self, queries: Sequence[str], k: int, terms: Sequence[list[str]] | None = None
+    ) -> list[list[tuple[int, float]]]:
+        """Top-k (row, score) per query, best first; rows that share no term are left out.
+        `terms` are the queries' `terms_of`, when the caller has them."""
         if self.size == 0 or not queries:
             return [[] for _ in queries]
         k = max(1, min(k, self.size))
-        tokens = terms_of(queries)
+        tokens = list(terms) if terms is not None else terms_of(queries)
         rows, scores = self._retriever.retrieve(tokens, k=k, show_progress=False, n_threads=1)
         results = []
         for row_list, score_list in zip(np.asarray(rows), np.asarray(scores)):

@@ -117,9 +117,12 @@ class LlamaCppGenerator:
         """
         if not conversations:
             return []
-        requests = [self._request(c, tuned, max_new_tokens) for c in conversations]
-        if len(requests) == 1:
-            return [self._complete(requests[0])]
+        return self._complete_all([self._request(c, tuned, max_new_tokens) for c in conversations])
+
+    def _complete_all(self, requests: list[dict[str, Any]]) -> list[str]:
+        """Each request's text, in order; up to `parallel` in flight, decoded together."""
+        if len(requests) <= 1:
+            return [self._complete(request) for request in requests]
         with ThreadPoolExecutor(max_workers=min(self.parallel, len(requests))) as pool:
             return list(pool.map(self._complete, requests))
 
@@ -150,10 +153,7 @@ class LlamaCppGenerator:
                 if json_schema is not None:
                     request["json_schema"] = json_schema
                 requests.append(request)
-        if not requests:
-            return []
-        with ThreadPoolExecutor(max_workers=min(self.parallel, len(requests))) as pool:
-            flat = list(pool.map(self._complete, requests))
+        flat = self._complete_all(requests)
         return [flat[i * samples : (i + 1) * samples] for i in range(len(conversations))]
 
     def score_replies(

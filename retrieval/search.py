@@ -23,6 +23,7 @@ from retrieval.config import IndexConfig, RetrievalConfig
 from retrieval.documents import Chunk
 from retrieval.embeddings import Encoder
 from retrieval.index import LoadedIndex, open_index
+from retrieval.keyword_terms import terms_of
 from retrieval.rerank import CrossEncoderReranker, load_reranker
 from retrieval.vector_index import search_vectors
 
@@ -168,11 +169,14 @@ class Retriever:
                 [(int(r), float(s)) for r, s in zip(row, score) if r >= 0]
                 for row, score in zip(rows, scores)
             ]
+        terms = None  # the questions' keyword terms, shared by the chunks' and documents' BM25
         if mode in ("hybrid", "keyword"):
-            keyword = self.index.keywords.search(questions, depth)
+            terms = terms_of(questions)
+            keyword = self.index.keywords.search(questions, depth, terms)
         documents: list[dict[int, float]] = [{} for _ in questions]
         if mode == "hybrid" and self.config.document_stage:
-            documents = self.index.documents.match(questions, self.config.document_scale)
+            scale = self.config.document_scale
+            documents = self.index.documents.match(questions, scale, terms)
         return [
             self._rank(question, d, kw, docs, k)
             for question, d, kw, docs in zip(questions, dense, keyword, documents)
