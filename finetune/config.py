@@ -185,6 +185,9 @@ def distill_teacher_problem(teacher: str) -> str | None:
     return None
 
 
+ORACLE_PLACES = ("retrieved", "random")
+
+
 @dataclass
 class RaftConfig:
     """How synthesized pairs become training conversations."""
@@ -193,10 +196,17 @@ class RaftConfig:
     """Share of examples whose oracle chunk is left out (target: the refusal sentence)."""
     closed_book: float = 0.15
     """Share of extra examples with the question alone (trains the `tuned` mode)."""
+    oracle_place: str = "random"
+    """Where the oracle chunk is shown: 'random', at a random rank (the RAFT paper's setup), or
+    'retrieved', at the rank the project's retriever gives it for the question (last when it is
+    not in the top: the order the answer engine shows)."""
     seed: int = 0
 
     def problems(self) -> list[str]:
         problems = []
+        if self.oracle_place not in ORACLE_PLACES:
+            places = " or ".join(repr(p) for p in ORACLE_PLACES)
+            problems.append(f"oracle_place = {self.oracle_place!r}: use {places}")
         for name in ("without_oracle", "closed_book"):
             value = getattr(self, name)
             if not 0 <= value < 1:

@@ -61,6 +61,16 @@ def cited_answer(answer: str, numbers: Sequence[int]) -> str:
     return f"{text} {marks}"
 
 
+def _in_retrieved_order(hits: Sequence[Hit], oracle: Hit, documents: int) -> list[Hit]:
+    """The first `documents` hits as retrieved, the oracle among them where the retriever put it,
+    or in the last place when it ranked lower."""
+    top = list(hits[:documents])
+    if any(h.chunk_id == oracle.chunk_id for h in top):
+        return top
+    others = [h for h in hits if h.chunk_id != oracle.chunk_id]
+    return [*others[: documents - 1], oracle]
+
+
 def raft_examples(
     pairs: Sequence[QAPair],
     oracle_hits: dict[str, Hit],
@@ -84,6 +94,7 @@ def raft_examples(
         The conversations (shuffled with the config's seed) and what they contain.
     """
     rng = random.Random(config.seed)
+    place_rng = random.Random(config.seed + 1)  # its own, so the place leaves the other draws be
     report = RaftReport()
     distractor_count = documents - 1
     # One batched search for all questions; the extra depth leaves room to skip the oracle.
@@ -93,9 +104,13 @@ def raft_examples(
         oracle = oracle_hits[pair.chunk_id]
         distractors = [h for h in hits if h.chunk_id != pair.chunk_id][:distractor_count]
         keep_oracle = rng.random() >= config.without_oracle
-        shown = [*distractors, oracle] if keep_oracle else list(distractors)
-        if keep_oracle:
-            rng.shuffle(shown)
+        if not keep_oracle:
+            shown = list(distractors)
+        elif config.oracle_place == "random":
+            shown = [*distractors, oracle]
+            place_rng.shuffle(shown)
+        else:
+            shown = _in_retrieved_order(hits, oracle, documents)
         prompt_docs = [PromptDocument.of(h) for h in shown]
         holders = [n for n, hit in enumerate(shown, start=1) if _holds_evidence(hit.text, pair)]
         if any(_holds_evidence(h.text, pair) for h in distractors):

@@ -40,7 +40,7 @@ def make(count: int, **config):
 
 
 def test_every_example_shows_the_oracle_among_distractors_and_cites_it():
-    examples, report = make(20, without_oracle=0.0, closed_book=0.0)
+    examples, report = make(20, without_oracle=0.0, closed_book=0.0, oracle_place="random")
     assert report.with_oracle == 20 and report.without_oracle == 0
     positions = set()
     for example in examples:
@@ -54,6 +54,31 @@ def test_every_example_shows_the_oracle_among_distractors_and_cites_it():
         assert "oracle.md" in documents[cited[0] - 1]
         positions.add(cited[0])
     assert len(positions) > 1  # the oracle is not always in the same slot
+
+
+def test_the_oracle_can_be_where_the_retriever_ranks_it():
+    first, _ = make(5, without_oracle=0.0, closed_book=0.0, oracle_place="retrieved")
+    assert all(parse_citations(e.messages[-1]["content"], 3)[1] == [1] for e in first)
+
+    def oracle_ranked_low(questions, k):
+        return [[*NEGATIVES, ORACLE][:k] for _ in questions]
+
+    pairs = [PAIR] * 5
+    low, _ = raft_examples(
+        pairs,
+        {"oracle": ORACLE},
+        oracle_ranked_low,
+        3,
+        RaftConfig(without_oracle=0.0, closed_book=0.0),
+    )
+    for example in low:
+        documents = example.messages[1]["content"].split("<document ")[1:]
+        assert "mx60.md" in documents[0] and "oracle.md" in documents[2]
+        assert parse_citations(example.messages[-1]["content"], 3)[1] == [3]
+
+
+def test_an_unknown_oracle_place_is_refused():
+    assert "oracle_place" in RaftConfig(oracle_place="middle").problems()[0]
 
 
 def test_without_the_oracle_the_target_is_the_refusal():
