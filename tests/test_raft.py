@@ -64,13 +64,8 @@ def test_the_oracle_can_be_where_the_retriever_ranks_it():
         return [[*NEGATIVES, ORACLE][:k] for _ in questions]
 
     pairs = [PAIR] * 5
-    low, _ = raft_examples(
-        pairs,
-        {"oracle": ORACLE},
-        oracle_ranked_low,
-        3,
-        RaftConfig(without_oracle=0.0, closed_book=0.0),
-    )
+    config = RaftConfig(without_oracle=0.0, closed_book=0.0, oracle_place="retrieved")
+    low, _ = raft_examples(pairs, {"oracle": ORACLE}, oracle_ranked_low, 3, config)
     for example in low:
         documents = example.messages[1]["content"].split("<document ")[1:]
         assert "mx60.md" in documents[0] and "oracle.md" in documents[2]
