@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from builder.config import ConfigError
+from retrieval.config import StyleConfig
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -30,6 +31,12 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
     # peft reads this renamed property when it wraps a model; nothing a user can act on.
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+
+
+def print_style_warnings(style: StyleConfig) -> None:
+    """Print `style.warnings()`, a line each, as `ragtune tune` and `ragtune eval` start."""
+    for warning in style.warnings():
+        err.print(f"[yellow]warning:[/] style.{escape(warning)}")
 
 
 def progress_bars() -> Progress:

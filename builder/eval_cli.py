@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from builder.config import ConfigError
-from builder.console import err, progress_bars, quiet_libraries
+from builder.console import err, print_style_warnings, progress_bars, quiet_libraries
 from builder.project import Project
 from builder.tune import EVAL_QUESTIONS
 
@@ -61,6 +61,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         questions = read_eval_questions(path)
     except EvalDataError as error:
         raise ConfigError(str(path), error.problems) from error
+    print_style_warnings(project.config.style)
     quiet_libraries()
     from builder.engine import open_engine
     from eval.report import format_summary_table

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 
 from builder.config import ConfigError
-from builder.console import err, quiet_libraries
+from builder.console import err, print_style_warnings, quiet_libraries
 
 
 def _console():
@@ -90,6 +90,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         # Under torchrun the main process shows the bars and the summary, once.
         tune(project, data=data, data_only=args.data_only, resume=args.resume)
         return 0
+    print_style_warnings(project.config.style)
     progress = Progress(
         TextColumn("{task.description:<34}"),
         BarColumn(),

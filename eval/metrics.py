@@ -29,7 +29,7 @@ from retrieval.attribution import (
     split_claims,
     verify_claims,
 )
-from retrieval.prompt import NO_ANSWER
+from retrieval.prompt import NO_ANSWER, SENTENCE_STOPS
 
 DEFAULT_FAITHFULNESS_THRESHOLD = 0.5
 LABELS = ("yes", "no", "maybe")
@@ -144,9 +144,9 @@ def metric_definitions(faithfulness_threshold: float = DEFAULT_FAITHFULNESS_THRE
         "k retrieved chunks. RAG modes only.",
         "mrr": "Reciprocal rank of the first retrieved chunk that is gold (0 when none is). RAG "
         "modes only.",
-        "refusal": "Share of answers that decline to answer: the engine's refusal text or a "
-        "common phrasing such as 'the documents do not mention' in every sentence, or an empty "
-        "answer.",
+        "refusal": "Share of answers that decline to answer: the engine's refusal sentence (the "
+        "English one or style.refusal) or a common phrasing such as 'the documents do not "
+        "mention' in every sentence, or an empty answer.",
         "latency_s": "Seconds to produce the answer, retrieval included.",
         "sources": "A source matches a gold source when the paths are equal or one ends with "
         "the other ('leave.md' matches 'handbook/leave.md'), ignoring case and slashes.",
@@ -216,24 +216,32 @@ def gold_token_recall(prediction: str, reference: str) -> float:
     return sum((gold & found).values()) / sum(gold.values())
 
 
-def _refusal_sentence(sentence: str) -> bool:
-    text = " ".join(sentence.lower().replace("\u2019", "'").split())
-    if text.rstrip(".") == NO_ANSWER.lower().rstrip("."):
+def _plain(text: str) -> str:
+    """`text` lower-cased with one apostrophe and single spaces, without its closing stop."""
+    return " ".join(text.lower().replace("\u2019", "'").split()).rstrip(SENTENCE_STOPS)
+
+
+def _refusal_sentence(sentence: str, refusal: str = "") -> bool:
+    text = _plain(sentence)
+    if text == _plain(NO_ANSWER) or (refusal and text == _plain(refusal)):
         return True
     return any(pattern.search(text) for pattern in _REFUSALS)
 
 
-def is_refusal(answer: str) -> bool:
+def is_refusal(answer: str, refusal: str = "") -> bool:
     """True when the answer declines to answer: it is empty, or each of its sentences is a
     refusal.
 
-    A refusal sentence is the engine's `NO_ANSWER` text or a common phrasing ('I could not
-    find', 'the documents do not mention', 'I don't know', 'there is no information'). An
+    A refusal sentence is the engine's `NO_ANSWER` text, the project's own refusal sentence
+    (`refusal`, from `style.refusal`, in any language) or a common English phrasing ('I could
+    not find', 'the documents do not mention', 'I don't know', 'there is no information'). An
     answer that refuses in one sentence or clause and answers in another ('... does not
     provide a date, but it says every four years') is not a refusal.
     """
+    if refusal and _plain(answer) == _plain(refusal):  # whole, though it may hold a 'but'
+        return True
     return all(
-        _refusal_sentence(clause)
+        _refusal_sentence(clause, refusal)
         for sentence in split_sentences(answer)
         for clause in _CONTRAST.split(sentence)
         if clause.strip(string.punctuation + " ")
@@ -318,6 +326,7 @@ def faithfulness(
     shown_texts: Sequence[str],
     threshold: float = DEFAULT_FAITHFULNESS_THRESHOLD,
     statistics: TermStatistics | None = None,
+    refusal: str = "",
 ) -> float | None:
     """Share of the answer's sentences that one shown chunk supports (`retrieval.attribution`).
 
@@ -326,6 +335,7 @@ def faithfulness(
         shown_texts: the full text of each chunk shown to the model.
         threshold: the share of a sentence's word weight one chunk must hold.
         statistics: corpus word frequencies (None: frequencies among the shown chunks).
+        refusal: the project's refusal sentence (see `is_refusal`); its sentences are no claim.
 
     Returns:
         The share in [0, 1] (0.0 when claims are made and no chunk was shown), or None when the
@@ -336,7 +346,7 @@ def faithfulness(
         list(shown_texts),
         statistics=statistics,
         threshold=threshold,
-        skip=_refusal_sentence,
+        skip=lambda sentence: _refusal_sentence(sentence, refusal),
     )
     checked = [c.supported for c in claims if c.supported is not None]
     if not checked:
@@ -425,6 +435,7 @@ def score_answer(
     label_extractor: Callable[[str], str | None] = extract_label,
     judge_score: float | None = None,
     statistics: TermStatistics | None = None,
+    refusal: str = "",
 ) -> dict[str, float | None]:
     """Every metric of one answer to one question.
 
@@ -436,15 +447,18 @@ def score_answer(
         label_extractor: turns a free-form answer into a label for `label_accuracy`.
         judge_score: the judge model's 1-5 score, when a judge ran.
         statistics: corpus word frequencies for `faithfulness`.
+        refusal: the engine's refusal sentence (`AnswerEngine.refusal`), counted as a refusal
+            beside the English one and the common phrasings (see `is_refusal`).
 
     Returns:
         {metric key: value or None}, with the keys of `METRICS`.
     """
     record = as_record(answer)
     text = record.get("answer") or ""
-    refused = bool(record.get("refused")) or is_refusal(text)
+    refused = bool(record.get("refused")) or is_refusal(text, refusal)
     label = label_accuracy(text, question.answer, label_extractor)
-    if is_refusal(question.answer):  # an unanswerable question: refusing is the right answer
+    # An unanswerable question: refusing is the right answer.
+    if is_refusal(question.answer, refusal):
         correct = f1 = em = recall = float(refused)
     elif refused:
         correct = f1 = em = recall = 0.0
@@ -477,7 +491,7 @@ def score_answer(
     shown = retrieved if k is None else retrieved[:k]
     if not refused:
         row["faithfulness"] = faithfulness(
-            text, [h.get("text", "") for h in shown], faithfulness_threshold, statistics
+            text, [h.get("text", "") for h in shown], faithfulness_threshold, statistics, refusal
         )
         precision, recall_sources = citation_precision_recall(
             [c["source"] for c in citations], question.sources

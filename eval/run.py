@@ -102,6 +102,7 @@ def evaluate(
                 label_extractor=label_extractor,
                 judge_score=score,
                 statistics=engine.statistics,
+                refusal=engine.refusal,
             )
             for q, a, score in zip(questions, answers_by_mode[mode], judged)
         ]

@@ -5,8 +5,9 @@ retrieves for it (hard negatives: similar text that does not hold the answer), i
 prompt the answer engine uses (`retrieval.prompt`), and the target answer cites the document
 that holds the answer as [n]. Two kinds of examples teach the rest of the behaviour:
 
-- oracle left out: the distractors alone, and the target is the engine's refusal sentence, so
-  the model learns to say it found nothing rather than invent an answer with a citation;
+- oracle left out: the distractors alone, and the target is the engine's refusal sentence (the
+  style's, `retrieval.prompt.refusal_sentence`), so the model learns to say it found nothing
+  rather than invent an answer with a citation; an unanswerable pair's target is the same;
 - closed book: the question alone, answered without citations, so the `tuned` mode (adapter
   without retrieval) is trained on the prompt it will see.
 """
@@ -23,7 +24,7 @@ from finetune.data import ChatExample
 from finetune.distill import context_teacher_messages
 from finetune.pairs import UNANSWERABLE, QAPair
 from retrieval.config import StyleConfig
-from retrieval.prompt import NO_ANSWER, PromptDocument, closed_book_messages, rag_messages
+from retrieval.prompt import PromptDocument, closed_book_messages, rag_messages, refusal_sentence
 from retrieval.search import Hit
 
 
@@ -88,7 +89,8 @@ def raft_examples(
         documents: chunks shown per example, oracle included: the answer engine's count, so
             that training sees the prompt length and layout of inference.
         config: the shares of the special kinds of example.
-        style: the persona and voice the answer engine's system prompts carry (None: none).
+        style: the persona, voice and refusal sentence the answer engine's system prompts
+            carry (None: none); refusal targets are its sentence.
 
     Returns:
         The conversations (shuffled with the config's seed) and what they contain.
@@ -100,6 +102,7 @@ def raft_examples(
     # One batched search for all questions; the extra depth leaves room to skip the oracle.
     retrieved = search_many([p.question for p in pairs], documents + 2)
     examples: list[ChatExample] = []
+    refusal = refusal_sentence(style)
     for pair, hits in zip(pairs, retrieved):
         oracle = oracle_hits[pair.chunk_id]
         distractors = [h for h in hits if h.chunk_id != pair.chunk_id][:distractor_count]
@@ -123,7 +126,7 @@ def raft_examples(
             target = cited_answer(pair.answer, holders[:1])
             report.with_oracle += 1
         else:
-            target = NO_ANSWER
+            target = refusal
             report.without_oracle += 1
         messages = rag_messages(pair.question, prompt_docs, style)
         examples.append(ChatExample([*messages, {"role": "assistant", "content": target}]))

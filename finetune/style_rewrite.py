@@ -26,7 +26,7 @@ from retrieval.attribution import (
 )
 from retrieval.config import StyleConfig
 from retrieval.persona import answer_length, language_name
-from retrieval.prompt import NO_ANSWER, has_citation_marker, is_no_answer
+from retrieval.prompt import NO_ANSWER, has_citation_marker, is_no_answer, refusal_sentence
 
 RARE_SHARE = 0.1
 """A word in fewer than this share of the chunks is a term the rewrite must keep."""
@@ -50,7 +50,7 @@ class RewriteReport:
     kept_original: int = 0
     left_out: int = 0
     not_rewritten: int = 0
-    """Refusal targets: they stay the engine's refusal sentence."""
+    """Refusal targets: they stay the refusal sentence (the style's, else the English one)."""
     unchanged: int = 0
     """Rewrites identical to the original (but for spacing): counted apart, not as styled."""
     lost_facts: int = 0
@@ -117,17 +117,22 @@ def key_terms(text: str, statistics: TermStatistics) -> set[str]:
 
 
 def check_rewrite(
-    original: str, rewrite: str, statistics: TermStatistics, allowed: str = ""
+    original: str,
+    rewrite: str,
+    statistics: TermStatistics,
+    allowed: str = "",
+    style: StyleConfig | None = None,
 ) -> str | None:
     """Why `rewrite` cannot replace `original` ('lost_facts', ...), or None when it can.
 
     A rare word that neither the original nor `allowed` holds (the pair's evidence, the voice
     description and the example answers: the words a styled answer may bring in) is an added
-    claim ("designed for the home"), refused like an added number."""
+    claim ("designed for the home"), refused like an added number. A rewrite that says the
+    refusal sentence (the style's or the English one) is refused too."""
     text, markup = strip_prompt_markup(rewrite)
     if not text.strip():
         return "empty"
-    if markup or is_no_answer(text) or has_citation_marker(text):
+    if markup or is_no_answer(text, style) or has_citation_marker(text):
         return "markup_or_refusal"
     facts = facts_of(original)
     if not facts <= fact_forms(text):
@@ -174,7 +179,8 @@ def rewrite_pairs(
     """
     report = RewriteReport(pairs=len(pairs), target_words=style.answer_words)
     voice_words = " ".join([style.voice, *examples])
-    todo = [i for i, p in enumerate(pairs) if p.kind != UNANSWERABLE and p.answer != NO_ANSWER]
+    refusals = {NO_ANSWER, refusal_sentence(style)}
+    todo = [i for i, p in enumerate(pairs) if p.kind != UNANSWERABLE and p.answer not in refusals]
     report.not_rewritten = len(pairs) - len(todo)
     replies: dict[int, str] = {}
     for start in range(0, len(todo), batch):
@@ -195,7 +201,7 @@ def rewrite_pairs(
             continue
         before.append(answer_length(pair.answer))
         allowed = f"{pair.evidence} {voice_words}"
-        reason = check_rewrite(pair.answer, replies[i], statistics, allowed)
+        reason = check_rewrite(pair.answer, replies[i], statistics, allowed, style)
         if reason is None and " ".join(pair.answer.split()) == replies[i]:
             reason = "unchanged"
         if reason is None:

@@ -31,12 +31,12 @@ from retrieval.config import AnswerConfig, StyleConfig
 from retrieval.generation import Generator
 from retrieval.persona import PersonaCard, identity
 from retrieval.prompt import (
-    NO_ANSWER,
     PromptDocument,
     closed_book_messages,
     is_no_answer,
     parse_citations,
     rag_messages,
+    refusal_sentence,
 )
 from retrieval.search import Hit, Retriever
 
@@ -169,8 +169,9 @@ class AnswerEngine:
         retriever: the project's index; None disables the RAG modes.
         config: refusal threshold, batch size and default mode.
         documents: retrieved chunks put into the prompt.
-        style: the persona, voice and length every mode's system prompt carries; with a
-            persona, its card is shown to questions that ask who the assistant is.
+        style: the persona, voice, length and refusal sentence every mode's system prompt
+            carries; with a persona, its card is shown to questions that ask who the assistant
+            is. The engine refuses in the style's sentence (`refusal_sentence`).
     """
 
     def __init__(
@@ -186,6 +187,7 @@ class AnswerEngine:
         self.config = config
         self.documents = documents
         self.style = style if style is not None and style.active else None
+        self.refusal = refusal_sentence(self.style)
         self._statistics: TermStatistics | None = None
         self.persona: PersonaCard | None = None
         if self.style is not None and self.style.persona and retriever is not None:
@@ -279,7 +281,7 @@ class AnswerEngine:
             statistics=self.statistics,
             threshold=self.config.support_threshold,
             embed=self._embed if self.retriever is not None else None,
-            skip=is_no_answer,
+            skip=self.is_refusal,
         )
 
     def _quote(self, question: str, mode: str, hits: Sequence[Hit]) -> list[Claim] | None:
@@ -310,7 +312,7 @@ class AnswerEngine:
                 question,
                 mode,
                 cleaned,
-                refused=is_no_answer(cleaned),
+                refused=self.is_refusal(cleaned),
                 seconds=seconds,
                 model_answer=cleaned,
                 removed_markup=markup,
@@ -327,7 +329,7 @@ class AnswerEngine:
             model_citations=model_cited,
             removed_markup=markup,
         )
-        if is_no_answer(cleaned):
+        if self.is_refusal(cleaned):
             answer.refused = True
             return answer
         claims = self.verify(cleaned, hits)
@@ -341,7 +343,7 @@ class AnswerEngine:
             if quoted is not None:
                 claims, answer.quoted = quoted, True
         if (policy == "drop" and not claims) or (empty and not answer.quoted):
-            answer.answer, answer.refused = NO_ANSWER, True
+            answer.answer, answer.refused = self.refusal, True
             return answer
         answer.claims = claims
         if claims:  # else the text makes no claim (only markers, say): shown as written
@@ -365,8 +367,12 @@ class AnswerEngine:
         ]
         return answer
 
+    def is_refusal(self, text: str) -> bool:
+        """Whether `text` says the style's refusal sentence or the English one."""
+        return is_no_answer(text, self.style)
+
     def _refusal(self, question: str, mode: str, hits: list[Hit]) -> Answer:
-        return Answer(question, mode, NO_ANSWER, retrieved=hits, refused=True)
+        return Answer(question, mode, self.refusal, retrieved=hits, refused=True)
 
     def answer(self, question: str, mode: str | None = None) -> Answer:
         return self.answer_many([question], mode)[0]
@@ -433,7 +439,7 @@ class AnswerEngine:
         began = time.monotonic()
         hits = self.retrieve([question])[0] if uses_retrieval(mode) else []
         if uses_retrieval(mode) and not self.relevant(hits):
-            yield NO_ANSWER
+            yield self.refusal
             yield self._refusal(question, mode, hits)
             return
         pieces = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from retrieval.attribution import split_claims
 from retrieval.documents import LoadLimits
 
 DEFAULT_EMBEDDING_MODEL = "embedded:all-MiniLM-L6-v2"
@@ -201,6 +202,12 @@ class AnswerConfig:
     with every number, date and code of the sentence, to support it."""
 
 
+REFUSAL_MAX_CHARS = 160
+"""The longest refusal sentence: the engine says it in full for every question it cannot answer
+and training teaches it word for word, so it stays one short sentence (the English one is 39
+characters, its German counterpart 53)."""
+
+
 def is_language_code(code: str) -> bool:
     """Whether `code` has the form of an ISO 639-1 code: two lower-case letters."""
     return len(code) == 2 and code.isalpha() and code.islower()
@@ -228,6 +235,11 @@ class StyleConfig:
     relative to the project folder or absolute."""
     identity_share: float = 0.08
     """Identity pairs ('who are you?') added to training, as a share of the other examples."""
+    refusal: str = ""
+    """The sentence the assistant says when the documents lack the answer, in the house voice
+    and the answer language, e.g. 'Das habe ich in den Unterlagen leider nicht gefunden.'; one
+    sentence without [n] markers, at most `REFUSAL_MAX_CHARS` characters. '': the English
+    `retrieval.prompt.NO_ANSWER`."""
 
     @property
     def persona(self) -> bool:
@@ -237,7 +249,11 @@ class StyleConfig:
     @property
     def active(self) -> bool:
         return bool(
-            self.persona or self.voice.strip() or self.answer_words or self.language.strip()
+            self.persona
+            or self.voice.strip()
+            or self.answer_words
+            or self.language.strip()
+            or self.refusal.strip()
         )
 
     def problems(self) -> list[str]:
@@ -254,4 +270,38 @@ class StyleConfig:
             )
         if self.organization.strip() and not self.persona:
             problems.append("organization is set but name is not: give the assistant a name")
+        problems.extend(self._refusal_problems())
         return problems
+
+    def _refusal_problems(self) -> list[str]:
+        refusal = " ".join(self.refusal.split())
+        if not refusal:
+            return []
+        problems = []
+        if len(refusal) > REFUSAL_MAX_CHARS:
+            problems.append(
+                f"refusal is {len(refusal)} characters: keep it to one short sentence of at "
+                f"most {REFUSAL_MAX_CHARS}"
+            )
+        claims = split_claims(refusal)
+        if len(claims) != 1:
+            problems.append(
+                f"refusal = {self.refusal!r}: {len(claims)} sentences; write one, e.g. "
+                "'Das habe ich in den Unterlagen leider nicht gefunden.'"
+            )
+        if any(markers for _, markers in claims):
+            problems.append(
+                f"refusal = {self.refusal!r}: remove the [n] marker; a refusal cites no document"
+            )
+        return problems
+
+    def warnings(self) -> list[str]:
+        """Settings that are valid but likely not meant, each with what to do (for
+        `ragtune tune` and `ragtune eval` to print)."""
+        language = self.language.strip()
+        if language and language != "en" and not self.refusal.strip():
+            return [
+                f"language = {language!r} but style.refusal is empty: refusals stay in "
+                "English; set style.refusal to the refusal sentence in that language"
+            ]
+        return []

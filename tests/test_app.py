@@ -245,6 +245,7 @@ def test_tune_page_saves_the_persona_into_the_settings_file(project):
     assert "style.language = 'xx-long': give an ISO 639-1 code" in plain(at.error[0].value)
     assert open_project(project.root).config.style.name == ""  # nothing was written
     at.text_input[2].set_value("de")
+    at.text_input[3].set_value("Das habe ich  nicht gefunden.")
     at.text_area[0].set_value("Warm   and brief.")
     at.number_input[0].set_value(20)
     at.button[0].click().run()
@@ -252,6 +253,7 @@ def test_tune_page_saves_the_persona_into_the_settings_file(project):
     style = open_project(project.root).config.style
     assert (style.name, style.organization, style.language) == ("Ada", "Acme Labs", "de")
     assert (style.voice, style.answer_words) == ("Warm and brief.", 20)
+    assert style.refusal == "Das habe ich nicht gefunden."
 
 
 def test_evaluation_page_without_a_report_says_how_to_make_one(project):

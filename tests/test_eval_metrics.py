@@ -110,6 +110,33 @@ def test_answers_are_not_refusals(answer):
     assert not is_refusal(answer)
 
 
+GERMAN_REFUSAL = "Das habe ich in den Unterlagen leider nicht gefunden."
+
+
+def test_the_configured_refusal_counts_beside_the_english_one():
+    assert not is_refusal(GERMAN_REFUSAL)  # no common English phrasing in it
+    assert is_refusal(GERMAN_REFUSAL, GERMAN_REFUSAL)
+    assert is_refusal("das habe ich in den  Unterlagen leider nicht gefunden", GERMAN_REFUSAL)
+    assert is_refusal(NO_ANSWER, GERMAN_REFUSAL)
+    assert not is_refusal(f"{GERMAN_REFUSAL} Der Rotor hält 5000 Läufe.", GERMAN_REFUSAL)
+    # A refusal in the house voice may hold a 'but': said whole, it is still one.
+    polite = "Sorry, but that is not in our manuals."
+    assert not is_refusal(polite) and is_refusal(polite, polite)
+    assert is_refusal("这个文档里没有。", "这个文档里没有。")
+
+
+def test_the_configured_refusal_scores_as_a_refusal():
+    # The engine marks its own refusals; a model's refusal is recognised from its text.
+    refusal = _rag_answer(GERMAN_REFUSAL, citations=[])
+    rotor = EvalQuestion("q", "after 5000 runs", ["rotor.md"])
+    row = score_answer(rotor, refusal, refusal=GERMAN_REFUSAL)
+    assert (row["refusal"], row["correct"], row["faithfulness"]) == (1.0, 0.0, None)
+    assert score_answer(rotor, refusal)["refusal"] == 0.0  # without the sentence: an answer
+    unanswerable = EvalQuestion("q", GERMAN_REFUSAL)
+    assert score_answer(unanswerable, refusal, refusal=GERMAN_REFUSAL)["correct"] == 1.0
+    assert faithfulness(f"{GERMAN_REFUSAL}", [CHUNK], refusal=GERMAN_REFUSAL) is None
+
+
 def test_label_extraction_takes_the_first_label_word():
     assert extract_label("Yes. The trial showed no effect.") == "yes"
     assert extract_label("No; maybe later.") == "no"

@@ -1,9 +1,12 @@
 """RAFT formatting: oracle among hard negatives, cited answers, oracle-free and closed-book
 examples, all in the answer engine's own prompt."""
 
+from dataclasses import replace
+
 from finetune.config import RaftConfig
-from finetune.pairs import QAPair
+from finetune.pairs import UNANSWERABLE, QAPair
 from finetune.raft import cited_answer, raft_examples
+from retrieval.config import StyleConfig
 from retrieval.prompt import NO_ANSWER, RAG_SYSTEM, parse_citations
 from retrieval.search import Hit
 
@@ -100,3 +103,20 @@ def test_same_seed_same_examples():
 def test_cited_answer_puts_the_marker_before_the_final_stop():
     assert cited_answer("Two years.", [2]) == "Two years [2]."
     assert cited_answer("Two years", [1]) == "Two years [1]"
+
+
+def test_a_style_refusal_is_the_target_of_oracle_free_and_unanswerable_examples():
+    german = "Das habe ich in den Unterlagen leider nicht gefunden."
+    style = StyleConfig(language="de", refusal=german)
+    unanswerable = replace(PAIR, answer=NO_ANSWER, evidence="", kind=UNANSWERABLE)
+    examples, report = raft_examples(
+        [PAIR] * 20 + [unanswerable] * 5,
+        {"oracle": ORACLE},
+        search_many,
+        3,
+        RaftConfig(without_oracle=0.5, closed_book=0.0, seed=3),
+        style,
+    )
+    targets = [e.messages[-1]["content"] for e in examples]
+    assert targets.count(german) == report.without_oracle >= 5 and NO_ANSWER not in targets
+    assert all(german in e.messages[0]["content"] for e in examples)  # the prompt says it too

@@ -35,8 +35,11 @@ from retrieval.prompt import (
     NO_ANSWER,
     RAG_SYSTEM,
     closed_book_messages,
+    is_no_answer,
     rag_messages,
+    refusal_sentence,
 )
+from retrieval.search import Hit
 
 ADA = StyleConfig(name="Ada", organization="Acme Labs", voice="Warm and brief.", answer_words=20)
 
@@ -59,6 +62,106 @@ def test_a_style_puts_the_persona_voice_length_and_language_in_both_prompts():
         assert system.startswith("You are Ada, the assistant of Acme Labs. Warm.")
         assert "Answer in German." in system and "in about 25 words" in system
     assert NO_ANSWER in rag and "[n]" in rag
+
+
+# --- the refusal sentence --------------------------------------------------------------------
+
+GERMAN_REFUSAL = "Das habe ich in den Unterlagen leider nicht gefunden."
+GERMAN = StyleConfig(language="de", refusal=GERMAN_REFUSAL)
+
+
+@pytest.mark.parametrize(
+    ("refusal", "problem"),
+    [
+        (GERMAN_REFUSAL, None),
+        ("Leider nicht gefunden. Fragen Sie den Support.", "2 sentences; write one"),
+        ("Not in the documents [1].", "remove the [n] marker"),
+        ("Sorry, " + "very " * 40 + "sorry.", "keep it to one short sentence of at most 160"),
+    ],
+)
+def test_the_refusal_is_one_short_sentence_without_markers(refusal, problem):
+    problems = StyleConfig(refusal=refusal).problems()
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problem in problems[0]
+
+
+def test_the_refusal_sentence_is_the_style_s_or_the_english_one():
+    assert refusal_sentence(None) == refusal_sentence(StyleConfig()) == NO_ANSWER
+    assert refusal_sentence(StyleConfig(refusal="  Nicht   gefunden. ")) == "Nicht gefunden."
+    assert is_no_answer(f"Leider: {GERMAN_REFUSAL.lower()}", GERMAN)
+    assert is_no_answer(NO_ANSWER, GERMAN) and not is_no_answer(GERMAN_REFUSAL)
+
+
+def test_the_prompt_instructs_the_style_s_refusal():
+    for style in (GERMAN, StyleConfig(refusal=GERMAN_REFUSAL)):  # a refusal alone counts too
+        system = rag_messages("q?", [], style)[0]["content"]
+        assert system.endswith(f"reply: {GERMAN_REFUSAL}") and NO_ANSWER not in system
+    assert RAG_SYSTEM.endswith(f"reply: {NO_ANSWER}")
+
+
+def test_the_engine_refuses_in_the_style_s_sentence_in_every_mode(project_factory, monkeypatch):
+    monkeypatch.setattr(retrieval.embeddings, "load_encoder", lambda *a, **k: KeywordEncoder())
+    project = project_factory()
+    build(project, encoder=KeywordEncoder())
+    from builder.engine import open_retriever
+
+    retriever = open_retriever(project)
+    engine = AnswerEngine(EchoGenerator(), retriever, AnswerConfig(), 3, style=GERMAN)
+    assert engine.refusal == GERMAN_REFUSAL
+    (unrelated,) = engine.answer_many(["Tell me about dolphins"], "rag")
+    assert unrelated.refused and unrelated.answer == GERMAN_REFUSAL
+    *pieces, streamed = engine.stream("Tell me about dolphins", "rag")
+    assert pieces == [GERMAN_REFUSAL] and streamed.answer == GERMAN_REFUSAL and streamed.refused
+    rotor = Hit("a.md", None, None, "id-a", 0.5, "The R-24A rotor lasts 9,000 runs.")
+    engine.config.unsupported = "drop"
+    dropped = engine._finish("q", "rag", [rotor], "It lasts 5 years.", 0.0)
+    assert dropped.refused and dropped.answer == GERMAN_REFUSAL
+    for mode, hits in (("rag", [rotor]), ("base", [])):
+        for said in (GERMAN_REFUSAL, NO_ANSWER):  # a model tuned before the style says English
+            assert engine._finish("q", mode, hits, said, 0.0).refused
+    retriever.close()
+
+
+def test_the_rewrite_leaves_the_style_s_refusal_alone():
+    pairs = [pair("Is there a manual?", GERMAN_REFUSAL, kind="factoid")]
+    styled, report = rewrite_pairs(pairs, ScriptedTeacher([]), GERMAN, STATS)
+    assert [p.answer for p in styled] == [GERMAN_REFUSAL] and report.not_rewritten == 1
+    original = "The rotor lasts 5000 runs."
+    assert check_rewrite(original, GERMAN_REFUSAL, STATS, style=GERMAN) == "markup_or_refusal"
+
+
+def test_tune_and_eval_warn_once_when_refusals_stay_english(project_factory, monkeypatch, capsys):
+    import builder.engine
+    import builder.eval_cli
+    import builder.tune
+    import builder.tune_cli
+    from builder.tune import TuneError
+    from retrieval.answer import ModeError
+
+    def stop(*args, **kwargs):
+        raise ModeError("stopped before any model loads")
+
+    def stop_tune(*args, **kwargs):
+        raise TuneError("stopped before any model loads")
+
+    for module in (builder.eval_cli, builder.tune_cli):
+        monkeypatch.setattr(module, "quiet_libraries", lambda: None)
+    monkeypatch.setattr(builder.engine, "open_engine", stop)
+    monkeypatch.setattr(builder.tune, "tune", stop_tune)
+    project = project_factory(overrides=["style.language=de"])
+    questions = project.root / "questions.jsonl"
+    questions.write_text('{"question": "q?", "answer": "a"}\n', encoding="utf-8")
+    warning = "style.refusal is empty: refusals stay in English; set style.refusal"
+    for command in (["tune", str(project.root)], ["eval", str(project.root), "--questions"]):
+        argv = [*command, str(questions)] if command[0] == "eval" else command
+        assert main(argv) == 2
+        assert capsys.readouterr().err.count(warning) == 1
+    quiet = project_factory(overrides=["style.language=de", f"style.refusal={GERMAN_REFUSAL!r}"])
+    assert main(["eval", str(quiet.root), "--questions", str(questions)]) == 2
+    assert warning not in capsys.readouterr().err
+    assert StyleConfig(language="en").warnings() == StyleConfig().warnings() == []
 
 
 # --- identity data ---------------------------------------------------------------------------

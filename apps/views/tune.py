@@ -94,6 +94,10 @@ def style_form() -> None:
             language = st.text_input(
                 "Answer language (ISO code such as en, de, zh)", style.language
             )
+            refusal = st.text_input(
+                "Refusal sentence, in the answer language (empty: the English one)",
+                style.refusal,
+            )
             examples = st.text_input(
                 "File of example answers, one per line (relative to the project)", style.examples
             )
@@ -106,6 +110,7 @@ def style_form() -> None:
                             "voice": " ".join(voice.split()),
                             "answer_words": int(words),
                             "language": language.strip(),
+                            "refusal": " ".join(refusal.split()),
                             "examples": examples.strip(),
                         }
                     )

@@ -6,7 +6,9 @@ types as JSON, sampled so that its candidates differ:
 - yes: a yes/no question the passage answers yes;
 - no: a yes/no question with a false premise (a wrong number, name or condition), answered no;
 - unanswerable: about the passage's topic but not answered by it; the target is the refusal
-  sentence, so the tuned model learns to say so rather than to invent.
+  sentence, so the tuned model learns to say so rather than to invent. The pair records the
+  English `NO_ANSWER`; its training target is the style's sentence, written when the format
+  stage builds the example (`finetune.raft`), so a new `style.refusal` needs no new synthesis.
 
 Endpoints enforce the JSON schema through `response_format`; a local model is only asked for it
 and every reply is validated here, an invalid one counted as unparsable.
