@@ -27,10 +27,7 @@ from retrieval.keyword_terms import terms_of
 
 FIRST_PAGE_CHARS = 4000
 """Text of a document's first page (or, without pages, its beginning) in its description: about
-one page of a filing or an article, where the names, dates and identifiers usually are. A document
-whose every chunk fits in it (an abstract, a short page) gets no first-page field: its first page
-would be its whole text, already scored by the chunks' own BM25, and the vote would count the same
-words twice."""
+one page of a filing or an article, where the names, dates and identifiers usually are."""
 ROWS_FILE = "documents.json"
 TITLES_DIR = "titles"
 PAGES_DIR = "first-pages"
@@ -70,12 +67,10 @@ class DocumentIndex:
         held: set[str] = set()  # the terms of the current document
         page: int | None = None
         chars = 0
-        longer: list[bool] = []  # per document: has it a chunk past its first page
         for row, (chunk, terms) in enumerate(zip(chunks, chunk_terms)):
             if not sources or chunk.source != sources[-1]:
                 frequencies.update(held)
                 held = set()
-                longer.append(False)
                 sources.append(chunk.source)
                 starts.append(row)
                 titles.append(chunk.title or "")
@@ -85,12 +80,8 @@ class DocumentIndex:
             if chunk.page == page and chars < FIRST_PAGE_CHARS:
                 firsts[-1].append(chunk.text)
                 chars += len(chunk.text)
-            else:
-                longer[-1] = True
         frequencies.update(held)
-        pages = KeywordIndex.build(
-            [first_page(texts) if more else "" for texts, more in zip(firsts, longer)]
-        )
+        pages = KeywordIndex.build([first_page(texts) for texts in firsts])
         pages.use_document_frequencies(frequencies)
         starts_array = np.asarray(starts, dtype=np.int64)
         return cls(sources, starts_array, KeywordIndex.build(titles), pages)
