@@ -34,6 +34,10 @@ class TuneConfig:
     target_modules: str = "all-linear"
     """Layers that get adapters: 'all-linear' (every linear layer but the output head) or a
     comma-separated list of module names such as 'q_proj,v_proj'."""
+    adapter_layers: int = 0
+    """Adapters in the last N transformer blocks only (0: every block). The backward pass stops
+    below the lowest adapted block, so a step costs less: on a CPU the backward pass is about
+    two thirds of it."""
     learning_rate: float = 3e-4
     """Peak AdamW learning rate; 2e-4 to 3e-4 suits adapters, use ~1e-5 for method='full'."""
     max_examples: int = 120
@@ -135,6 +139,10 @@ class TuneConfig:
             )
         if self.min_steps < 0:
             problems.append(f"min_steps = {self.min_steps}: must be 0 (off) or more")
+        if self.adapter_layers < 0:
+            problems.append(f"adapter_layers = {self.adapter_layers}: must be 0 (all) or more")
+        if self.adapter_layers and self.method == "full":
+            problems.append("adapter_layers is for adapters: set it to 0 with method = 'full'")
         problems.extend(self._distill_problems())
         if not self.target_module_list():
             problems.append(

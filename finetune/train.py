@@ -233,6 +233,7 @@ def _run_settings(model_path: str, config: TuneConfig) -> dict[str, object]:
         "lora_rank": config.lora_rank,
         "lora_alpha": config.lora_alpha,
         "target_modules": config.target_modules,
+        "adapter_layers": config.adapter_layers,
     }
 
 
@@ -298,12 +299,13 @@ def build_trainer(
         # Trades ~20% speed for activation memory, which only the GPU is short of.
         activation_checkpointing=cuda,
     )
+    model = _load_model(model_path, config, bf16_base=bf16 and cuda)
     trainer = AnswerLossTrainer(
-        model=_load_model(model_path, config, bf16_base=bf16 and cuda),
+        model=model,
         args=args,
         train_dataset=build_dataset(examples, tokenizer, teacher_prompts=config.context_distill),
         processing_class=tokenizer,
-        peft_config=_peft_config(config),
+        peft_config=_peft_config(config, model),
         callbacks=list(callbacks),
         distiller=_distiller(config, teacher_path, _base_dtype(config, bf16 and cuda)),
     )
@@ -380,20 +382,42 @@ def _load_model(model_path: str, config: TuneConfig, bf16_base: bool) -> Any:
     return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
 
 
-def _peft_config(config: TuneConfig) -> Any:
+def _peft_config(config: TuneConfig, model: Any) -> Any:
     if config.method == "full":
         return None
     from peft import LoraConfig
 
+    targets = config.target_module_list()
+    blocks = model.config.num_hidden_layers
+    layers = None
+    if 0 < config.adapter_layers < blocks:
+        layers = list(range(blocks - config.adapter_layers, blocks))
+        if isinstance(targets, str):  # peft takes a block range with module names only
+            targets = _block_linear_names(model)
     return LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=config.target_module_list(),
+        target_modules=targets,
+        layers_to_transform=layers,
         use_dora=config.method == "dora",
         bias="none",
         task_type="CAUSAL_LM",
     )
+
+
+def _block_linear_names(model: Any) -> list[str]:
+    """The names of the linear layers but the output head ('q_proj', 'up_proj'...): what
+    'all-linear' adapts, named."""
+    import torch
+
+    head = model.get_output_embeddings()
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module is not head
+    }
+    return sorted(names)
 
 
 def _save_final(trainer: Any, adapter_dir: Path, world: World) -> Path:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from tiny_models import build_tiny_llama
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from finetune.checkpoints import MARKER, RUN_FILE, ResumeError
 from finetune.config import TuneConfig
@@ -210,6 +210,15 @@ def test_dora_saves_a_magnitude_vector(tiny_model, tmp_path):
     weights = load_file(result.adapter_dir / "adapter_model.safetensors")
     assert any("lora_magnitude_vector" in name for name in weights)
     PeftModel.from_pretrained(load_base(tiny_model), result.adapter_dir)
+
+
+def test_adapter_layers_puts_adapters_in_the_last_blocks_only(tiny_model, tmp_path):
+    blocks = AutoConfig.from_pretrained(tiny_model).num_hidden_layers
+    result = train(str(tiny_model), EXAMPLES, tmp_path, tiny(adapter_layers=1, max_steps=1))
+    weights = load_file(result.adapter_dir / "adapter_model.safetensors")
+    adapted = {int(name.split(".layers.")[1].split(".")[0]) for name in weights}
+    assert adapted == {blocks - 1}
+    assert "adapter_layers" in TuneConfig(adapter_layers=2, method="full").problems()[0]
 
 
 def test_examples_longer_than_max_seq_tokens_are_left_out_and_noted(tiny_model, tmp_path):
