@@ -65,8 +65,8 @@ def cited_answer(answer: str, numbers: Sequence[int]) -> str:
 def _in_retrieved_order(hits: Sequence[Hit], oracle: Hit, documents: int) -> list[Hit]:
     """The first `documents` hits as retrieved, the oracle among them where the retriever put it,
     or in the last place when it ranked lower."""
-    top = list(hits[:documents])
-    if any(h.chunk_id == oracle.chunk_id for h in top):
+    top = [oracle if h.chunk_id == oracle.chunk_id else h for h in hits[:documents]]
+    if oracle in top:
         return top
     others = [h for h in hits if h.chunk_id != oracle.chunk_id]
     return [*others[: documents - 1], oracle]
