@@ -255,6 +255,7 @@ def _format(
         config.answer.documents,
         config.tune.max_examples,
         config.tune.balance,
+        config.tune.skip_kinds,
         asdict(config.style),
     )
     if up_to_date(stamp, inputs, out):
@@ -265,6 +266,9 @@ def _format(
     details: dict[str, Any] = {}
     if train_pairs is not None:
         pairs = read_pairs_jsonl(train_pairs)
+        skipped = config.tune.skipped_kinds()
+        synthesized_count = len(pairs)
+        pairs = [p for p in pairs if p.kind not in skipped]
         # A seeded sample keeps the default run within the laptop budget.
         pairs = sample_pairs(pairs, config.tune.max_examples, config.tune.balance, config.raft.seed)
         by_id = {c.chunk_id: c for c in chunks}
@@ -294,6 +298,8 @@ def _format(
         examples.extend(synthesized)
         details = raft_report.to_dict()
         details["pairs_by_kind"] = dict(sorted(Counter(p.kind or "?" for p in usable).items()))
+        if skipped:
+            details["pairs_of_skipped_kinds"] = synthesized_count - len(pairs)
     if user_data:
         examples.extend(_with_context(user_data, retriever, config.answer.documents, config.style))
         details["user_examples"] = len(user_data)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from finetune.pairs import KINDS
+
 BALANCES = ("kind", "none")
 """`TuneConfig.balance`: how the trained pairs are drawn when there are more than the budget."""
 
@@ -48,6 +50,9 @@ class TuneConfig:
     """How the `max_examples` pairs are chosen when there are more: 'kind' gives each kind of
     question (`finetune.pairs.KINDS`) an equal share and lets the files take turns within a
     kind; 'none' samples at random, keeping the synthesis's proportions."""
+    skip_kinds: str = ""
+    """Kinds of synthesized pair left out of training, comma-separated (`finetune.pairs.KINDS`,
+    e.g. 'heading'); they stay in the held-out questions. '' trains on every kind."""
     epochs: float = 1.0
     """Passes over the training pairs (fractions allowed)."""
     max_steps: int = -1
@@ -91,6 +96,9 @@ class TuneConfig:
     distribution. Weighted and softened by distill_alpha and distill_temperature. Needs an
     adapter (not method = 'full') and packing = false. With distill = 'kl' the `synthesis`
     teacher reads that prompt instead of the base model."""
+
+    def skipped_kinds(self) -> set[str]:
+        return {kind.strip() for kind in self.skip_kinds.split(",") if kind.strip()}
 
     def target_module_list(self) -> str | list[str]:
         """`target_modules` as peft takes it: 'all-linear' or a list of module names."""
@@ -139,6 +147,12 @@ class TuneConfig:
             )
         if self.min_steps < 0:
             problems.append(f"min_steps = {self.min_steps}: must be 0 (off) or more")
+        unknown = sorted(self.skipped_kinds() - set(KINDS))
+        if unknown:
+            problems.append(
+                f"skip_kinds = {self.skip_kinds!r}: {', '.join(unknown)} is no kind of pair; "
+                f"choose from {', '.join(KINDS)}"
+            )
         if self.adapter_layers < 0:
             problems.append(f"adapter_layers = {self.adapter_layers}: must be 0 (all) or more")
         if self.adapter_layers and self.method == "full":

@@ -75,6 +75,23 @@ def test_a_second_tune_with_nothing_changed_skips_every_stage(tuned, capsys):
     assert "ran" not in output.split("pairs:")[0]
 
 
+def test_skipped_kinds_are_left_out_of_training_and_counted(tuned, capsys):
+    project, _ = tuned
+    pairs = [json.loads(line) for line in (project.tune_dir / "train_pairs.jsonl").open()]
+    kind = pairs[0]["kind"]
+    assert main(["tune", str(project.root), "--set", f"tune.skip_kinds={kind!r}"]) == 0
+    capsys.readouterr()
+    report = json.loads((project.tune_dir / "format.json").read_text())["report"]
+    assert kind not in report["pairs_by_kind"]
+    assert report["pairs_of_skipped_kinds"] == sum(p["kind"] == kind for p in pairs)
+    assert "no kind of pair" in main_error(project, "tune.skip_kinds='headings'", capsys)
+
+
+def main_error(project, setting: str, capsys) -> str:
+    assert main(["tune", str(project.root), "--set", setting]) != 0
+    return capsys.readouterr().err
+
+
 def test_eval_questions_never_appear_in_training(tuned):
     project, _ = tuned
     lines = (project.tune_dir / "eval_questions.jsonl").open()
