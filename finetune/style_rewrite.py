@@ -26,7 +26,7 @@ from retrieval.attribution import (
 )
 from retrieval.config import StyleConfig
 from retrieval.persona import answer_length, language_name
-from retrieval.prompt import NO_ANSWER, has_citation_marker, is_no_answer, refusal_sentence
+from retrieval.prompt import has_citation_marker, is_no_answer, refusal_sentences
 
 RARE_SHARE = 0.1
 """A word in fewer than this share of the chunks is a term the rewrite must keep."""
@@ -179,7 +179,7 @@ def rewrite_pairs(
     """
     report = RewriteReport(pairs=len(pairs), target_words=style.answer_words)
     voice_words = " ".join([style.voice, *examples])
-    refusals = {NO_ANSWER, refusal_sentence(style)}
+    refusals = refusal_sentences(style)
     todo = [i for i, p in enumerate(pairs) if p.kind != UNANSWERABLE and p.answer not in refusals]
     report.not_rewritten = len(pairs) - len(todo)
     replies: dict[int, str] = {}

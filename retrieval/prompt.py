@@ -42,6 +42,12 @@ def refusal_sentence(style: StyleConfig | None = None) -> str:
     return refusal or NO_ANSWER
 
 
+def refusal_sentences(style: StyleConfig | None = None) -> set[str]:
+    """The sentences that count as a refusal: the style's and the English `NO_ANSWER`, which a
+    model tuned before the style had a refusal still says."""
+    return {NO_ANSWER, refusal_sentence(style)}
+
+
 def rag_system(style: StyleConfig | None = None) -> str:
     """The RAG system prompt; a style puts its persona first, sets the answer length and the
     refusal sentence."""
@@ -141,13 +147,10 @@ def has_citation_marker(text: str) -> bool:
 
 
 def is_no_answer(text: str, style: StyleConfig | None = None) -> bool:
-    """Whether `text` says the refusal sentence, wherever in it: the style's
-    (`refusal_sentence`) or the English `NO_ANSWER`, which a model tuned before the style had a
-    refusal still says."""
+    """Whether `text` says a refusal sentence (`refusal_sentences`), wherever in it."""
     lowered = text.lower()
     return any(
-        sentence.lower().rstrip(SENTENCE_STOPS) in lowered
-        for sentence in {NO_ANSWER, refusal_sentence(style)}
+        sentence.lower().rstrip(SENTENCE_STOPS) in lowered for sentence in refusal_sentences(style)
     )
 
 
