@@ -42,6 +42,7 @@ from builder.jobs import process_start_ticks
 from builder.project import Project
 from builder.stamps import digest, file_digest, read_json, up_to_date, write_json
 from builder.tune_style import STYLED_PAIRS, identity_training, rewrites_targets, styled_pairs
+from builder.tune_targets import own_answer_examples, uses_own_answers
 from finetune.distributed import join, launched, main_first
 
 if TYPE_CHECKING:
@@ -236,6 +237,7 @@ def _format(
     user_data: list[Any],
     index_id: str,
     report: TuneReport,
+    progress: Progress,
 ) -> Path:
     from finetune.data import write_examples_jsonl
     from finetune.pairs import read_pairs_jsonl
@@ -257,6 +259,8 @@ def _format(
         config.tune.balance,
         config.tune.skip_kinds,
         asdict(config.style),
+        # The own answers depend on the model that writes them and on the engine's checks.
+        *([asdict(config.generation), asdict(config.answer)] if uses_own_answers(project) else []),
     )
     if up_to_date(stamp, inputs, out):
         report.stages["format"] = "skipped (inputs unchanged)"
@@ -295,8 +299,12 @@ def _format(
             config.raft,
             config.style,
         )
-        examples.extend(synthesized)
         details = raft_report.to_dict()
+        if uses_own_answers(project):
+            synthesized, details["own_answers"] = own_answer_examples(
+                project, retriever, synthesized, progress
+            )
+        examples.extend(synthesized)
         details["pairs_by_kind"] = dict(sorted(Counter(p.kind or "?" for p in usable).items()))
         if skipped:
             details["pairs_of_skipped_kinds"] = synthesized_count - len(pairs)
@@ -476,7 +484,9 @@ def _prepare(
                 project, train_pairs, chunks, report.stages, status
             )
         status({"stage": "format"})
-        train_set = _format(project, retriever, chunks, train_pairs, data or [], index_id, report)
+        train_set = _format(
+            project, retriever, chunks, train_pairs, data or [], index_id, report, status
+        )
     finally:
         retriever.close()
     return chunks, train_set

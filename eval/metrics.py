@@ -14,15 +14,14 @@ from __future__ import annotations
 import dataclasses
 import re
 import string
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eval.questions import EvalQuestion
+from retrieval.answer_match import CITATION_MARKER, answer_tokens, holds_answer, normalize_answer
 from retrieval.attribution import (
-    UNSPACED_CHARS,
     TermStatistics,
     fact_forms,
     facts_of,
@@ -34,9 +33,6 @@ from retrieval.prompt import NO_ANSWER, SENTENCE_STOPS
 DEFAULT_FAITHFULNESS_THRESHOLD = 0.5
 LABELS = ("yes", "no", "maybe")
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-_CITATION_MARKER = re.compile(r"\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<!\s)\s+([.,;:!?])")
 # A sentence ends at . ! or ? followed by space and a capital, digit or quote: "2.1 days" and
 # "e.g. the" stay whole.
@@ -153,33 +149,8 @@ def metric_definitions(faithfulness_threshold: float = DEFAULT_FAITHFULNESS_THRE
     }
 
 
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
-
-
-_UNSPACED_CHAR = re.compile(f"[{UNSPACED_CHARS}]")
-
-
-def _without_punctuation(text: str) -> str:
-    """`text` without ASCII punctuation and without Unicode punctuation (category P: the
-    ideographic full stop and full-width commas of CJK text, curly quotes)."""
-    text = text.translate(_PUNCTUATION)
-    if text.isascii():
-        return text
-    return "".join(char for char in text if not unicodedata.category(char).startswith("P"))
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD normalization: lower case, no [n] markers, punctuation or articles, single spaces;
-    thousands separators dropped first, so '9,000' and '9000' agree. Each character of a script
-    written without spaces (Chinese, Japanese, ...) stands alone, as in the MLQA evaluation:
-    '最大转速12000' -> '最 大 转 速 12000'."""
-    text = _THOUSANDS.sub("", _CITATION_MARKER.sub(" ", text)).lower()
-    text = _UNSPACED_CHAR.sub(r" \g<0> ", _without_punctuation(text))
-    return " ".join(_ARTICLES.sub(" ", text).split())
-
-
 def _tokens(text: str) -> list[str]:
-    return normalize_answer(text).split()
+    return answer_tokens(text)
 
 
 def token_f1(prediction: str, reference: str) -> float:
@@ -201,10 +172,7 @@ def exact_match(prediction: str, reference: str) -> float:
 
 def contains_gold(prediction: str, reference: str) -> float:
     """1.0 when the normalized reference occurs in the normalized prediction at word bounds."""
-    gold = _tokens(reference)
-    if not gold:
-        return 0.0
-    return float(f" {' '.join(gold)} " in f" {' '.join(_tokens(prediction))} ")
+    return float(holds_answer(prediction, reference))
 
 
 def gold_token_recall(prediction: str, reference: str) -> float:
@@ -315,7 +283,7 @@ def split_sentences(answer: str) -> list[str]:
     """The answer's sentences, without citation markers; empty pieces dropped."""
     pieces = _SENTENCE_END.split(answer.strip())
     cleaned = (
-        _SPACE_BEFORE_PUNCTUATION.sub(r"\1", " ".join(_CITATION_MARKER.sub(" ", piece).split()))
+        _SPACE_BEFORE_PUNCTUATION.sub(r"\1", " ".join(CITATION_MARKER.sub(" ", piece).split()))
         for piece in pieces
     )
     return [piece for piece in cleaned if piece.strip(string.punctuation + " ")]

@@ -208,6 +208,8 @@ def distill_teacher_problem(teacher: str) -> str | None:
 
 
 ORACLE_PLACES = ("retrieved", "random")
+RAFT_TARGETS = ("own", "pair")
+OWN_MISSES = ("drop", "pair")
 
 
 @dataclass
@@ -222,6 +224,19 @@ class RaftConfig:
     """Where the oracle chunk is shown: 'random', at a random rank (the RAFT paper's setup), or
     'retrieved', at the rank the project's retriever gives it for the question (last when it is
     not in the top: the order the answer engine shows)."""
+    targets: str = "own"
+    """What a cited example's answer is: 'own', the base model's own answer to the example's
+    prompt, kept when it holds the pair's key fact and every sentence is supported by a shown
+    chunk, with its verified [n] markers (self-distillation: the adapter learns to cite and to
+    prefer its right answers without being pulled towards another writer's wording); 'pair',
+    the synthesized answer as written, citing the oracle."""
+    own_retry: bool = True
+    """'own': where the model's answer misses, ask once more with the oracle chunk alone (no
+    distractors), and train the answer that passes on the full prompt (STaR's
+    rationalization: the hint is where to look, the words stay the model's)."""
+    own_miss: str = "drop"
+    """'own': a cited example with no accepted answer is dropped ('drop') or keeps the
+    synthesized answer ('pair')."""
     seed: int = 0
 
     def problems(self) -> list[str]:
@@ -229,6 +244,10 @@ class RaftConfig:
         if self.oracle_place not in ORACLE_PLACES:
             places = " or ".join(repr(p) for p in ORACLE_PLACES)
             problems.append(f"oracle_place = {self.oracle_place!r}: use {places}")
+        for name, choices in (("targets", RAFT_TARGETS), ("own_miss", OWN_MISSES)):
+            value = getattr(self, name)
+            if value not in choices:
+                problems.append(f"{name} = {value!r}: use " + " or ".join(map(repr, choices)))
         for name in ("without_oracle", "closed_book"):
             value = getattr(self, name)
             if not 0 <= value < 1:

@@ -32,6 +32,26 @@ _SHAREGPT_EXPORT = {"system": "system", "user": "human", "assistant": "gpt"}
 
 
 @dataclass
+class Grounding:
+    """What a cited RAFT example's answer must hold and where it is: the check an answer in
+    the model's own words passes before it replaces the target (`finetune.own_answers`)."""
+
+    chunks: list[str]
+    """The text of each shown chunk, numbered from 1 as in the prompt."""
+    key_fact: str
+    """What the answer must state (the pair's span, else its answer)."""
+    holders: list[int]
+    """The shown chunks that hold the pair's evidence."""
+    evidence: str
+    """The sentence(s) of the oracle chunk that state the key fact."""
+    focused_prompt: list[dict[str, str]] | None = None
+    """The same question shown with the oracle chunk alone, no distractors."""
+    whole_sentence: bool = False
+    """The key fact is a whole answer sentence (no span was chosen), which an answer may say in
+    other words."""
+
+
+@dataclass
 class ChatExample:
     """One training conversation: an optional system turn, then user and assistant turns in
     alternation, ending with the assistant answer the model learns to write."""
@@ -41,6 +61,8 @@ class ChatExample:
     teacher_messages: list[dict[str, str]] | None = None
     """The prompt a context-distillation teacher reads in place of `messages[:-1]` (for a
     closed-book example: the RAG prompt with its oracle chunk), or None. Not written to JSONL."""
+    grounding: Grounding | None = None
+    """For a cited RAFT example, what its answer must hold; None otherwise. Not written."""
 
 
 class DataFormatError(Exception):

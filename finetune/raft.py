@@ -20,11 +20,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from finetune.config import RaftConfig
-from finetune.data import ChatExample
+from finetune.data import ChatExample, Grounding
 from finetune.distill import context_teacher_messages
 from finetune.pairs import UNANSWERABLE, QAPair
 from retrieval.config import StyleConfig
-from retrieval.prompt import PromptDocument, closed_book_messages, rag_messages, refusal_sentence
+from retrieval.prompt import (
+    SENTENCE_STOPS,
+    PromptDocument,
+    closed_book_messages,
+    rag_messages,
+    refusal_sentence,
+)
 from retrieval.search import Hit
 
 
@@ -51,6 +57,16 @@ def _squash(text: str) -> str:
 def _holds_evidence(text: str, pair: QAPair) -> bool:
     evidence = _squash(pair.evidence or pair.answer)
     return bool(evidence) and evidence in _squash(text)
+
+
+def _shown_text(hit: Hit) -> str:
+    """A chunk's text as the prompt shows it: a table's rows under their header."""
+    return f"{hit.table_header}\n{hit.text}" if hit.table_header else hit.text
+
+
+def _is_sentence(answer: str) -> bool:
+    """Whether an answer is a sentence (it ends with a stop) rather than a value."""
+    return answer.rstrip().endswith(tuple(SENTENCE_STOPS))
 
 
 def cited_answer(answer: str, numbers: Sequence[int]) -> str:
@@ -122,14 +138,25 @@ def raft_examples(
             holders = [shown.index(oracle) + 1]
         if pair.kind == UNANSWERABLE:  # the oracle is shown and still does not answer
             holders = []
+        grounding = None
         if holders:
             target = cited_answer(pair.answer, holders[:1])
             report.with_oracle += 1
+            grounding = Grounding(
+                [_shown_text(h) for h in shown],
+                pair.span or pair.answer,
+                holders,
+                pair.evidence,
+                focused_prompt=rag_messages(pair.question, [PromptDocument.of(oracle)], style),
+                whole_sentence=not pair.span and _is_sentence(pair.answer),
+            )
         else:
             target = refusal
             report.without_oracle += 1
         messages = rag_messages(pair.question, prompt_docs, style)
-        examples.append(ChatExample([*messages, {"role": "assistant", "content": target}]))
+        examples.append(
+            ChatExample([*messages, {"role": "assistant", "content": target}], grounding=grounding)
+        )
         if rng.random() < config.closed_book and pair.kind != UNANSWERABLE:
             closed = closed_book_messages(pair.question, style)
             # What a context-distillation teacher reads instead (tune.context_distill).

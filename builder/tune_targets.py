@@ -1,0 +1,92 @@
+"""The cited training targets in the base model's own words (`raft.targets = "own"`,
+`finetune.own_answers`): part of the format stage of `ragtune tune`, with the model and the
+verification the answer engine uses for `ragtune eval`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from builder.engine import backend_for, open_llamacpp_generator
+from builder.project import Project
+from builder.tune_style import rewrites_targets
+
+if TYPE_CHECKING:
+    from finetune.data import ChatExample
+    from retrieval.search import Retriever
+
+OWN_ANSWERS = "own_answers.jsonl"
+"""Every answer the model gave for a cited example, with the verdict: what was kept and why."""
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def uses_own_answers(project: Project) -> bool:
+    """Whether the format stage replaces cited targets by the model's own answers: asked for,
+    and no house voice to keep (a style's rewritten answers are the point of the style)."""
+    return project.config.raft.targets == "own" and not rewrites_targets(project)
+
+
+def own_answer_examples(
+    project: Project,
+    retriever: Retriever,
+    examples: list[ChatExample],
+    progress: Progress,
+) -> tuple[list[ChatExample], dict[str, Any]]:
+    """`examples` with their cited targets in the base model's own words, and the report.
+
+    The model answers as `ragtune eval` runs it (the backend 'eval' uses, no adapter, the
+    generation settings), in batches of `answer.batch_size`.
+    """
+    from finetune.own_answers import own_answer_targets
+    from finetune.pairs import write_jsonl_atomic
+    from retrieval.answer import AnswerEngine
+    from retrieval.attribution import verify_claims
+    from retrieval.generation import load_generator_with_adapter
+
+    config = project.config
+    progress({"stage": "format", "message": "loading the base model for its own answers"})
+    if backend_for(config, None, "eval") == "llamacpp":
+        generator = open_llamacpp_generator(config.generation, None)
+    else:
+        generator, _ = load_generator_with_adapter(config.generation, None)
+    # The engine's statistics, threshold and refusal test: targets pass the checks answers do.
+    engine = AnswerEngine(
+        generator, retriever, config.answer, config.answer.documents, style=config.style
+    )
+    size = config.answer.batch_size
+
+    def generate(prompts: list[list[dict[str, str]]]) -> list[str]:
+        replies: list[str] = []
+        for start in range(0, len(prompts), size):
+            replies.extend(generator.generate(prompts[start : start + size]))
+            progress(
+                {
+                    "stage": "format",
+                    "message": "own answers",
+                    "done": len(replies),
+                    "total": len(prompts),
+                }
+            )
+        return replies
+
+    def verify(claims, chunks):
+        return verify_claims(
+            claims,
+            chunks,
+            statistics=engine.statistics,
+            threshold=config.answer.support_threshold,
+            embed=retriever.encoder.encode,
+            skip=engine.is_refusal,
+        )
+
+    result, report, attempts = own_answer_targets(
+        examples,
+        generate,
+        verify,
+        engine.is_refusal,
+        retry=config.raft.own_retry,
+        miss=config.raft.own_miss,
+    )
+    write_jsonl_atomic(project.tune_dir / OWN_ANSWERS, attempts)
+    return result, report.to_dict()
