@@ -133,6 +133,9 @@ def _print_report(report) -> None:
     if trained:
         kinds = ", ".join(f"{n} {kind}" for kind, n in trained.items())
         err.print(f"training pairs by type: {escape(kinds)}")
+    own = (report.format or {}).get("own_answers")
+    if own:
+        err.print(_own_answers_line(own))
     if report.split:
         err.print(
             f"split: {report.split['train']} train pairs, {report.split['eval']} held out for "
@@ -167,6 +170,25 @@ def _print_report(report) -> None:
     if "forgetting" in card:
         err.print(card["forgetting"]["summary"])
     err.print(f"adapter: {escape(str(report.run_dir / 'adapter'))} (now the project's current)")
+
+
+def _own_answers_line(own: dict) -> str:
+    """What the model's own answers did to the cited training targets."""
+    cited = own["cited_examples"]
+    if own.get("fallback"):
+        return (
+            f"own answers: none of {cited} passed the checks; trained on the synthesized "
+            "answers (see tune/own_answers.jsonl)"
+        )
+    retried = own.get("hint", 0) + own.get("focused", 0)
+    misses = ", ".join(f"{n} {why}" for why, n in sorted((own.get("misses") or {}).items()))
+    line = (
+        f"own answers: {own['own'] + retried} of {cited} cited targets in the model's own words "
+        f"({own['own']} first answers, {retried} on a retry); {own['dropped']} dropped, "
+        f"{own['kept_pair']} kept as synthesized, {own['others_left_out']} refusal or "
+        "closed-book examples thinned to match"
+    )
+    return line + (f" (misses: {escape(misses)})" if misses else "")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

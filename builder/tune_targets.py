@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from builder.engine import backend_for, open_llamacpp_generator
 from builder.project import Project
 from builder.tune_style import rewrites_targets
+from retrieval.generation import load_generator_with_adapter
 
 if TYPE_CHECKING:
     from finetune.data import ChatExample
@@ -42,7 +43,6 @@ def own_answer_examples(
     from finetune.pairs import write_jsonl_atomic
     from retrieval.answer import AnswerEngine
     from retrieval.attribution import verify_claims
-    from retrieval.generation import load_generator_with_adapter
 
     config = project.config
     progress({"stage": "format", "message": "loading the base model for its own answers"})

@@ -210,6 +210,7 @@ def distill_teacher_problem(teacher: str) -> str | None:
 ORACLE_PLACES = ("retrieved", "random")
 RAFT_TARGETS = ("own", "pair")
 OWN_MISSES = ("drop", "pair")
+OWN_RETRIES = ("hint", "focused", "none")
 
 
 @dataclass
@@ -230,10 +231,11 @@ class RaftConfig:
     chunk, with its verified [n] markers (self-distillation: the adapter learns to cite and to
     prefer its right answers without being pulled towards another writer's wording); 'pair',
     the synthesized answer as written, citing the oracle."""
-    own_retry: bool = True
-    """'own': where the model's answer misses, ask once more with the oracle chunk alone (no
-    distractors), and train the answer that passes on the full prompt (STaR's
-    rationalization: the hint is where to look, the words stay the model's)."""
+    own_retry: str = "hint"
+    """'own': where the model's answer misses, ask once more and train the answer that passes
+    on the prompt without the help (STaR's rationalization): 'hint' adds the pair's key fact
+    and evidence after the question, 'focused' shows the oracle chunk alone, 'none' does not
+    ask again."""
     own_miss: str = "drop"
     """'own': a cited example with no accepted answer is dropped ('drop') or keeps the
     synthesized answer ('pair')."""
@@ -244,7 +246,11 @@ class RaftConfig:
         if self.oracle_place not in ORACLE_PLACES:
             places = " or ".join(repr(p) for p in ORACLE_PLACES)
             problems.append(f"oracle_place = {self.oracle_place!r}: use {places}")
-        for name, choices in (("targets", RAFT_TARGETS), ("own_miss", OWN_MISSES)):
+        for name, choices in (
+            ("targets", RAFT_TARGETS),
+            ("own_miss", OWN_MISSES),
+            ("own_retry", OWN_RETRIES),
+        ):
             value = getattr(self, name)
             if value not in choices:
                 problems.append(f"{name} = {value!r}: use " + " or ".join(map(repr, choices)))

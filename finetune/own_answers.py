@@ -16,9 +16,10 @@ only when it is right by the same tests the answer engine and the evaluation app
 The kept answer carries its verified [n] markers, so the adapter learns to cite and to prefer
 the answers it already gets right, while staying close to its own distribution (rejection-
 sampled self-distillation, as in STaR and RFT). Where the first answer misses, the model is
-asked once more with the oracle chunk alone, without the distractors, and an answer that passes
-is trained on the full prompt, its markers given by the check (STaR's rationalization, with the
-hint being where to look rather than what to say, so the answer keeps the model's own wording).
+asked once more (STaR's rationalization), and an answer that passes is trained on the prompt
+without the help: `hint` adds the key fact and the evidence sentence after the question;
+`focused` shows the oracle chunk alone, without distractors (its markers are dropped and the
+check gives those of the full prompt).
 """
 
 from __future__ import annotations
@@ -48,12 +49,16 @@ class OwnAnswerReport:
     cited_examples: int = 0
     own: int = 0
     """Targets replaced by the model's first answer."""
+    hint: int = 0
+    """Targets replaced by its answer with the hint."""
     focused: int = 0
     """Targets replaced by its answer to the focused prompt (the oracle chunk alone)."""
     kept_pair: int = 0
     """Missed both times, trained on the synthesized answer (`own_miss = "pair"`)."""
     dropped: int = 0
     """Missed both times and left out (`own_miss = "drop"`)."""
+    fallback: bool = False
+    """None of the model's answers passed: every target stayed the synthesized answer."""
     others_left_out: int = 0
     """Refusal and closed-book examples left out with them, so each kind keeps its share."""
     misses: dict[str, int] | None = None
@@ -123,13 +128,31 @@ def accepted_answer(
     return kept, "ok"
 
 
+def with_hint(prompt: list[dict[str, str]], grounding: Grounding) -> list[dict[str, str]]:
+    """`prompt` with a hint after the question: the key fact and the chunk that states it."""
+    hint = f'\n\nHint: the answer is "{grounding.key_fact.strip()}", as document '
+    hint += f"[{grounding.holders[0]}] says"
+    if grounding.evidence.strip():
+        hint += f': "{" ".join(grounding.evidence.split())}"'
+    messages = [dict(m) for m in prompt]
+    messages[-1]["content"] += hint + "."
+    return messages
+
+
+def _retry_prompt(example: ChatExample, retry: str) -> list[dict[str, str]] | None:
+    grounding = example.grounding
+    if retry == "hint":
+        return with_hint(example.messages[:-1], grounding)
+    return grounding.focused_prompt
+
+
 def own_answer_targets(
     examples: Sequence[ChatExample],
     generate: Generate,
     verify: Verify,
     is_refusal: IsRefusal,
     *,
-    retry: bool = True,
+    retry: str = "hint",
     miss: str = "drop",
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[ChatExample], OwnAnswerReport, list[dict[str, str]]]:
@@ -143,7 +166,8 @@ def own_answer_targets(
         generate: the base model answering prompts (greedy, the engine's settings).
         verify: see `Verify`.
         is_refusal: see `IsRefusal`.
-        retry: ask once more with the focused prompt where the first answer misses.
+        retry: where the first answer misses, ask once more with a 'hint' or the 'focused'
+            prompt, or not at all ('none').
         miss: 'drop' or 'pair': what becomes of a cited example with no accepted answer.
         progress: called with (rounds done, rounds) after each round.
 
@@ -156,14 +180,14 @@ def own_answer_targets(
     report.cited_examples = len(cited)
     targets: dict[int, str] = {}
     attempts: list[dict[str, str]] = []
-    rounds = ("own", "focused") if retry else ("own",)
+    rounds = ("own",) if retry == "none" else ("own", retry)
     for done, name in enumerate(rounds, start=1):
         focused = name == "focused"
         pending = [i for i in cited if i not in targets]
-        if focused:
-            pending = [i for i in pending if examples[i].grounding.focused_prompt]
+        if name != "own":
+            pending = [i for i in pending if _retry_prompt(examples[i], name)]
         prompts = [
-            examples[i].grounding.focused_prompt if focused else examples[i].messages[:-1]
+            _retry_prompt(examples[i], name) if name != "own" else examples[i].messages[:-1]
             for i in pending
         ]
         replies = generate(prompts) if prompts else []
@@ -181,6 +205,11 @@ def own_answer_targets(
             setattr(report, name, getattr(report, name) + 1)
         if progress:
             progress(done, len(rounds))
+    if cited and not targets:
+        # A model that gets none right has nothing of its own to learn from: the synthesized
+        # answers are trained as written, and the report says so.
+        report.fallback = True
+        return list(examples), report, attempts
     kept_cited = len(targets) if miss == "drop" else len(cited)
     # The other examples (refusals, closed book) keep their share of the mix: dropping cited
     # examples alone would teach refusing more often than the RAFT settings ask.

@@ -4,7 +4,7 @@ again with the oracle chunk alone and trained on the full prompt; examples witho
 keep their share."""
 
 from finetune.data import ChatExample, Grounding
-from finetune.own_answers import accepted_answer, own_answer_targets
+from finetune.own_answers import accepted_answer, own_answer_targets, with_hint
 from retrieval.attribution import verify_claims
 from retrieval.prompt import NO_ANSWER, is_no_answer
 
@@ -105,7 +105,7 @@ def test_targets_are_replaced_hinted_kept_or_dropped_and_counted():
         return ["The rotor is retired after 5000 runs [1].", "It glows."]
 
     result, report, attempts = own_answer_targets(
-        examples, generate, verify, is_no_answer, miss="drop"
+        examples, generate, verify, is_no_answer, retry="focused", miss="drop"
     )
     assert len(seen[0]) == 3 and len(seen[1]) == 2
     assert seen[1] == [FOCUSED, FOCUSED]
@@ -129,12 +129,37 @@ def test_targets_are_replaced_hinted_kept_or_dropped_and_counted():
     # Two of three cited examples kept: two of the three refusals keep the mix.
     assert report.others_left_out == 1 and len(result) == 4
     kept, report, _ = own_answer_targets(
-        examples, generate_once_wrong, verify, is_no_answer, retry=False, miss="pair"
+        examples, generate_first_right, verify, is_no_answer, retry="none", miss="pair"
     )
-    assert report.kept_pair == 3 and [e.messages[-1] for e in kept] == [
-        e.messages[-1] for e in examples
-    ]
+    assert (report.own, report.kept_pair, report.others_left_out) == (1, 2, 0)
+    assert [e.messages[-1] for e in kept[1:]] == [e.messages[-1] for e in examples[1:]]
+
+
+def generate_first_right(prompts):
+    return ["The MX-30 rotor is retired after 5000 runs.", *generate_once_wrong(prompts[1:])]
 
 
 def generate_once_wrong(prompts):
     return ["It glows." for _ in prompts]
+
+
+def test_a_model_that_gets_none_right_keeps_the_synthesized_targets():
+    examples = [example(), example()]
+    kept, report, attempts = own_answer_targets(examples, generate_once_wrong, verify, is_no_answer)
+    assert report.fallback and kept == examples and len(attempts) == 4
+
+
+def test_the_hint_names_the_key_fact_and_its_chunk_and_the_target_is_trained_without_it():
+    hinted = with_hint(PROMPT, GROUNDING)
+    assert hinted[0] == PROMPT[0] and hinted[1]["content"].startswith(PROMPT[1]["content"])
+    assert '"5000 runs"' in hinted[1]["content"] and "[2]" in hinted[1]["content"]
+    seen = []
+
+    def generate(prompts):
+        seen.append(prompts)
+        reply = "It glows." if len(seen) == 1 else "The rotor is retired after 5000 runs [2]."
+        return [reply for _ in prompts]
+
+    result, report, _ = own_answer_targets([example()], generate, verify, is_no_answer)
+    assert seen[1] == [hinted] and report.hint == 1
+    assert result[0].messages[:-1] == PROMPT

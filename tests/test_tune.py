@@ -1,6 +1,7 @@
 """`ragtune tune` and `ragtune export` end to end on a tiny Llama and the fake keyword encoder."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,29 @@ def test_tune_before_build_says_what_to_do(project_factory, capsys):
     project = project_factory(overrides=TINY_RUN)
     assert main(["tune", str(project.root)]) == 2
     assert "ragtune build" in capsys.readouterr().err
+
+
+def test_own_answers_replace_the_cited_targets_that_pass_the_checks(project, monkeypatch, capsys):
+    # The echo model quotes document 1 and cites it: right where the oracle is shown first,
+    # and always with the oracle alone (the focused retry).
+    from echo_generator import EchoGenerator
+
+    import builder.tune_targets
+
+    monkeypatch.setattr(
+        builder.tune_targets, "load_generator_with_adapter", lambda *a, **k: (EchoGenerator(), "")
+    )
+    focused = ["--set", "raft.own_retry='focused'"]
+    assert main(["tune", str(project.root), "--set", "tune.max_steps=1", *focused]) == 0
+    capsys.readouterr()
+    report = json.loads((project.tune_dir / "format.json").read_text())["report"]
+    own = report["own_answers"]
+    assert own["own"] + own["focused"] > 0 and not own["fallback"]
+    attempts = [json.loads(line) for line in (project.tune_dir / "own_answers.jsonl").open()]
+    assert {a["round"] for a in attempts} <= {"own", "focused"}
+    assert sum(a["verdict"] == "ok" for a in attempts) == own["own"] + own["focused"]
+    trained = [json.loads(line) for line in (project.tune_dir / "train.jsonl").open()]
+    targets = [row["messages"][-1]["content"] for row in trained]
+    # A kept answer is the quoted chunk with the verified marker of the shown oracle.
+    assert any(re.search(r"\[\d\]", t) and len(t) > 40 for t in targets)
+    assert all("<document" not in t for t in targets)
