@@ -30,6 +30,7 @@ class _StageBars:
 
     LABELS = {  # noqa: RUF012
         "synthesize": "synthesizing pairs",
+        "format": "formatting",
         "train": "training",
     }
 
