@@ -91,7 +91,10 @@ class LlamaCppGenerator:
             "prompt": ids,
             "n_predict": max_new_tokens or self.config.max_new_tokens,
             "temperature": temperature,
-            "cache_prompt": True,
+            # llama.cpp matches a slot's cached prompt by tokens alone: a prompt cached with
+            # the LoRA at one scale would be reused at the other, so `rag+tuned` asked after
+            # `rag` read the documents through the base weights. With a LoRA, no reuse.
+            "cache_prompt": not self._has_lora,
         }
         if temperature > 0:
             # transformers' sampling defaults, so both backends sample alike.

@@ -95,6 +95,11 @@ def test_one_llama_cpp_load_answers_in_all_four_modes(engine, smollm_adapter):
     # the base mode after the tuned ones answers as it did before them.
     again = engine.answer_many(QUESTIONS, "base")
     assert [a.model_answer for a in again] == [a.model_answer for a in answers["base"]]
+    # Nor does a prompt cached at one LoRA scale serve the other: rag+tuned asked right after
+    # rag (the same prompts) answers as it does after tuned (other prompts).
+    engine.answer_many(QUESTIONS, "tuned")
+    fresh = engine.answer_many(QUESTIONS, "rag+tuned")
+    assert [a.model_answer for a in fresh] == [a.model_answer for a in answers["rag+tuned"]]
     # rag answers are verified against the shown chunks like any other backend's.
     assert all(a.retrieved for a in answers["rag"])
 
