@@ -188,6 +188,7 @@ def _own_answers_line(own: dict) -> str:
         f"({own['own']} first answers, {retried} on a retry); {own['dropped']} dropped, "
         f"{own['kept_pair']} kept as synthesized, {own['others_left_out']} refusal or "
         "closed-book examples thinned to match"
+        + (f", {own['seconds']:.0f} s" if "seconds" in own else "")
     )
     return line + (f" (misses: {escape(misses)})" if misses else "")
 

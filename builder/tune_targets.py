@@ -4,6 +4,7 @@ verification the answer engine uses for `ragtune eval`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ def own_answer_examples(
     from retrieval.attribution import verify_claims
 
     config = project.config
+    started = time.perf_counter()
     progress({"stage": "format", "message": "loading the base model for its own answers"})
     if backend_for(config, None, "eval") == "llamacpp":
         generator = open_llamacpp_generator(config.generation, None)
@@ -89,4 +91,5 @@ def own_answer_examples(
         miss=config.raft.own_miss,
     )
     write_jsonl_atomic(project.tune_dir / OWN_ANSWERS, attempts)
-    return result, report.to_dict()
+    # The model's load included: what the user waits for.
+    return result, {**report.to_dict(), "seconds": round(time.perf_counter() - started, 1)}
