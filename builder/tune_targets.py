@@ -43,7 +43,6 @@ def own_answer_examples(
     from finetune.own_answers import own_answer_targets
     from finetune.pairs import write_jsonl_atomic
     from retrieval.answer import AnswerEngine
-    from retrieval.attribution import verify_claims
 
     config = project.config
     started = time.perf_counter()
@@ -72,20 +71,10 @@ def own_answer_examples(
             )
         return replies
 
-    def verify(claims, chunks):
-        return verify_claims(
-            claims,
-            chunks,
-            statistics=engine.statistics,
-            threshold=config.answer.support_threshold,
-            embed=retriever.encoder.encode,
-            skip=engine.is_refusal,
-        )
-
     result, report, attempts = own_answer_targets(
         examples,
         generate,
-        verify,
+        engine.check_claims,
         engine.is_refusal,
         retry=config.raft.own_retry,
         miss=config.raft.own_miss,

@@ -149,13 +149,9 @@ def metric_definitions(faithfulness_threshold: float = DEFAULT_FAITHFULNESS_THRE
     }
 
 
-def _tokens(text: str) -> list[str]:
-    return answer_tokens(text)
-
-
 def token_f1(prediction: str, reference: str) -> float:
     """SQuAD token F1 between a prediction and a reference (1.0 when both are empty)."""
-    predicted, gold = _tokens(prediction), _tokens(reference)
+    predicted, gold = answer_tokens(prediction), answer_tokens(reference)
     if not predicted or not gold:
         return float(predicted == gold)
     common = sum((Counter(predicted) & Counter(gold)).values())
@@ -177,10 +173,10 @@ def contains_gold(prediction: str, reference: str) -> float:
 
 def gold_token_recall(prediction: str, reference: str) -> float:
     """Share of the reference's normalized tokens (counted with repeats) in the prediction."""
-    gold = Counter(_tokens(reference))
+    gold = Counter(answer_tokens(reference))
     if not gold:
         return 0.0
-    found = Counter(_tokens(prediction))
+    found = Counter(answer_tokens(prediction))
     return sum((gold & found).values()) / sum(gold.values())
 
 
@@ -221,7 +217,7 @@ def extract_label(answer: str, labels: Sequence[str] = LABELS) -> str | None:
     if is_refusal(answer):
         return None
     wanted = set(labels)
-    return next((word for word in _tokens(answer) if word in wanted), None)
+    return next((word for word in answer_tokens(answer) if word in wanted), None)
 
 
 def label_accuracy(

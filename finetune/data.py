@@ -36,6 +36,8 @@ class Grounding:
     """What a cited RAFT example's answer must hold and where it is: the check an answer in
     the model's own words passes before it replaces the target (`finetune.own_answers`)."""
 
+    question: str
+    """The question the example asks."""
     chunks: list[str]
     """The text of each shown chunk, numbered from 1 as in the prompt."""
     key_fact: str

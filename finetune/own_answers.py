@@ -154,7 +154,6 @@ def own_answer_targets(
     *,
     retry: str = "hint",
     miss: str = "drop",
-    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[ChatExample], OwnAnswerReport, list[dict[str, str]]]:
     """`examples` with each cited example's target replaced by the model's own accepted answer.
 
@@ -169,7 +168,6 @@ def own_answer_targets(
         retry: where the first answer misses, ask once more with a 'hint' or the 'focused'
             prompt, or not at all ('none').
         miss: 'drop' or 'pair': what becomes of a cited example with no accepted answer.
-        progress: called with (rounds done, rounds) after each round.
 
     Returns:
         The examples in their order (less the dropped ones), the counts, and every answer the
@@ -181,30 +179,27 @@ def own_answer_targets(
     targets: dict[int, str] = {}
     attempts: list[dict[str, str]] = []
     rounds = ("own",) if retry == "none" else ("own", retry)
-    for done, name in enumerate(rounds, start=1):
+    for name in rounds:
         focused = name == "focused"
-        pending = [i for i in cited if i not in targets]
-        if name != "own":
-            pending = [i for i in pending if _retry_prompt(examples[i], name)]
-        prompts = [
-            _retry_prompt(examples[i], name) if name != "own" else examples[i].messages[:-1]
-            for i in pending
+        asked = [
+            (i, examples[i].messages[:-1] if name == "own" else _retry_prompt(examples[i], name))
+            for i in cited
+            if i not in targets
         ]
+        pending = [i for i, prompt in asked if prompt]
+        prompts = [prompt for _, prompt in asked if prompt]
         replies = generate(prompts) if prompts else []
         for i, reply in zip(pending, replies):
             grounding = examples[i].grounding
             target, reason = accepted_answer(reply, grounding, verify, is_refusal, focused=focused)
-            question = examples[i].messages[-2]["content"].rsplit("Question:", 1)[-1].strip()
             attempts.append(
-                {"question": question, "round": name, "reply": reply, "verdict": reason}
+                {"question": grounding.question, "round": name, "reply": reply, "verdict": reason}
             )
             if target is None:
                 report.misses[reason] = report.misses.get(reason, 0) + 1
                 continue
             targets[i] = target
             setattr(report, name, getattr(report, name) + 1)
-        if progress:
-            progress(done, len(rounds))
     if cited and not targets:
         # A model that gets none right has nothing of its own to learn from: the synthesized
         # answers are trained as written, and the report says so.

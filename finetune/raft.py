@@ -59,11 +59,6 @@ def _holds_evidence(text: str, pair: QAPair) -> bool:
     return bool(evidence) and evidence in _squash(text)
 
 
-def _shown_text(hit: Hit) -> str:
-    """A chunk's text as the prompt shows it: a table's rows under their header."""
-    return f"{hit.table_header}\n{hit.text}" if hit.table_header else hit.text
-
-
 def _is_sentence(answer: str) -> bool:
     """Whether an answer is a sentence (it ends with a stop) rather than a value."""
     return answer.rstrip().endswith(tuple(SENTENCE_STOPS))
@@ -143,7 +138,8 @@ def raft_examples(
             target = cited_answer(pair.answer, holders[:1])
             report.with_oracle += 1
             grounding = Grounding(
-                [_shown_text(h) for h in shown],
+                pair.question,
+                [doc.shown_text for doc in prompt_docs],
                 pair.span or pair.answer,
                 holders,
                 pair.evidence,

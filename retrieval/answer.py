@@ -275,9 +275,16 @@ class AnswerEngine:
 
     def verify(self, text: str, hits: Sequence[Hit]) -> list[Claim]:
         """The sentences of `text` checked against the shown chunks `hits`."""
+        return self.check_claims(split_claims(text), [h.text for h in hits])
+
+    def check_claims(
+        self, claims: Sequence[tuple[str, list[int]]], chunks: Sequence[str]
+    ) -> list[Claim]:
+        """(sentence, markers) claims checked against chunk texts numbered from 1, with the
+        engine's word statistics, threshold, tie-breaking and refusal test."""
         return verify_claims(
-            split_claims(text),
-            [h.text for h in hits],
+            claims,
+            chunks,
             statistics=self.statistics,
             threshold=self.config.support_threshold,
             embed=self._embed if self.retriever is not None else None,

@@ -83,6 +83,11 @@ class PromptDocument:
     table_header: str | None = None
     """The header row of the Markdown table the text continues, shown above the text."""
 
+    @property
+    def shown_text(self) -> str:
+        """The text inside the document element: a table's header row above its rows."""
+        return f"{self.table_header}\n{self.text}" if self.table_header else self.text
+
     @classmethod
     def of(cls, chunk: Any) -> PromptDocument:
         """The prompt's view of a `Chunk` or a `Hit` (anything with their fields)."""
@@ -116,8 +121,7 @@ def format_documents(documents: Sequence[PromptDocument]) -> str:
             attributes += f' page="{doc.page}"'
         if doc.section:
             attributes += f' section="{_attribute(doc.section)}"'
-        text = f"{doc.table_header}\n{doc.text}" if doc.table_header else doc.text
-        parts.append(f"<document {attributes}>\n{_fence(text)}\n</document>")
+        parts.append(f"<document {attributes}>\n{_fence(doc.shown_text)}\n</document>")
     return "<documents>\n" + "\n".join(parts) + "\n</documents>"
 
 

@@ -22,7 +22,8 @@ PROMPT = [
 ]
 FOCUSED = [PROMPT[0], {"role": "user", "content": "<documents>oracle</documents>\n\nQuestion: ?"}]
 EVIDENCE = "The MX-30 rotor is retired after 5000 runs."
-GROUNDING = Grounding(CHUNKS, "5000 runs", [2], EVIDENCE, FOCUSED)
+QUESTION = "When is the MX-30 retired?"
+GROUNDING = Grounding(QUESTION, CHUNKS, "5000 runs", [2], EVIDENCE, FOCUSED)
 
 
 def verify(claims, chunks):
@@ -62,7 +63,7 @@ def test_a_sentence_cut_by_the_token_limit_is_left_out():
 
 
 def test_an_answer_must_cite_a_chunk_that_holds_the_evidence():
-    grounding = Grounding(CHUNKS, "runs", [2], GROUNDING.evidence)
+    grounding = Grounding(QUESTION, CHUNKS, "runs", [2], GROUNDING.evidence)
     target, reason = accepted_answer(
         "The MX-60 rotor is retired after 8000 runs.", grounding, verify, is_no_answer
     )
@@ -77,6 +78,7 @@ def test_a_focused_answer_loses_its_markers_and_gets_the_full_prompts():
 
 def test_a_whole_sentence_answer_may_be_said_in_other_words():
     sentence = Grounding(
+        QUESTION,
         CHUNKS,
         "Setup. The MX-30 rotor is retired after 5000 runs.",
         [2],
@@ -85,7 +87,7 @@ def test_a_whole_sentence_answer_may_be_said_in_other_words():
     )
     reply = "After 5000 runs the MX-30 rotor is retired."
     assert accepted_answer(reply, sentence, verify, is_no_answer)[1] == "ok"
-    exact = Grounding(CHUNKS, sentence.key_fact, [2], sentence.evidence)
+    exact = Grounding(QUESTION, CHUNKS, sentence.key_fact, [2], sentence.evidence)
     assert accepted_answer(reply, exact, verify, is_no_answer)[1] == "key fact missing"
 
 
