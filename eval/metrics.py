@@ -28,7 +28,7 @@ from retrieval.attribution import (
     split_claims,
     verify_claims,
 )
-from retrieval.prompt import NO_ANSWER, SENTENCE_STOPS
+from retrieval.prompt import NO_ANSWER, SENTENCE_STOPS, PromptDocument
 
 DEFAULT_FAITHFULNESS_THRESHOLD = 0.5
 LABELS = ("yes", "no", "maybe")
@@ -285,6 +285,18 @@ def split_sentences(answer: str) -> list[str]:
     return [piece for piece in cleaned if piece.strip(string.punctuation + " ")]
 
 
+def _checked_text(hit: dict) -> str:
+    """A retrieved chunk of a report as the engine checks sentences against it (title and
+    section above the shown text)."""
+    return PromptDocument(
+        source=hit.get("source", ""),
+        text=hit.get("text", ""),
+        section=hit.get("section"),
+        title=hit.get("title"),
+        table_header=hit.get("table_header"),
+    ).checked_text
+
+
 def faithfulness(
     answer: str,
     shown_texts: Sequence[str],
@@ -296,7 +308,7 @@ def faithfulness(
 
     Args:
         answer: the answer text, with or without [n] markers.
-        shown_texts: the full text of each chunk shown to the model.
+        shown_texts: each chunk shown to the model as the engine checks it (`checked_text`).
         threshold: the share of a sentence's word weight one chunk must hold.
         statistics: corpus word frequencies (None: frequencies among the shown chunks).
         refusal: the project's refusal sentence (see `is_refusal`); its sentences are no claim.
@@ -455,7 +467,7 @@ def score_answer(
     shown = retrieved if k is None else retrieved[:k]
     if not refused:
         row["faithfulness"] = faithfulness(
-            text, [h.get("text", "") for h in shown], faithfulness_threshold, statistics, refusal
+            text, [_checked_text(h) for h in shown], faithfulness_threshold, statistics, refusal
         )
         precision, recall_sources = citation_precision_recall(
             [c["source"] for c in citations], question.sources

@@ -139,7 +139,7 @@ def raft_examples(
             report.with_oracle += 1
             grounding = Grounding(
                 pair.question,
-                [doc.shown_text for doc in prompt_docs],
+                [doc.checked_text for doc in prompt_docs],
                 pair.span or pair.answer,
                 holders,
                 pair.evidence,

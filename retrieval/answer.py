@@ -275,7 +275,9 @@ class AnswerEngine:
 
     def verify(self, text: str, hits: Sequence[Hit]) -> list[Claim]:
         """The sentences of `text` checked against the shown chunks `hits`."""
-        return self.check_claims(split_claims(text), [h.text for h in hits])
+        return self.check_claims(
+            split_claims(text), [PromptDocument.of(h).checked_text for h in hits]
+        )
 
     def check_claims(
         self, claims: Sequence[tuple[str, list[int]]], chunks: Sequence[str]

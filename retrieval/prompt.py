@@ -18,6 +18,7 @@ from typing import Any
 
 from retrieval.config import StyleConfig
 from retrieval.persona import length_phrase, persona_preamble
+from retrieval.titles import chunk_header
 
 NO_ANSWER = "I could not find this in the documents."
 """What the engine answers when no document is relevant, unless the style sets its own
@@ -87,6 +88,15 @@ class PromptDocument:
     def shown_text(self) -> str:
         """The text inside the document element: a table's header row above its rows."""
         return f"{self.table_header}\n{self.text}" if self.table_header else self.text
+
+    @property
+    def checked_text(self) -> str:
+        """What an answer's sentence is checked against: the shown text under the title and
+        section the prompt shows with it, so a sentence that names the product from the title
+        ("MX-30") is supported. Not the page: a page number would back a figure it happens to
+        equal."""
+        header = chunk_header(self.title, self.section, None)
+        return f"{header}\n{self.shown_text}" if header else self.shown_text
 
     @classmethod
     def of(cls, chunk: Any) -> PromptDocument:

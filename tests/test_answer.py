@@ -173,6 +173,28 @@ def test_an_answer_without_markers_is_cited_where_it_is_supported(project):
     assert answer.answer == "The R-24A rotor lasts 9,000 runs [1]."
 
 
+def test_a_sentence_is_checked_against_the_title_section_and_table_header_it_was_shown_with(
+    project,
+):
+    engine = open_engine(project, NO_ADAPTER)
+    engine.config.unsupported = "flag"
+    rotor = Hit(
+        "mx30.md",
+        14,
+        "Rotors",
+        "id-r",
+        0.5,
+        "| R-24A | 9,000 runs |",
+        title="MX-30 manual",
+        table_header="| Rotor | Retire after |",
+    )
+    text = "The MX-30 R-24A rotor is retired after 9,000 runs. Rotor R-24A costs 14 euros."
+    answer = engine._finish("q", "rag", [rotor], text, 0.0)
+    # The title names the MX-30 and the header says what the figure is; the page number (14)
+    # is no evidence for a price that happens to equal it.
+    assert [c.supported for c in answer.claims] == [True, False]
+
+
 @pytest.mark.parametrize("quote_by", ["embedding", "likelihood"])
 def test_unsupported_policies_drop_and_quote(project, quote_by):
     engine = open_engine(project, NO_ADAPTER)

@@ -196,6 +196,16 @@ def test_faithfulness_counts_supported_sentences():
     assert faithfulness(supported, ["Parking is free.", CHUNK]) == 1.0
 
 
+def test_faithfulness_in_a_report_reads_the_title_shown_with_a_chunk():
+    question = EvalQuestion("When is the rotor retired?", "after 5000 runs", ["rotor.md"])
+    retired = "Retired after 5000 runs."
+    record = _rag_answer("The MX-30 R-24A rotor is retired after 5000 runs [1].")
+    record["retrieved"] = [{"source": "r.md", "chunk_id": "c", "score": 1.0, "text": retired}]
+    assert score_answer(question, record)["faithfulness"] == 0.0
+    record["retrieved"][0].update(title="MX-30 manual", section="R-24A rotor")
+    assert score_answer(question, record)["faithfulness"] == 1.0
+
+
 def test_faithfulness_threshold_and_edge_cases():
     half = "The rotor needs new paint."  # content words: rotor, needs, new, paint -> 1 of 4
     assert faithfulness(half, [CHUNK], threshold=0.25) == 1.0
