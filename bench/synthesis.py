@@ -46,9 +46,11 @@ from finetune.synthesize import synthesize  # noqa: E402
 def measure(root: Path, teacher_questions: int | None) -> dict:
     """Run the synthesis stage of one built project; its report, timing and sizes."""
     project = open_project(root)
-    if teacher_questions is not None:
-        project.config.synthesis.teacher_questions = teacher_questions
     config = project.config.synthesis
+    if teacher_questions is not None:  # exactly N, whatever the corpus size
+        config.teacher_questions = teacher_questions
+        config.teacher_questions_per_chunk = 0.0
+        config.max_teacher_questions = max(teacher_questions, config.max_teacher_questions)
     retriever = open_retriever(project)
     chunks = list(retriever.index.store.iter_chunks())
     teacher, consistent = synthesis_models(project)
@@ -73,7 +75,7 @@ def measure(root: Path, teacher_questions: int | None) -> dict:
         "seconds": seconds,
         "teacher": config.teacher if teacher else "none",
         "style": config.resolved_teacher_style() if teacher else "-",
-        "questions": config.teacher_questions if teacher else 0,
+        "questions": config.teacher_budget(len(chunks)) if teacher else 0,
     }
 
 
@@ -153,7 +155,11 @@ def smoke_project(work: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("projects", nargs="*", type=Path, help="built ragtune projects")
-    parser.add_argument("--teacher-questions", type=int, help="override synthesis setting")
+    parser.add_argument(
+        "--teacher-questions",
+        type=int,
+        help="ask the teacher exactly N questions (default: the config)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny corpus and tiny models")
     args = parser.parse_args()
     if not args.smoke and not args.projects:

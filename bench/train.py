@@ -377,7 +377,7 @@ def bench_synthesis(project_root: Path, teacher_chunks: int | None, device: str)
     search(["warm-up"], 5)  # the first query pays one-off set-up
     defaults = project.config.synthesis
     if teacher_chunks is None:
-        teacher_chunks = defaults.teacher_questions
+        teacher_chunks = defaults.teacher_budget(len(chunks))
     rates = {}
     started = time.perf_counter()
     kept, report = synthesize(chunks, replace(defaults, teacher_questions=0), search, None)
@@ -391,7 +391,13 @@ def bench_synthesis(project_root: Path, teacher_chunks: int | None, device: str)
         )
         teacher.load()
         print(f"teacher on {teacher_chunks} chunks …", file=sys.stderr)
-        only = replace(defaults, rules=False, teacher_questions=teacher_chunks)
+        only = replace(
+            defaults,
+            rules=False,
+            teacher_questions=teacher_chunks,
+            teacher_questions_per_chunk=0.0,
+            max_teacher_questions=max(teacher_chunks, defaults.max_teacher_questions),
+        )
         started = time.perf_counter()
         kept, report = synthesize(chunks, only, search, teacher)
         seconds = time.perf_counter() - started

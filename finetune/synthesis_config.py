@@ -4,6 +4,7 @@ composes this into the project file; `problems()` checks the values before any m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 NO_TEACHER = ("none", "")
@@ -35,9 +36,14 @@ class SynthesisConfig:
     teacher writes question / answer / evidence of mixed types as JSON: for a capable model) or
     'auto' (answer_first for the embedded teacher, triples for any other)."""
     teacher_questions: int = 160
-    """How many questions the teacher is asked for, spread over every document: the budget of
-    the slowest step (160 take about three minutes with the embedded teacher on 2 CPU cores;
-    raise it with a GPU or an endpoint teacher)."""
+    """The fewest questions the teacher is asked for, spread over every document (0: the
+    teacher writes none). A larger corpus gets `teacher_questions_per_chunk` a chunk, up to
+    `max_teacher_questions`: the budget of the slowest step (the embedded teacher writes about
+    one a second on 2 CPU cores)."""
+    teacher_questions_per_chunk: float = 1.0
+    """Questions asked per indexed chunk, so the data grows with the corpus."""
+    max_teacher_questions: int = 2000
+    """The most questions the teacher is asked for, whatever the corpus size."""
     teacher_samples: int = 2
     """Replies sampled per chunk in the 'triples' style, so that candidates differ."""
     teacher_batch_size: int = 16
@@ -83,18 +89,37 @@ class SynthesisConfig:
             return self.teacher_style
         return "answer_first" if self.teacher.strip().startswith("embedded:") else "triples"
 
+    def teacher_budget(self, chunks: int) -> int:
+        """Questions to ask the teacher for a corpus of `chunks` chunks (see
+        `teacher_questions`)."""
+        if self.teacher_questions == 0:
+            return 0
+        grown = math.ceil(self.teacher_questions_per_chunk * chunks)
+        return min(self.max_teacher_questions, max(self.teacher_questions, grown))
+
     def problems(self) -> list[str]:
         """Every invalid value, each with what to do; empty when the config is usable."""
         problems = []
         for name in ("teacher_batch_size", "max_pairs_per_chunk", "teacher_samples"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} = {getattr(self, name)}: must be more than 0")
-        for name in ("teacher_questions", "roundtrip_k", "max_eval"):
+        for name in (
+            "teacher_questions",
+            "teacher_questions_per_chunk",
+            "max_teacher_questions",
+            "roundtrip_k",
+            "max_eval",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} = {getattr(self, name)}: must be 0 or more")
         for name in ("min_grounding", "duplicate_jaccard", "duplicate_cosine"):
             if not 0 < getattr(self, name) <= 1:
                 problems.append(f"{name} = {getattr(self, name)}: must be in (0, 1]")
+        if self.teacher_questions > self.max_teacher_questions:
+            problems.append(
+                f"teacher_questions = {self.teacher_questions} is above max_teacher_questions = "
+                f"{self.max_teacher_questions}: raise max_teacher_questions"
+            )
         if not 0 <= self.eval_fraction < 1:
             problems.append(
                 f"eval_fraction = {self.eval_fraction}: must be in [0, 1) (0 holds nothing out)"

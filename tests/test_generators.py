@@ -531,3 +531,14 @@ def test_a_teacher_question_must_be_about_its_chunk():
     assert kept == [] and report.dropped == {OFF_TOPIC: 1}
     rules = pair(copied.question, SENTENCE, generator="rules", kind="table")
     assert filter_pairs([rules], {"c1": ROTOR}, None, SynthesisConfig())[0] == [rules]
+
+
+def test_the_teacher_budget_grows_with_the_corpus_between_its_floor_and_cap():
+    config = SynthesisConfig(teacher_questions=160, max_teacher_questions=2000)
+    assert config.teacher_budget(21) == 160  # a small corpus still gets the floor
+    assert config.teacher_budget(514) == 514  # one a chunk by default
+    assert config.teacher_budget(6446) == 2000
+    assert SynthesisConfig(teacher_questions=0).teacher_budget(514) == 0  # the teacher is off
+    assert "raise max_teacher_questions" in " ".join(
+        SynthesisConfig(teacher_questions=300, max_teacher_questions=200).problems()
+    )

@@ -177,12 +177,12 @@ def generate(
     teacher: Teacher,
     progress: Progress | None = None,
 ) -> tuple[list[QAPair], int]:
-    """Ask `teacher` for up to `config.teacher_questions` questions, one per chosen answer.
+    """Ask `teacher` for up to `config.teacher_budget` questions, one per chosen answer.
 
     Returns:
         (pairs, number of replies that held no question).
     """
-    items = choose_items(chunks, config.teacher_questions, config.max_pairs_per_chunk)
+    items = choose_items(chunks, config.teacher_budget(len(chunks)), config.max_pairs_per_chunk)
     pairs: list[QAPair] = []
     unparsable = 0
     step = max(1, config.teacher_batch_size)

@@ -164,7 +164,7 @@ def generate(
     teacher: Teacher,
     progress: Progress | None = None,
 ) -> tuple[list[QAPair], int]:
-    """Ask `teacher` for triples about enough chunks to write about `config.teacher_questions`
+    """Ask `teacher` for triples about enough chunks to write about `config.teacher_budget`
     questions (four a reply, `config.teacher_samples` replies a chunk).
 
     Returns:
@@ -172,7 +172,8 @@ def generate(
     """
     samples = max(1, config.teacher_samples)
     labels = document_labels(chunks)
-    chosen = pick_chunks(chunks, -(-config.teacher_questions // (4 * samples)))
+    budget = config.teacher_budget(len(chunks))
+    chosen = pick_chunks(chunks, -(-budget // (4 * samples)))
     generator = f"{TEACHER_PREFIX}{teacher.name}"
     pairs: list[QAPair] = []
     unparsable = 0
