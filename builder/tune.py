@@ -41,7 +41,13 @@ from builder.engine import open_retriever
 from builder.jobs import process_start_ticks
 from builder.project import Project
 from builder.stamps import digest, file_digest, read_json, up_to_date, write_json
-from builder.tune_style import STYLED_PAIRS, identity_training, rewrites_targets, styled_pairs
+from builder.tune_style import (
+    STYLED_PAIRS,
+    identity_training,
+    restyled_questions,
+    rewrites_targets,
+    styled_pairs,
+)
 from builder.tune_targets import own_answer_examples, uses_own_answers
 from finetune.distributed import join, launched, main_first
 
@@ -302,7 +308,11 @@ def _format(
         details = raft_report.to_dict()
         if uses_own_answers(project):
             synthesized, details["own_answers"] = own_answer_examples(
-                project, retriever, synthesized, progress
+                project,
+                retriever,
+                synthesized,
+                progress,
+                restyled_questions(project, project.tune_dir / TRAIN_PAIRS, usable),
             )
         examples.extend(synthesized)
         details["pairs_by_kind"] = dict(sorted(Counter(p.kind or "?" for p in usable).items()))

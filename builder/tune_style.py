@@ -117,6 +117,17 @@ def styled_pairs(
     return out, details
 
 
+def restyled_questions(project: Project, original: Path, pairs: list[Any]) -> set[str]:
+    """The questions of `pairs` whose answer the style stage rewrote into the voice (`original`:
+    the training pairs before it)."""
+    from finetune.pairs import read_pairs_jsonl
+
+    if not rewrites_targets(project) or not original.is_file():
+        return set()
+    before = {pair.question: pair.answer for pair in read_pairs_jsonl(original)}
+    return {p.question for p in pairs if before.get(p.question, p.answer) != p.answer}
+
+
 def identity_training(project: Project, search_many: Any, other_examples: int) -> list[Any]:
     """The persona's identity conversations for the training set (none without a persona)."""
     from finetune.identity_pairs import identity_count, identity_examples

@@ -5,12 +5,11 @@ verification the answer engine uses for `ragtune eval`."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from builder.engine import backend_for, open_llamacpp_generator
 from builder.project import Project
-from builder.tune_style import rewrites_targets
 from retrieval.generation import load_generator_with_adapter
 
 if TYPE_CHECKING:
@@ -24,9 +23,8 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 def uses_own_answers(project: Project) -> bool:
-    """Whether the format stage replaces cited targets by the model's own answers: asked for,
-    and no house voice to keep (a style's rewritten answers are the point of the style)."""
-    return project.config.raft.targets == "own" and not rewrites_targets(project)
+    """Whether the format stage replaces cited targets by the model's own answers."""
+    return project.config.raft.targets == "own"
 
 
 def own_answer_examples(
@@ -34,8 +32,11 @@ def own_answer_examples(
     retriever: Retriever,
     examples: list[ChatExample],
     progress: Progress,
+    styled: Collection[str] = (),
 ) -> tuple[list[ChatExample], dict[str, Any]]:
     """`examples` with their cited targets in the base model's own words, and the report.
+    The examples of the `styled` questions keep their targets: the teacher rewrote them into
+    the house voice. The others are answered under the style's system prompt, like `rag`.
 
     The model answers as `ragtune eval` runs it (the backend 'eval' uses, no adapter, the
     generation settings), in batches of `answer.batch_size`.
@@ -78,6 +79,7 @@ def own_answer_examples(
         engine.is_refusal,
         retry=config.raft.own_retry,
         miss=config.raft.own_miss,
+        keep=styled,
     )
     write_jsonl_atomic(project.tune_dir / OWN_ANSWERS, attempts)
     # The model's load included: what the user waits for.

@@ -24,7 +24,7 @@ check gives those of the full prompt).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from finetune.data import ChatExample, Grounding
@@ -61,6 +61,8 @@ class OwnAnswerReport:
     """None of the model's answers passed: every target stayed the synthesized answer."""
     others_left_out: int = 0
     """Refusal and closed-book examples left out with them, so each kind keeps its share."""
+    kept_styled: int = 0
+    """Kept as written, not asked: the teacher rewrote them into the house voice."""
     misses: dict[str, int] | None = None
     """Why answers were not accepted, per reason, over both rounds."""
 
@@ -154,6 +156,7 @@ def own_answer_targets(
     *,
     retry: str = "hint",
     miss: str = "drop",
+    keep: Collection[str] = (),
 ) -> tuple[list[ChatExample], OwnAnswerReport, list[dict[str, str]]]:
     """`examples` with each cited example's target replaced by the model's own accepted answer.
 
@@ -168,14 +171,19 @@ def own_answer_targets(
         retry: where the first answer misses, ask once more with a 'hint' or the 'focused'
             prompt, or not at all ('none').
         miss: 'drop' or 'pair': what becomes of a cited example with no accepted answer.
+        keep: questions whose cited examples keep their target as written and are not asked
+            (answers the teacher rewrote into the house voice).
 
     Returns:
         The examples in their order (less the dropped ones), the counts, and every answer the
         model gave: {"question", "round", "reply", "verdict"} ('ok' or why it was refused).
     """
     report = OwnAnswerReport(misses={})
-    cited = [i for i, e in enumerate(examples) if e.grounding is not None]
-    report.cited_examples = len(cited)
+    grounded = [i for i, e in enumerate(examples) if e.grounding is not None]
+    kept = {i for i in grounded if examples[i].grounding.question in keep}
+    cited = [i for i in grounded if i not in kept]
+    report.cited_examples = len(grounded)
+    report.kept_styled = len(kept)
     targets: dict[int, str] = {}
     attempts: list[dict[str, str]] = []
     rounds = ("own",) if retry == "none" else ("own", retry)
@@ -200,22 +208,25 @@ def own_answer_targets(
                 continue
             targets[i] = target
             setattr(report, name, getattr(report, name) + 1)
-    if cited and not targets:
+    if cited and not targets and not kept:
         # A model that gets none right has nothing of its own to learn from: the synthesized
         # answers are trained as written, and the report says so.
         report.fallback = True
         return list(examples), report, attempts
-    kept_cited = len(targets) if miss == "drop" else len(cited)
+    kept_cited = len(kept) + (len(targets) if miss == "drop" else len(cited))
     # The other examples (refusals, closed book) keep their share of the mix: dropping cited
     # examples alone would teach refusing more often than the RAFT settings ask.
     others = [i for i, e in enumerate(examples) if e.grounding is None]
-    keep_others = set(others[: round(len(others) * kept_cited / len(cited))] if cited else others)
+    share = kept_cited / len(grounded) if grounded else 1.0
+    keep_others = set(others[: round(len(others) * share)])
     report.others_left_out = len(others) - len(keep_others)
     result = []
     for i, example in enumerate(examples):
         if example.grounding is None:
             if i in keep_others:
                 result.append(example)
+        elif i in kept:
+            result.append(example)
         elif i in targets:
             answer = {"role": "assistant", "content": targets[i]}
             result.append(ChatExample([*example.messages[:-1], answer], example.teacher_messages))

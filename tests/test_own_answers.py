@@ -165,3 +165,24 @@ def test_the_hint_names_the_key_fact_and_its_chunk_and_the_target_is_trained_wit
     result, report, _ = own_answer_targets([example()], generate, verify, is_no_answer)
     assert seen[1] == [hinted] and report.hint == 1
     assert result[0].messages[:-1] == PROMPT
+
+
+def test_examples_the_teacher_restyled_keep_their_voice_and_are_not_asked():
+    styled_grounding = Grounding("Who retires the MX-30?", CHUNKS, "5000 runs", [2], EVIDENCE)
+    styled = example("Hey there! Your MX-30 rotor retires after 5000 runs [2].", styled_grounding)
+    refusal = ChatExample([*PROMPT, {"role": "assistant", "content": NO_ANSWER}])
+    examples = [styled, example(), example(), refusal, refusal]
+    asked: list[int] = []
+
+    def generate(prompts):
+        asked.append(len(prompts))
+        return generate_first_right(prompts)
+
+    result, report, _ = own_answer_targets(
+        examples, generate, verify, is_no_answer, retry="none", keep={"Who retires the MX-30?"}
+    )
+    assert asked == [2]  # the restyled example is not asked
+    assert result[0] is styled
+    assert (report.kept_styled, report.own, report.dropped, report.cited_examples) == (1, 1, 1, 3)
+    # Two of three cited examples stay: so do one of the two refusals (rounded).
+    assert len(result) == 3 and report.others_left_out == 1

@@ -5,6 +5,7 @@ examples, `ragtune tune` with a style on a tiny Llama, and the evaluation's styl
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from conftest import KeywordEncoder
@@ -380,6 +381,7 @@ def test_tune_with_a_style_rewrites_answers_and_adds_identity_pairs(
         style["pairs"] - style["not_rewritten"]
     )
     assert card["format"]["identity_examples"] >= 24
+    assert "own_answers" in card["format"]  # own answers are asked with a style too
     trained = [json.loads(line) for line in (project.tune_dir / "train.jsonl").open()]
     systems = {row["messages"][0]["content"] for row in trained}
     assert all(s.startswith("You are Ada, the assistant of Acme Labs.") for s in systems)
@@ -389,6 +391,25 @@ def test_tune_with_a_style_rewrites_answers_and_adds_identity_pairs(
     # Nothing changed: every stage, the style included, is skipped the second time.
     assert main(["tune", str(project.root)]) == 0
     assert "ran" not in capsys.readouterr().err.split("pairs:")[0]
+
+
+def test_the_restyled_questions_are_those_whose_answer_the_style_stage_changed(
+    project_factory, tmp_path
+):
+    from builder.tune_style import restyled_questions
+    from finetune.pairs import write_pairs_jsonl
+
+    plain = [
+        QAPair("How long?", "5000 runs.", "c1", "a.md", None, None, "5000 runs.", "rules"),
+        QAPair("How often?", "Weekly.", "c2", "a.md", None, None, "Weekly.", "rules"),
+    ]
+    original = tmp_path / "train_pairs.jsonl"
+    write_pairs_jsonl(original, plain)
+    styled = [replace(plain[0], answer="Your rotor lasts 5000 runs!"), plain[1]]
+    voiced = project_factory(DOCS, ["style.voice='Warm.'"])
+    assert restyled_questions(voiced, original, styled) == {"How long?"}
+    voiced.config.style.voice = ""  # no style: nothing was restyled
+    assert restyled_questions(voiced, original, styled) == set()
 
 
 @pytest.fixture(scope="module")
