@@ -143,11 +143,13 @@ def evidence_reason(pair: QAPair, chunk_text: str) -> str | None:
 
 def off_topic(pair: QAPair, chunk: Chunk) -> bool:
     """Whether a teacher's question takes fewer than `MIN_TOPIC_SHARE` of its content words
-    from its chunk, file name and section."""
+    from its chunk, file name, title and section (a question names its document by the file
+    name or the title: `finetune.generators.naming`)."""
     asked = set(content_tokens(pair.question))
     if not pair.generator.startswith(TEACHER_PREFIX) or not asked:
         return False
-    known = set(tokens(" ".join([chunk.text, chunk.source, chunk.section or ""])))
+    named = [chunk.text, chunk.source, chunk.title or "", chunk.section or ""]
+    known = set(tokens(" ".join(named)))
     return len(asked & known) < MIN_TOPIC_SHARE * len(asked)
 
 

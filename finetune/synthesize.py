@@ -16,7 +16,7 @@ from retrieval.documents import Chunk
 
 # Part of the synthesis stage's input hash: bump it when the generators or filters change what
 # they write, so that `ragtune tune` synthesizes again instead of reusing an older pairs file.
-SYNTHESIS_VERSION = 7
+SYNTHESIS_VERSION = 8
 
 
 def balance_labels(pairs: Sequence[QAPair]) -> list[QAPair]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
@@ -531,6 +532,16 @@ def test_a_teacher_question_must_be_about_its_chunk():
     assert kept == [] and report.dropped == {OFF_TOPIC: 1}
     rules = pair(copied.question, SENTENCE, generator="rules", kind="table")
     assert filter_pairs([rules], {"c1": ROTOR}, None, SynthesisConfig())[0] == [rules]
+
+
+def test_the_document_title_a_question_is_named_by_counts_as_its_chunk_s_words():
+    # The document label comes from the title when the file name is a number (10135926.md).
+    titled = replace(ROTOR, source="docs/10135926.md", title="Orlenby Centrifuge Handbook")
+    asked = pair("Orlenby Centrifuge Handbook: when must the rotor go?", SENTENCE, span="9,000")
+    assert filter_pairs([asked], {"c1": replace(titled, title=None)}, None, SynthesisConfig())[
+        1
+    ].dropped == {OFF_TOPIC: 1}
+    assert filter_pairs([asked], {"c1": titled}, None, SynthesisConfig())[0] == [asked]
 
 
 def test_the_teacher_budget_grows_with_the_corpus_between_its_floor_and_cap():
