@@ -14,6 +14,7 @@ its figures mean nothing.
 
 Usage:
     python bench/synthesis.py PROJECT [PROJECT ...] [--teacher-questions N] [--smoke]
+    python bench/synthesis.py --pubmedqa ../shared/data/pubmedqa [--abstracts 82]
 """
 
 from __future__ import annotations
@@ -152,6 +153,21 @@ def smoke_project(work: Path) -> Path:
     return root
 
 
+def pubmedqa_project(data: Path, abstracts: int, root: Path) -> Path:
+    """A project over the first `abstracts` PubMedQA abstracts by PMID (a corpus this project
+    did not write; 82 give about 500 chunks), built once and reused."""
+    from pubmedqa import read_pubmedqa, write_corpus
+
+    if not (root / "index").is_dir():
+        corpus, _ = read_pubmedqa(data)
+        chosen = sorted(corpus)[:abstracts]
+        write_corpus({pmid: corpus[pmid] for pmid in chosen}, root / "docs")
+        project = open_project(root, [], docs=root / "docs")
+        project.save_config()
+        build(project)
+    return root
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("projects", nargs="*", type=Path, help="built ragtune projects")
@@ -160,13 +176,28 @@ def main() -> None:
         type=int,
         help="ask the teacher exactly N questions (default: the config)",
     )
+    parser.add_argument(
+        "--pubmedqa",
+        type=Path,
+        metavar="DATA",
+        help="also build and measure a project over PubMedQA abstracts (../shared/data/pubmedqa)",
+    )
+    parser.add_argument("--abstracts", type=int, default=82, help="abstracts for --pubmedqa")
+    parser.add_argument(
+        "--pubmedqa-project",
+        type=Path,
+        default=Path("pubmedqa-synthesis"),
+        help="where to build it",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny corpus and tiny models")
     args = parser.parse_args()
-    if not args.smoke and not args.projects:
-        parser.error("give at least one built project (or --smoke)")
+    if not args.smoke and not args.projects and not args.pubmedqa:
+        parser.error("give at least one built project (or --pubmedqa DATA, or --smoke)")
     machine = OtherLoad()
     with tempfile.TemporaryDirectory() as temporary:
         projects = list(args.projects)
+        if args.pubmedqa:
+            projects.append(pubmedqa_project(args.pubmedqa, args.abstracts, args.pubmedqa_project))
         if args.smoke:
             single_threaded()
             projects = [smoke_project(Path(temporary))]
