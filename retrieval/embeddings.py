@@ -7,7 +7,12 @@ from typing import Protocol
 
 import numpy as np
 
-from retrieval.models import ModelNotFoundError, describe_load_failure, resolve_embedding_model
+from retrieval.models import (
+    ModelNotFoundError,
+    describe_load_failure,
+    pick_device,
+    resolve_embedding_model,
+)
 
 
 class Encoder(Protocol):
@@ -28,19 +33,6 @@ class Encoder(Protocol):
     def count_tokens(self, text: str) -> int:
         """Number of model tokens in `text`, special tokens excluded."""
         ...
-
-
-def pick_device(setting: str) -> str:
-    """Resolve 'auto' to the best available torch device; pass anything else through."""
-    if setting != "auto":
-        return setting
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 class SentenceTransformerEncoder:
@@ -139,5 +131,4 @@ __all__ = [
     "ModelNotFoundError",
     "SentenceTransformerEncoder",
     "load_encoder",
-    "pick_device",
 ]

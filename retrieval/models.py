@@ -164,6 +164,19 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         raise
 
 
+def pick_device(setting: str) -> str:
+    """Resolve 'auto' to the best available torch device; pass anything else through."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
 def describe_load_failure(kind: str, spec: str, error: Exception) -> ModelNotFoundError:
     """Build the error shown when a model cannot be loaded from a folder or the hub."""
     if Path(spec).exists():
@@ -187,8 +200,6 @@ def load_generator(config):
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from retrieval.embeddings import pick_device
 
     path = resolve_generator_model(config.model)
     device = pick_device(config.device)

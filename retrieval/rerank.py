@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from retrieval.embeddings import pick_device
-from retrieval.models import ModelNotFoundError
+from retrieval.models import ModelNotFoundError, pick_device
 
 
 class CrossEncoderReranker:
