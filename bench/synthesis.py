@@ -47,11 +47,9 @@ from finetune.synthesize import synthesize  # noqa: E402
 def measure(root: Path, teacher_questions: int | None) -> dict:
     """Run the synthesis stage of one built project; its report, timing and sizes."""
     project = open_project(root)
+    if teacher_questions is not None:
+        project.config.synthesis = project.config.synthesis.asking_exactly(teacher_questions)
     config = project.config.synthesis
-    if teacher_questions is not None:  # exactly N, whatever the corpus size
-        config.teacher_questions = teacher_questions
-        config.teacher_questions_per_chunk = 0.0
-        config.max_teacher_questions = max(teacher_questions, config.max_teacher_questions)
     retriever = open_retriever(project)
     chunks = list(retriever.index.store.iter_chunks())
     teacher, consistent = synthesis_models(project)

@@ -391,13 +391,7 @@ def bench_synthesis(project_root: Path, teacher_chunks: int | None, device: str)
         )
         teacher.load()
         print(f"teacher on {teacher_chunks} chunks …", file=sys.stderr)
-        only = replace(
-            defaults,
-            rules=False,
-            teacher_questions=teacher_chunks,
-            teacher_questions_per_chunk=0.0,
-            max_teacher_questions=max(teacher_chunks, defaults.max_teacher_questions),
-        )
+        only = replace(defaults.asking_exactly(teacher_chunks), rules=False)
         started = time.perf_counter()
         kept, report = synthesize(chunks, only, search, teacher)
         seconds = time.perf_counter() - started

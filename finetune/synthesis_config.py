@@ -5,7 +5,7 @@ composes this into the project file; `problems()` checks the values before any m
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 NO_TEACHER = ("none", "")
 TEACHER_STYLES = ("auto", "answer_first", "triples")
@@ -96,6 +96,15 @@ class SynthesisConfig:
             return 0
         grown = math.ceil(self.teacher_questions_per_chunk * chunks)
         return min(self.max_teacher_questions, max(self.teacher_questions, grown))
+
+    def asking_exactly(self, questions: int) -> SynthesisConfig:
+        """A copy whose teacher budget is `questions` whatever the corpus size (benchmarks)."""
+        return replace(
+            self,
+            teacher_questions=questions,
+            teacher_questions_per_chunk=0.0,
+            max_teacher_questions=max(questions, self.max_teacher_questions),
+        )
 
     def problems(self) -> list[str]:
         """Every invalid value, each with what to do; empty when the config is usable."""

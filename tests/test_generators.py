@@ -550,6 +550,8 @@ def test_the_teacher_budget_grows_with_the_corpus_between_its_floor_and_cap():
     assert config.teacher_budget(514) == 514  # one a chunk by default
     assert config.teacher_budget(6446) == 2000
     assert SynthesisConfig(teacher_questions=0).teacher_budget(514) == 0  # the teacher is off
+    assert config.asking_exactly(4).teacher_budget(6446) == 4
+    assert config.asking_exactly(3000).teacher_budget(21) == 3000
     assert "raise max_teacher_questions" in " ".join(
         SynthesisConfig(teacher_questions=300, max_teacher_questions=200).problems()
     )
