@@ -121,10 +121,11 @@ def main() -> None:
     if args.smoke:
         single_threaded()
     with tempfile.TemporaryDirectory() as temporary:
-        root, settings = args.project, []
+        # The likelihood selectors score replies, which the llama.cpp backend cannot do.
+        root, settings = args.project, ["generation.backend=transformers"]
         if args.smoke:
             tiny = tiny_generator(Path(temporary) / "tiny-llama")
-            settings = [f"generation.model={tiny}"]
+            settings.append(f"generation.model={tiny}")
         if root is None:
             root = build_sample(Path(temporary), settings, args.smoke)
         project = open_project(root, settings)

@@ -2,8 +2,8 @@
 and its citation is the chunk that supports it, whatever marker the model wrote.
 
 A claim is a sentence of the answer (sentence ends of any script: Latin, CJK, Devanagari and
-Arabic stops, and line breaks; `script_sentence_ends` is shared with the synthesis sentence
-splitter and the chunker). A chunk supports a claim when
+Arabic stops, and line breaks other than a soft wrap inside a sentence; `script_sentence_ends`
+is shared with the synthesis sentence splitter and the chunker). A chunk supports a claim when
 
 - every fact of the claim (a token holding a digit: number, date, code, identifier; thousands
   separators removed, so "9,000" = "9000") occurs in the chunk, and
@@ -77,7 +77,9 @@ SCRIPT_SENTENCE_END = (
 """A regular expression for a stop that ends a sentence without a space after it, with the
 closing quotes and blanks that follow it (for `re.split` and for the chunker's separators)."""
 _SCRIPT_END = re.compile(SCRIPT_SENTENCE_END)
-_OTHER_END = re.compile(f"{SCRIPT_SENTENCE_END}|\n+")
+_LINE_BREAK = re.compile(r"\n[\n \t]*")
+_UNSPACED_CHAR = re.compile(f"[{UNSPACED_CHARS}]")
+_UNSPACED_WRAP = re.compile(f"(?<=[{UNSPACED_CHARS}])\n[ \t]*(?=[{UNSPACED_CHARS}])")
 _CLOSING_PUNCTUATION = ".!?" + _OTHER_STOPS
 # A token: a run of an unspaced script, or word characters joined by -./,: when a word
 # character follows ("R-24A", "9,000", "2024-03-01", "v2.1"); each separator must be followed
@@ -209,12 +211,29 @@ def script_sentence_ends(text: str) -> list[int]:
     return [match.end() for match in _SCRIPT_END.finditer(text)]
 
 
+def _soft_wrap(text: str, match: re.Match) -> bool:
+    """A single line break inside a sentence, as a PDF or a hard-wrapped paragraph has them: the
+    next line goes on in lower case ('for 12\nhours'), or an unspaced script goes on across it."""
+    if match.group().count("\n") > 1 or match.end() >= len(text) or match.start() == 0:
+        return False
+    after = text[match.end()]
+    if after.islower():
+        return True
+    if not _UNSPACED_CHAR.match(after):
+        return False
+    before = match.start() - 1  # blanks before a line break belong to that line alone
+    while before > 0 and text[before] in " \t":
+        before -= 1
+    return bool(_UNSPACED_CHAR.match(text[before]))
+
+
 def _sentence_ends(text: str) -> list[int]:
     """Offsets where a sentence ends; a Latin stop needs a next sentence that does not start in
-    lower case ('e.g. the' stays whole)."""
-    ends = set()
-    for match in _OTHER_END.finditer(text):
-        ends.add(match.end())
+    lower case ('e.g. the' stays whole), and so does a line break (see `_soft_wrap`)."""
+    ends = {match.end() for match in _SCRIPT_END.finditer(text)}
+    for match in _LINE_BREAK.finditer(text):
+        if not _soft_wrap(text, match):
+            ends.add(match.end())
     for match in _LATIN_END.finditer(text):
         after = text[match.end() : match.end() + 1]
         before = text[max(0, match.start() - 1) : match.start()]
@@ -247,6 +266,8 @@ def split_claims(text: str) -> list[tuple[str, list[int]]]:
                 piece = piece[leading.end() :]
             markers = _markers(piece)
             piece = _MARKER_GROUP.sub("", piece)
+        if "\n" in piece:
+            piece = _UNSPACED_WRAP.sub("", piece)
         sentence = " ".join(piece.split())
         if " " in sentence:
             sentence = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", sentence)
@@ -387,11 +408,17 @@ def cited_numbers(claims: Sequence[Claim]) -> list[int]:
 
 
 def candidate_sentences(chunks: Sequence[str], limit: int = 32) -> list[tuple[str, int]]:
-    """Sentences of the shown chunks that could answer as a quote: (sentence, chunk number)."""
+    """Sentences of the shown chunks that could answer as a quote: (sentence, chunk number).
+
+    A chunk's first sentence is left out when it starts in lower case: the chunk was cut inside
+    it (chunks overlap), and the fragment lacks the sentence's start.
+    """
     found: list[tuple[str, int]] = []
     seen = set()
     for number, text in enumerate(chunks, start=1):
-        for sentence, _ in split_claims(text):
+        for at, (sentence, _) in enumerate(split_claims(text)):
+            if at == 0 and sentence[:1].islower():
+                continue
             key = sentence.casefold()
             if key in seen or len(words_of(sentence) | facts_of(sentence)) < 3:
                 continue

@@ -39,6 +39,13 @@ CHUNKS = [MX30, MX60, GASKET]
         ("A [1, 2] and B [2][3].", [("A and B.", [1, 2, 3])]),
         ("[1][1][1]", []),
         ("Line one\nLine two [2]", [("Line one", []), ("Line two", [2])]),
+        # a PDF line wrapped inside a sentence is one sentence; a heading line is its own
+        (
+            "2.2 After transport\nLeave it off for 12\nhours before use.",
+            [("2.2 After transport", []), ("Leave it off for 12 hours before use.", [])],
+        ),
+        ("第一句话没有\n结束。第二句。", [("第一句话没有结束。", []), ("第二句。", [])]),
+        ("Keep it.\n\nthen wipe it.", [("Keep it.", []), ("then wipe it.", [])]),
     ],
 )
 def test_split_claims(text, expected):
@@ -135,6 +142,12 @@ def test_candidate_sentences_for_a_quote():
     assert found == [(MX30, 1), (GASKET, 2)]  # 'Short.' is too short, a repeat counts once
 
 
+def test_a_sentence_the_chunk_starts_inside_is_no_quote():
+    # chunks overlap, so a chunk may begin in the middle of a sentence: the fragment is left out
+    found = candidate_sentences(["hours before switching it on for the first time.\n" + MX30])
+    assert found == [(MX30, 1)]
+
+
 @pytest.mark.parametrize(
     "hostile",
     [
@@ -144,6 +157,9 @@ def test_candidate_sentences_for_a_quote():
         "a." * 500_000,
         "-1" * 500_000,
         "<document" * 100_000,
+        " \n" * 500_000,
+        "  " * 500_000 + "\n",
+        "\u3042\n" * 500_000,
     ],
 )
 def test_text_handling_is_linear_on_adversarial_answers(hostile):
