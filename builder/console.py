@@ -52,7 +52,7 @@ def progress_bars() -> Progress:
 
 def _tuning_errors() -> tuple[type[Exception], ...]:
     from builder.export import ExportError
-    from builder.tune import TuneError
+    from builder.tune_layout import TuneError
     from finetune.checkpoints import ResumeError
     from finetune.formatting import ChatTemplateError
     from finetune.train import TrainError

@@ -12,7 +12,7 @@ from rich.markup import escape
 from builder.config import ConfigError
 from builder.console import err, print_style_warnings, progress_bars, quiet_libraries
 from builder.project import Project
-from builder.tune import EVAL_QUESTIONS
+from builder.tune_layout import EVAL_QUESTIONS
 
 LATEST_REPORT = "LATEST"
 

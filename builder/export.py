@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from builder.project import Project
-from builder.tune import EVAL_QUESTIONS, RUN_CARD, TRAIN_SET
+from builder.tune_layout import EVAL_QUESTIONS, RUN_CARD, TRAIN_SET
 
 DATASET_FORMATS = ("sharegpt", "messages", "alpaca")
 

@@ -138,7 +138,7 @@ def test_tune_and_eval_warn_once_when_refusals_stay_english(project_factory, mon
     import builder.eval_cli
     import builder.tune
     import builder.tune_cli
-    from builder.tune import TuneError
+    from builder.tune_layout import TuneError
     from retrieval.answer import ModeError
 
     def stop(*args, **kwargs):
