@@ -43,7 +43,8 @@ from smoke import TINY_LABEL, build_sample, single_threaded, tiny_generator
 from builder.engine import open_engine
 from builder.project import open_project
 from builder.sample_corpus import load_sample_questions
-from eval.metrics import contains_gold, same_source
+from eval.grounding import same_source
+from eval.metrics import contains_gold
 from retrieval.attribution import candidate_sentences
 
 SELECTORS = (

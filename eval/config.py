@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eval.metrics import DEFAULT_FAITHFULNESS_THRESHOLD
+from eval.grounding import DEFAULT_FAITHFULNESS_THRESHOLD
 
 EVAL_MODES = ("base", "rag", "tuned", "rag+tuned")
 

@@ -12,47 +12,26 @@ Answers come as dicts (or dataclasses, e.g. the engine's `Answer`) with the fiel
 from __future__ import annotations
 
 import dataclasses
-import re
-import string
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eval.grounding import (
+    DEFAULT_FAITHFULNESS_THRESHOLD,
+    checked_text,
+    citation_precision_recall,
+    fact_errors,
+    faithfulness,
+    hit_at_k,
+    reciprocal_rank,
+)
 from eval.questions import EvalQuestion
-from retrieval.answer_match import CITATION_MARKER, answer_tokens, holds_answer, normalize_answer
-from retrieval.attribution import (
-    TermStatistics,
-    fact_forms,
-    facts_of,
-    split_claims,
-    verify_claims,
-)
-from retrieval.prompt import NO_ANSWER, SENTENCE_STOPS, PromptDocument
+from eval.refusal import is_refusal
+from retrieval.answer_match import answer_tokens, holds_answer, normalize_answer
+from retrieval.attribution import TermStatistics
 
-DEFAULT_FAITHFULNESS_THRESHOLD = 0.5
 LABELS = ("yes", "no", "maybe")
-
-_SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<!\s)\s+([.,;:!?])")
-# A sentence ends at . ! or ? followed by space and a capital, digit or quote: "2.1 days" and
-# "e.g. the" stay whole.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[A-Z0-9])|\n+")
-_DOCS = r"(documents?|context|texts?|sources?|passages?|excerpts?)"
-_REFUSALS = tuple(
-    re.compile(pattern)
-    for pattern in (
-        r"\b(could|can) ?not find\b",
-        r"\b(couldn't|can't|unable to|not able to) find\b",
-        r"\b(cannot|can not|can't|unable to|not able to) answer\b",
-        rf"\b{_DOCS} (do|does|did)(?: not|n't) (contain|mention|say|provide|include|specify|state)",
-        rf"\bnot (mentioned|stated|specified|provided|found|given|available) in the "
-        rf"(provided |given )?{_DOCS}",
-        r"\bi (do not|don't) (know|have (enough )?information)\b",
-        r"\b(there is|there's) no information\b",
-    )
-)
-# "..., but ..." joins a refusal clause to an answering one.
-_CONTRAST = re.compile(r"[,;]?\s+(?:but|however|although|though|yet)\b,?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -180,38 +159,6 @@ def gold_token_recall(prediction: str, reference: str) -> float:
     return sum((gold & found).values()) / sum(gold.values())
 
 
-def _plain(text: str) -> str:
-    """`text` lower-cased with one apostrophe and single spaces, without its closing stop."""
-    return " ".join(text.lower().replace("\u2019", "'").split()).rstrip(SENTENCE_STOPS)
-
-
-def _refusal_sentence(sentence: str, refusal: str = "") -> bool:
-    text = _plain(sentence)
-    if text == _plain(NO_ANSWER) or (refusal and text == _plain(refusal)):
-        return True
-    return any(pattern.search(text) for pattern in _REFUSALS)
-
-
-def is_refusal(answer: str, refusal: str = "") -> bool:
-    """True when the answer declines to answer: it is empty, or each of its sentences is a
-    refusal.
-
-    A refusal sentence is the engine's `NO_ANSWER` text, the project's own refusal sentence
-    (`refusal`, from `style.refusal`, in any language) or a common English phrasing ('I could
-    not find', 'the documents do not mention', 'I don't know', 'there is no information'). An
-    answer that refuses in one sentence or clause and answers in another ('... does not
-    provide a date, but it says every four years') is not a refusal.
-    """
-    if refusal and _plain(answer) == _plain(refusal):  # whole, though it may hold a 'but'
-        return True
-    return all(
-        _refusal_sentence(clause, refusal)
-        for sentence in split_sentences(answer)
-        for clause in _CONTRAST.split(sentence)
-        if clause.strip(string.punctuation + " ")
-    )
-
-
 def extract_label(answer: str, labels: Sequence[str] = LABELS) -> str | None:
     """The first label word (as a whole word) in the answer, or None (also for refusals)."""
     if is_refusal(answer):
@@ -235,147 +182,6 @@ def label_accuracy(
     if gold not in labels:
         return None
     return float(extractor(answer) == gold)
-
-
-def _normalize_source(source: str) -> str:
-    source = source.strip().replace("\\", "/").casefold()
-    while source.startswith("./"):
-        source = source[2:]
-    return source.strip("/")
-
-
-def same_source(a: str, b: str) -> bool:
-    """Equal paths, or one path ends with the other at a folder boundary (case-insensitive)."""
-    a, b = _normalize_source(a), _normalize_source(b)
-    if not a or not b:
-        return False
-    shorter, longer = sorted((a, b), key=len)
-    return longer == shorter or longer.endswith("/" + shorter)
-
-
-def citation_precision_recall(
-    cited_sources: Sequence[str], gold_sources: Collection[str]
-) -> tuple[float | None, float | None]:
-    """Precision and recall of the cited sources against the gold sources.
-
-    Sources are compared with `same_source`, and each distinct cited source counts once.
-
-    Returns:
-        (precision, recall): precision is None when nothing is cited or there is no gold
-        source; recall is None when there is no gold source, and 0.0 when nothing is cited.
-    """
-    gold = list(dict.fromkeys(gold_sources))
-    if not gold:
-        return None, None
-    cited = list(dict.fromkeys(cited_sources))
-    if not cited:
-        return None, 0.0
-    correct = sum(any(same_source(c, g) for g in gold) for c in cited)
-    found = sum(any(same_source(c, g) for c in cited) for g in gold)
-    return correct / len(cited), found / len(gold)
-
-
-def split_sentences(answer: str) -> list[str]:
-    """The answer's sentences, without citation markers; empty pieces dropped."""
-    pieces = _SENTENCE_END.split(answer.strip())
-    cleaned = (
-        _SPACE_BEFORE_PUNCTUATION.sub(r"\1", " ".join(CITATION_MARKER.sub(" ", piece).split()))
-        for piece in pieces
-    )
-    return [piece for piece in cleaned if piece.strip(string.punctuation + " ")]
-
-
-def _checked_text(hit: dict) -> str:
-    """A retrieved chunk of a report as the engine checks sentences against it (title and
-    section above the shown text)."""
-    return PromptDocument(
-        source=hit.get("source", ""),
-        text=hit.get("text", ""),
-        section=hit.get("section"),
-        title=hit.get("title"),
-        table_header=hit.get("table_header"),
-    ).checked_text
-
-
-def faithfulness(
-    answer: str,
-    shown_texts: Sequence[str],
-    threshold: float = DEFAULT_FAITHFULNESS_THRESHOLD,
-    statistics: TermStatistics | None = None,
-    refusal: str = "",
-) -> float | None:
-    """Share of the answer's sentences that one shown chunk supports (`retrieval.attribution`).
-
-    Args:
-        answer: the answer text, with or without [n] markers.
-        shown_texts: each chunk shown to the model as the engine checks it (`checked_text`).
-        threshold: the share of a sentence's word weight one chunk must hold.
-        statistics: corpus word frequencies (None: frequencies among the shown chunks).
-        refusal: the project's refusal sentence (see `is_refusal`); its sentences are no claim.
-
-    Returns:
-        The share in [0, 1] (0.0 when claims are made and no chunk was shown), or None when the
-        answer makes no claim to check (a refusal, empty, or only 'Yes.').
-    """
-    claims = verify_claims(
-        split_claims(answer),
-        list(shown_texts),
-        statistics=statistics,
-        threshold=threshold,
-        skip=lambda sentence: _refusal_sentence(sentence, refusal),
-    )
-    checked = [c.supported for c in claims if c.supported is not None]
-    if not checked:
-        return None
-    return sum(checked) / len(checked)
-
-
-def fact_errors(claims: Sequence[Mapping[str, Any]], citations: Sequence[Mapping]) -> float:
-    """How many claims marked supported have a fact that none of their cited chunks holds."""
-    forms = {int(c["n"]): fact_forms(c.get("text", "")) for c in citations}
-    errors = 0
-    for claim in claims:
-        if claim.get("supported"):
-            held = set().union(*(forms.get(int(n), set()) for n in claim.get("cited") or []))
-            errors += not facts_of(claim["text"]) <= held
-    return float(errors)
-
-
-def _first_gold_rank(retrieved: Sequence[str], gold: Collection[str], exact: bool) -> int | None:
-    for rank, item in enumerate(retrieved, 1):
-        if any(item == g if exact else same_source(item, g) for g in gold):
-            return rank
-    return None
-
-
-def hit_at_k(
-    retrieved: Sequence[str], gold: Collection[str], k: int, *, exact: bool = False
-) -> float | None:
-    """1.0 when a gold item is among the first `k` retrieved, else 0.0.
-
-    Args:
-        retrieved: retrieved sources (or chunk ids), best first.
-        gold: the gold sources (or chunk ids).
-        k: how many retrieved items count.
-        exact: compare with `==` (chunk ids) instead of `same_source` (paths).
-
-    Returns:
-        None when there is no gold item.
-    """
-    if not gold:
-        return None
-    rank = _first_gold_rank(retrieved[:k], gold, exact)
-    return float(rank is not None)
-
-
-def reciprocal_rank(
-    retrieved: Sequence[str], gold: Collection[str], *, exact: bool = False
-) -> float | None:
-    """1 / rank of the first gold item among `retrieved` (0.0 when absent; None without gold)."""
-    if not gold:
-        return None
-    rank = _first_gold_rank(retrieved, gold, exact)
-    return 0.0 if rank is None else 1.0 / rank
 
 
 def uses_retrieval(mode: str) -> bool:
@@ -467,7 +273,7 @@ def score_answer(
     shown = retrieved if k is None else retrieved[:k]
     if not refused:
         row["faithfulness"] = faithfulness(
-            text, [_checked_text(h) for h in shown], faithfulness_threshold, statistics, refusal
+            text, [checked_text(h) for h in shown], faithfulness_threshold, statistics, refusal
         )
         precision, recall_sources = citation_precision_recall(
             [c["source"] for c in citations], question.sources

@@ -17,10 +17,10 @@ from eval.bootstrap import (
     holm_adjust,
     paired_difference_ci,
 )
+from eval.grounding import DEFAULT_FAITHFULNESS_THRESHOLD
 from eval.html_report import render_html
 from eval.labels import format_interval, metric_info, mode_label, short_numbers
 from eval.metrics import (
-    DEFAULT_FAITHFULNESS_THRESHOLD,
     HEADLINE_METRIC,
     METRICS,
     as_record,

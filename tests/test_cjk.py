@@ -14,12 +14,13 @@ from conftest import KeywordEncoder
 from test_hostile_text import repeat, timed
 
 from builder.build import build
-from eval.metrics import contains_gold, gold_token_recall, normalize_answer, token_f1
+from eval.metrics import contains_gold, gold_token_recall, token_f1
 from finetune.filters import grounding
 from finetune.rule_questions import rule_pairs
 from finetune.synthesis_config import SynthesisConfig
 from finetune.synthesize import synthesize
 from finetune.text import jaccard, split_sentences, text_units, tokens, topic_tokens, word_count
+from retrieval.answer_match import normalize_answer
 from retrieval.attribution import split_claims, verify_claims
 from retrieval.chunking import MAX_CHARS_PER_TOKEN, chunk_document, make_splitter
 from retrieval.config import IndexConfig, RetrievalConfig

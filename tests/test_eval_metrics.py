@@ -13,26 +13,27 @@ import pytest
 
 from eval.bootstrap import bootstrap_ci, holm_adjust, paired_difference_ci
 from eval.config import EvalConfig
+from eval.grounding import (
+    citation_precision_recall,
+    fact_errors,
+    faithfulness,
+    hit_at_k,
+    reciprocal_rank,
+    same_source,
+)
 from eval.judge import EndpointJudge, JudgeError, ModelJudge, make_judge, parse_score
 from eval.metrics import (
-    citation_precision_recall,
     contains_gold,
     exact_match,
     extract_label,
-    fact_errors,
-    faithfulness,
     gold_token_recall,
-    hit_at_k,
-    is_refusal,
     label_accuracy,
-    normalize_answer,
-    reciprocal_rank,
-    same_source,
     score_answer,
-    split_sentences,
     token_f1,
 )
 from eval.questions import EvalDataError, EvalQuestion, read_eval_questions
+from eval.refusal import is_refusal, split_sentences
+from retrieval.answer_match import normalize_answer
 from retrieval.prompt import NO_ANSWER
 
 CHUNK = "The MX-30 rotor must be retired after 5000 runs. Inspect it every 500 runs."
