@@ -187,7 +187,6 @@ def _own_answers_line(own: dict) -> str:
         f"own answers: {own['own'] + retried} of {cited} cited targets in the model's own words "
         f"({own['own']} first answers, {retried} on a retry); {own['dropped']} dropped, "
         f"{own['kept_pair']} kept as synthesized, "
-        + (f"{own['quoted']} trained as quotes, " if own.get("quoted") else "")
         + (f"{own['kept_styled']} kept as restyled, " if own.get("kept_styled") else "")
         + f"{own['others_left_out']} refusal or "
         "closed-book examples thinned to match"

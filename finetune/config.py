@@ -209,7 +209,7 @@ def distill_teacher_problem(teacher: str) -> str | None:
 
 ORACLE_PLACES = ("retrieved", "random")
 RAFT_TARGETS = ("own", "pair")
-OWN_MISSES = ("drop", "pair", "quote")
+OWN_MISSES = ("drop", "pair")
 OWN_RETRIES = ("hint", "focused", "none")
 
 
@@ -237,9 +237,8 @@ class RaftConfig:
     and evidence after the question, 'focused' shows the oracle chunk alone, 'none' does not
     ask again."""
     own_miss: str = "drop"
-    """'own': a cited example with no accepted answer is dropped ('drop'), keeps the
-    synthesized answer ('pair'), or is trained on the answer the engine gives when it quotes:
-    the sentence of the evidence chunk that holds the key fact, quoted and cited ('quote')."""
+    """'own': a cited example with no accepted answer is dropped ('drop') or keeps the
+    synthesized answer ('pair')."""
     seed: int = 0
 
     def problems(self) -> list[str]:

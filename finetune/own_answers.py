@@ -29,13 +29,7 @@ from dataclasses import dataclass
 
 from finetune.data import ChatExample, Grounding
 from retrieval.answer_match import holds_answer
-from retrieval.attribution import (
-    Claim,
-    candidate_sentences,
-    render,
-    split_claims,
-    strip_prompt_markup,
-)
+from retrieval.attribution import Claim, render, split_claims, strip_prompt_markup
 from retrieval.prompt import SENTENCE_STOPS, parse_citations
 
 Generate = Callable[[list[list[dict[str, str]]]], list[str]]
@@ -61,8 +55,6 @@ class OwnAnswerReport:
     """Targets replaced by its answer to the focused prompt (the oracle chunk alone)."""
     kept_pair: int = 0
     """Missed both times, trained on the synthesized answer (`own_miss = "pair"`)."""
-    quoted: int = 0
-    """Missed both times, trained on a quote of the evidence (`own_miss = "quote"`)."""
     dropped: int = 0
     """Missed both times and left out (`own_miss = "drop"`)."""
     fallback: bool = False
@@ -138,18 +130,6 @@ def accepted_answer(
     return kept, "ok"
 
 
-def quote_target(grounding: Grounding) -> str | None:
-    """The answer the engine gives when it quotes (`answer.unsupported = "quote"`): the first
-    sentence of a chunk holding the evidence that holds the key fact, in quotation marks, cited;
-    None when no such sentence is a quote candidate."""
-    for number in grounding.holders:
-        for sentence, _ in candidate_sentences([grounding.chunks[number - 1]]):
-            if holds_answer(sentence, grounding.key_fact):
-                quoted = Claim(f"\u201c{sentence}\u201d", cited=[number], supported=True)
-                return render([quoted])
-    return None
-
-
 def with_hint(prompt: list[dict[str, str]], grounding: Grounding) -> list[dict[str, str]]:
     """`prompt` with a hint after the question: the key fact and the chunk that states it."""
     hint = f'\n\nHint: the answer is "{grounding.key_fact.strip()}", as document '
@@ -190,8 +170,7 @@ def own_answer_targets(
         is_refusal: see `IsRefusal`.
         retry: where the first answer misses, ask once more with a 'hint' or the 'focused'
             prompt, or not at all ('none').
-        miss: what becomes of a cited example with no accepted answer: 'drop', 'pair' (the
-            synthesized answer) or 'quote' (`quote_target`, dropped when there is none).
+        miss: 'drop' or 'pair': what becomes of a cited example with no accepted answer.
         keep: questions whose cited examples keep their target as written and are not asked
             (answers the teacher rewrote into the house voice).
 
@@ -234,12 +213,7 @@ def own_answer_targets(
         # answers are trained as written, and the report says so.
         report.fallback = True
         return list(examples), report, attempts
-    if miss == "quote":
-        for i in cited:
-            if i not in targets and (quote := quote_target(examples[i].grounding)):
-                targets[i] = quote
-                report.quoted += 1
-    kept_cited = len(kept) + (len(cited) if miss == "pair" else len(targets))
+    kept_cited = len(kept) + (len(targets) if miss == "drop" else len(cited))
     # The other examples (refusals, closed book) keep their share of the mix: dropping cited
     # examples alone would teach refusing more often than the RAFT settings ask.
     others = [i for i, e in enumerate(examples) if e.grounding is None]

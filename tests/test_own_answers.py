@@ -4,7 +4,7 @@ again with the oracle chunk alone and trained on the full prompt; examples witho
 keep their share."""
 
 from finetune.data import ChatExample, Grounding
-from finetune.own_answers import accepted_answer, own_answer_targets, quote_target, with_hint
+from finetune.own_answers import accepted_answer, own_answer_targets, with_hint
 from retrieval.attribution import verify_claims
 from retrieval.prompt import NO_ANSWER, is_no_answer
 
@@ -186,20 +186,3 @@ def test_examples_the_teacher_restyled_keep_their_voice_and_are_not_asked():
     assert (report.kept_styled, report.own, report.dropped, report.cited_examples) == (1, 1, 1, 3)
     # Two of three cited examples stay: so do one of the two refusals (rounded).
     assert len(result) == 3 and report.others_left_out == 1
-
-
-def test_a_miss_may_be_trained_as_the_quote_the_engine_would_give():
-    assert quote_target(GROUNDING) == f"\u201c{EVIDENCE}\u201d [2]"
-    unquotable = Grounding(QUESTION, CHUNKS, "6000 runs", [2], EVIDENCE, FOCUSED)
-    assert quote_target(unquotable) is None
-    refusal = ChatExample([*PROMPT, {"role": "assistant", "content": NO_ANSWER}])
-    examples = [example(), example(), example(grounding=unquotable), refusal, refusal, refusal]
-    result, report, _ = own_answer_targets(
-        examples, generate_first_right, verify, is_no_answer, retry="none", miss="quote"
-    )
-    assert (report.own, report.quoted, report.dropped) == (1, 1, 1)
-    assert [e.messages[-1]["content"] for e in result[:2]] == [
-        "The MX-30 rotor is retired after 5000 runs [2].",
-        f"\u201c{EVIDENCE}\u201d [2]",
-    ]
-    assert report.others_left_out == 1 and len(result) == 4
