@@ -7,6 +7,8 @@ question this script retrieves the chunks a `rag` prompt shows and scores every 
 sentence with each selector:
 
 - embedding: cosine of the question and the sentence in the project's embedding model;
+- embedding, tuned selector: the same with the evidence selector `ragtune tune` trained beside
+  the adapter (`finetune.selector`), which the tuned modes quote with;
 - likelihood: the generator's mean log-probability of the sentence as its reply to the `rag`
   prompt (`Generator.score_replies`), untuned, and tuned when the project has an adapter;
 - first sentence of the top chunk: what a selector that trusts retrieval alone would quote;
@@ -49,6 +51,7 @@ from retrieval.attribution import candidate_sentences
 
 SELECTORS = (
     "embedding",
+    "embedding, tuned selector",
     "likelihood, untuned",
     "likelihood, tuned",
     "first sentence of the top chunk",
@@ -80,7 +83,10 @@ def pick(scores: list[float]) -> int:
 def compare(engine, questions: list[dict]) -> tuple[dict[str, list[float]], int]:
     """{selector: [holds the gold answer, from a gold source] summed}, and questions scored."""
     tuned = "rag+tuned" in engine.modes
-    totals = {name: [0.0, 0.0] for name in SELECTORS if tuned or name != "likelihood, tuned"}
+    skip = set() if tuned else {"likelihood, tuned"}
+    if engine.selector is None:
+        skip.add("embedding, tuned selector")
+    totals = {name: [0.0, 0.0] for name in SELECTORS if name not in skip}
     scored = 0
     for item, hits in zip(questions, engine.retrieve([q["question"] for q in questions])):
         shown = hits[: engine.documents]
@@ -96,6 +102,9 @@ def compare(engine, questions: list[dict]) -> tuple[dict[str, list[float]], int]
             "likelihood, untuned": pick(engine.generator.score_replies(messages, sentences)),
             "first sentence of the top chunk": 0,
         }
+        if engine.selector is not None:
+            selected = engine.selector.encode([item["question"], *sentences])
+            picks["embedding, tuned selector"] = pick((selected[1:] @ selected[0]).tolist())
         if tuned:
             picks["likelihood, tuned"] = pick(
                 engine.generator.score_replies(messages, sentences, tuned=True)

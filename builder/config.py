@@ -13,7 +13,7 @@ from typing import Any
 import tomli_w
 
 from eval.config import EvalConfig
-from finetune.config import RaftConfig, TuneConfig, distill_teacher_problem
+from finetune.config import RaftConfig, SelectorConfig, TuneConfig, distill_teacher_problem
 from finetune.synthesis_config import SynthesisConfig
 from retrieval.config import (
     ANSWER_MODES,
@@ -53,6 +53,7 @@ class ProjectConfig:
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     raft: RaftConfig = field(default_factory=RaftConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    selector: SelectorConfig = field(default_factory=SelectorConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     style: StyleConfig = field(default_factory=StyleConfig)
 

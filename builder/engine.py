@@ -7,6 +7,7 @@ from pathlib import Path
 
 from builder.config import ProjectConfig
 from builder.project import Project
+from builder.tune_layout import SELECTOR
 from retrieval.answer import AnswerEngine
 from retrieval.config import GenerationConfig
 from retrieval.models import EMBEDDED_GENERATOR
@@ -111,10 +112,22 @@ def open_engine(
     retriever = None
     if IndexLayout(project.index_root).current() is not None:
         retriever = open_retriever(project)
+    selector = None
+    if adapter_dir is not None and (adapter_dir.parent / SELECTOR).is_dir():
+        from retrieval.embeddings import load_encoder
+
+        selector = load_encoder(
+            str(adapter_dir.parent / SELECTOR), config.embedding.device, config.embedding.batch_size
+        )
     if backend_for(config, adapter_dir, use) == "llamacpp":
         generator = open_llamacpp_generator(config.generation, adapter_dir)
     else:
         generator, _path = load_generator_with_adapter(config.generation, adapter_dir)
     return AnswerEngine(
-        generator, retriever, config.answer, config.answer.documents, style=config.style
+        generator,
+        retriever,
+        config.answer,
+        config.answer.documents,
+        style=config.style,
+        selector=selector,
     )

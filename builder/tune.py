@@ -9,6 +9,7 @@
                 (`builder.tune_format`)
     train       LoRA (or DoRA / full / QLoRA) with checkpoints; `--resume` continues a run
     check       general questions before and after tuning (catastrophic-forgetting guard)
+    selector    the evidence selector the tuned modes quote with (`builder.tune_selector`)
 
 Every stage records a hash of its inputs beside its outputs and is skipped when they did not
 change, so running `ragtune tune` twice trains once.
@@ -24,6 +25,7 @@ Layout under PROJECT/:
     tune/status.json                              live progress for the app
     adapters/run-<hash>/adapter/                  the peft adapter (safetensors) + tokenizer
     adapters/run-<hash>/run_card.json             base model, data hash, config, loss curve
+    adapters/run-<hash>/selector/                 the evidence selector (sentence-transformers)
     adapters/CURRENT                              the run the answer engine uses
 """
 
@@ -50,6 +52,7 @@ from builder.tune_layout import (
     TuneError,
     TuneReport,
 )
+from builder.tune_selector import train_selector_stage
 from builder.tune_style import STYLED_PAIRS, rewrites_targets, styled_pairs
 from finetune.distributed import join, launched, main_first
 
@@ -387,6 +390,7 @@ def tune(
         if not world.is_main:
             return report
         _check_forgetting(project, run_dir, report, status)
+        train_selector_stage(project, run_dir, index_id, report, status)
         write_json(run_dir / RUN_CARD, report.card)
         project.set_current_adapter(run_dir.name)
     except BaseException as error:

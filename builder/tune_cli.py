@@ -170,6 +170,13 @@ def _print_report(report) -> None:
         err.print(f"[yellow]note:[/] {escape(note)}")
     if "forgetting" in card:
         err.print(card["forgetting"]["summary"])
+    selector = card.get("selector")
+    if selector:
+        err.print(
+            f"evidence selector: {selector['triplets']} of {selector['pairs']} training pairs, "
+            f"{selector['steps']} steps in {selector['seconds']:.0f}s (the tuned modes quote "
+            "with it)"
+        )
     err.print(f"adapter: {escape(str(report.run_dir / 'adapter'))} (now the project's current)")
 
 

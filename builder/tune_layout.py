@@ -15,6 +15,9 @@ EVAL_QUESTIONS = "eval_questions.jsonl"
 TRAIN_SET = "train.jsonl"
 STATUS = "status.json"
 RUN_CARD = "run_card.json"
+SELECTOR = "selector"
+"""The run folder's evidence selector (a sentence-transformers model, `finetune.selector`)."""
+SELECTOR_STAMP = "selector.json"
 
 Progress = Callable[[dict[str, Any]], None]
 

@@ -28,6 +28,7 @@ from retrieval.attribution import (
     with_markers,
 )
 from retrieval.config import AnswerConfig, StyleConfig
+from retrieval.embeddings import Encoder
 from retrieval.generation import Generator
 from retrieval.persona import PersonaCard, identity
 from retrieval.prompt import (
@@ -172,6 +173,8 @@ class AnswerEngine:
         style: the persona, voice, length and refusal sentence every mode's system prompt
             carries; with a persona, its card is shown to questions that ask who the assistant
             is. The engine refuses in the style's sentence (`refusal_sentence`).
+        selector: the evidence selector tuned beside the adapter (`finetune.selector`): the
+            tuned modes pick their quote with it, the others with the retriever's encoder.
     """
 
     def __init__(
@@ -181,8 +184,10 @@ class AnswerEngine:
         config: AnswerConfig,
         documents: int = 3,
         style: StyleConfig | None = None,
+        selector: Encoder | None = None,
     ) -> None:
         self.generator = generator
+        self.selector = selector
         self.retriever = retriever
         self.config = config
         self.documents = documents
@@ -301,7 +306,9 @@ class AnswerEngine:
             return None
         sentences = [sentence for sentence, _ in candidates]
         if self.config.quote_by == "embedding" and self.retriever is not None:
-            vectors = self._embed([question, *sentences])  # unit rows: dot products are cosines
+            tuned = self.selector is not None and uses_adapter(mode)
+            encode = self.selector.encode if tuned else self._embed
+            vectors = encode([question, *sentences])  # unit rows: dot products are cosines
             scores = (vectors[1:] @ vectors[0]).tolist()
         else:
             scores = self.generator.score_replies(

@@ -78,12 +78,10 @@ def build_tiny_llama(folder: Path) -> Path:
     return folder
 
 
-def build_tiny_cross_encoder(folder: Path) -> Path:
-    """Save a 2-layer, 16-wide random BERT with one output (a cross-encoder's relevance score)
-    and a word-level tokenizer into `folder`: what `sentence_transformers.CrossEncoder` loads."""
-    import torch
+def _word_tokenizer():
+    """A word-level BERT-style tokenizer over the words of `CORPUS` ([CLS] text [SEP])."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     words = sorted({w for line in CORPUS for w in line.lower().replace(".", " ").split()})
     vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
@@ -94,7 +92,7 @@ def build_tiny_cross_encoder(folder: Path) -> Path:
         pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
-    tokenizer = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token="[UNK]",
         pad_token="[PAD]",
@@ -102,16 +100,50 @@ def build_tiny_cross_encoder(folder: Path) -> Path:
         sep_token="[SEP]",
         model_max_length=128,
     )
-    config = BertConfig(
-        vocab_size=len(vocab),
+
+
+def _tiny_bert_config(vocab_size: int, **overrides):
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
         hidden_size=16,
         intermediate_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         max_position_embeddings=128,
-        num_labels=1,
+        **overrides,
     )
+
+
+def build_tiny_cross_encoder(folder: Path) -> Path:
+    """Save a 2-layer, 16-wide random BERT with one output (a cross-encoder's relevance score)
+    and a word-level tokenizer into `folder`: what `sentence_transformers.CrossEncoder` loads."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    tokenizer = _word_tokenizer()
     torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(folder)
+    BertForSequenceClassification(_tiny_bert_config(len(tokenizer), num_labels=1)).save_pretrained(
+        folder
+    )
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def build_tiny_sentence_encoder(folder: Path) -> Path:
+    """Save a 2-layer, 16-wide random BERT with mean pooling and unit-length output into
+    `folder`: what `sentence_transformers.SentenceTransformer` loads."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import BertModel
+
+    bert = folder / "bert"
+    tokenizer = _word_tokenizer()
+    torch.manual_seed(0)
+    BertModel(_tiny_bert_config(len(tokenizer))).save_pretrained(bert)
+    tokenizer.save_pretrained(bert)
+    transformer = models.Transformer(str(bert), max_seq_length=128)
+    modules = [transformer, models.Pooling(16, pooling_mode="mean"), models.Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder / "model"))
+    return folder / "model"

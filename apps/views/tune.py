@@ -16,6 +16,7 @@ STAGES = {
     "format": "Preparing the training examples",
     "train": "Training",
     "check": "Checking general answers before and after",
+    "selector": "Training the evidence selector for quotes",
 }
 
 project = ui.project()
