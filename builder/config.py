@@ -20,6 +20,7 @@ from retrieval.config import (
     DOCUMENT_SCALES,
     GENERATION_BACKENDS,
     INDEX_KINDS,
+    OWN_ANSWER_RULES,
     QUOTE_SELECTORS,
     RETRIEVAL_MODES,
     UNSUPPORTED_POLICIES,
@@ -65,6 +66,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "answer.mode": ANSWER_MODES,
     "answer.unsupported": UNSUPPORTED_POLICIES,
     "answer.quote_by": QUOTE_SELECTORS,
+    "answer.own_answers": OWN_ANSWER_RULES,
     "generation.backend": GENERATION_BACKENDS,
 }
 _AT_LEAST_ZERO = {

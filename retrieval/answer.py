@@ -298,9 +298,9 @@ class AnswerEngine:
             skip=self.is_refusal,
         )
 
-    def _quote(self, question: str, mode: str, hits: Sequence[Hit]) -> list[Claim] | None:
-        """The shown sentence that best answers `question` (`AnswerConfig.quote_by`), as a
-        cited claim."""
+    def _pick(self, question: str, mode: str, hits: Sequence[Hit]) -> tuple[str, int] | None:
+        """The shown sentence that best answers `question` (`AnswerConfig.quote_by`) and its
+        chunk's number, or None when the chunks hold no candidate."""
         candidates = candidate_sentences([h.text for h in hits])
         if not candidates:
             return None
@@ -314,9 +314,14 @@ class AnswerEngine:
             scores = self.generator.score_replies(
                 self._messages(question, mode, hits), sentences, tuned=uses_adapter(mode)
             )
-        best = max(range(len(candidates)), key=lambda i: scores[i])
-        sentence, number = candidates[best]
-        return [Claim(f"\u201c{sentence}\u201d", cited=[number], supported=True, support=1.0)]
+        return candidates[max(range(len(candidates)), key=lambda i: scores[i])]
+
+    def _agrees(self, claims: Sequence[Claim], picked: tuple[str, int] | None) -> bool:
+        """Whether every checkable claim is supported by the picked sentence alone."""
+        if picked is None:
+            return True
+        alone = self.check_claims([(c.text, []) for c in claims], [picked[0]])
+        return all(c.supported is not False for c in alone)
 
     def _finish(
         self, question: str, mode: str, hits: list[Hit], text: str, seconds: float
@@ -354,10 +359,20 @@ class AnswerEngine:
         empty = not cleaned.strip()
         if policy == "drop":
             claims = [c for c in claims if c.supported is not False]
-        elif policy == "quote" and (empty or any(c.supported is False for c in claims)):
-            quoted = self._quote(question, mode, hits)
-            if quoted is not None:
-                claims, answer.quoted = quoted, True
+        elif policy == "quote":
+            picked = None
+            if empty or any(c.supported is False for c in claims):
+                picked = self._pick(question, mode, hits)
+            elif self.config.own_answers == "agreeing":
+                picked = self._pick(question, mode, hits)
+                if self._agrees(claims, picked):
+                    picked = None
+            if picked is not None:
+                sentence, number = picked
+                quote = Claim(
+                    f"\u201c{sentence}\u201d", cited=[number], supported=True, support=1.0
+                )
+                claims, answer.quoted = [quote], True
         if (policy == "drop" and not claims) or (empty and not answer.quoted):
             answer.answer, answer.refused = self.refusal, True
             return answer

@@ -168,6 +168,7 @@ GENERATION_BACKENDS = ("auto", "transformers", "llamacpp")
 ANSWER_MODES = ("auto", "base", "rag", "tuned", "rag+tuned")
 UNSUPPORTED_POLICIES = ("flag", "drop", "quote")
 QUOTE_SELECTORS = ("embedding", "likelihood")
+OWN_ANSWER_RULES = ("supported", "agreeing")
 
 
 @dataclass
@@ -196,7 +197,16 @@ class AnswerConfig:
     embedding model, already loaded for search) or 'likelihood' (the sentence the generator
     finds likeliest as its reply, one batched forward pass). On the sample corpus's 58 gold
     questions the embedding's pick holds the gold answer for 0.53 of them, the likelihood's
-    for 0.14 (`bench/quote.py`)."""
+    for 0.14 (`bench/quote.py`). The tuned modes use the evidence selector trained beside the
+    adapter (`finetune.selector`) when there is one."""
+    own_answers: str = "agreeing"
+    """When the model's own answer stands under 'quote': 'agreeing' (every sentence is
+    supported by the one shown sentence that `quote_by` picks for the question, alone; else
+    that sentence is quoted) or 'supported' (by some shown chunk). 'agreeing' catches an answer
+    taken from the right chunk's wrong row or sentence, which 'supported' lets through, at the
+    cost of overruling a right answer whose sentence the selector does not rank first. Chosen
+    by a rule fixed before measuring, on half of the sample's gold questions (README, "Own
+    answers that agree")."""
     support_threshold: float = 0.5
     """Share of a sentence's word weight (inverse document frequency) that one chunk must hold,
     with every number, date and code of the sentence, to support it."""

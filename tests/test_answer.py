@@ -268,3 +268,32 @@ def test_reply_scores_with_a_shared_prompt_cache_equal_full_forward_passes(proje
         log_probs = torch.log_softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)
         expected = log_probs.gather(1, torch.tensor(reply_ids)[:, None]).mean().item()
         assert score == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("rule", ["supported", "agreeing"])
+def test_an_agreeing_answer_must_hold_up_against_the_sentence_picked_for_the_question(
+    project, rule
+):
+    engine = open_engine(project, NO_ADAPTER)
+    engine.config.unsupported, engine.config.quote_by = "quote", "embedding"
+    engine.config.own_answers = rule
+    chunk = Hit(
+        "c.md",
+        2,
+        None,
+        "id-c",
+        0.5,
+        "The centrifuge has a warranty of two years. The rotor lasts 9,000 runs.",
+    )
+    # Supported by the chunk, but taken from the sentence the question does not ask about.
+    wrong_row = "The rotor lasts 9,000 runs [1]."
+    answer = engine._finish("How long is the warranty?", "rag", [chunk], wrong_row, 0.0)
+    if rule == "supported":
+        assert not answer.quoted and answer.answer == wrong_row
+    else:
+        assert answer.quoted
+        assert answer.claims[0].text == "\u201cThe centrifuge has a warranty of two years.\u201d"
+    right = engine._finish(
+        "How long is the warranty?", "rag", [chunk], "The warranty lasts two years [1].", 0.0
+    )
+    assert not right.quoted  # the picked sentence supports it: the model's answer stands
