@@ -20,7 +20,7 @@ from builder.tune_style import identity_training, restyled_questions
 from builder.tune_targets import own_answer_examples, uses_own_answers
 
 if TYPE_CHECKING:
-    from retrieval.config import StyleConfig
+    from retrieval.config import AnswerConfig, StyleConfig
     from retrieval.documents import Chunk
     from retrieval.search import Retriever
 
@@ -56,7 +56,7 @@ def format_examples(
         config.tune.skip_kinds,
         asdict(config.style),
         # The own answers depend on the model that writes them and on the engine's checks.
-        *([asdict(config.generation), asdict(config.answer)] if uses_own_answers(project) else []),
+        *([asdict(config.generation), _checks(config.answer)] if uses_own_answers(project) else []),
     )
     if up_to_date(stamp, inputs, out):
         report.stages["format"] = "skipped (inputs unchanged)"
@@ -147,3 +147,12 @@ def _with_context(
         messages = rag_messages(question["content"], prompt_documents(found), style)
         wrapped[i] = ChatExample([*messages, examples[i].messages[-1]])
     return wrapped
+
+
+def _checks(answer: AnswerConfig) -> dict:
+    """The answer settings an own answer's checks read: all but `own_answers`, which decides
+    at answer time whether an answer stands against the picked sentence, a check that training
+    targets do not go through (they must hold the pair's key fact instead)."""
+    settings = asdict(answer)
+    del settings["own_answers"]
+    return settings

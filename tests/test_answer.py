@@ -215,7 +215,7 @@ def test_unsupported_policies_drop_and_quote(project, quote_by):
         "id-30" if claim.text.strip("\u201c\u201d") == MX30.text else "id-60"
     ]
     assert quoted.model_answer == text.replace(" [1]", " [1]")
-    engine.config.unsupported = "quote"
+    engine.config.unsupported, engine.config.own_answers = "quote", "supported"
     kept = engine._finish("q", "rag", [MX30, MX60], "The R-24A rotor lasts 9,000 runs.", 0.0)
     assert not kept.quoted  # every claim supported: the model's answer stands
 
