@@ -46,7 +46,7 @@ def train_selector_stage(
     try:
         encoder = retriever.encoder
         if not isinstance(encoder, SentenceTransformerEncoder):
-            report.stages["selector"] = "skipped (the embedding model is not sentence-transformers)"
+            report.stages["selector"] = "skipped (this embedding model cannot be fine-tuned)"
             return
         progress({"stage": "selector", "message": "mining sentences for the evidence selector"})
         pairs = read_pairs_jsonl(pairs_path)

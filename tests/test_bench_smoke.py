@@ -165,6 +165,19 @@ def test_quote_smoke_compares_every_selector_with_the_upper_bound():
 
 
 @pytest.mark.slow
+def test_own_answers_smoke_scores_both_rules_on_the_same_answers():
+    out = run_smoke("own_answers.py")
+    rows = {
+        (found[0], found[1]): [float(v) for v in found[2:]]
+        for found in re.findall(r"^(rag) +(\w+)" + rf" +({NUMBER})" * 4, out, re.M)
+    }
+    assert set(rows) == {("rag", "supported"), ("rag", "agreeing")}
+    assert all(0 <= value <= 1 for values in rows.values() for value in values)
+    # 'agreeing' only turns own answers into quotes.
+    assert rows[("rag", "agreeing")][3] >= rows[("rag", "supported")][3]
+
+
+@pytest.mark.slow
 def test_scale_smoke_measures_both_engines_and_projects_10m_chunks():
     out = run_smoke("scale.py", "--data", str(PUBMEDQA))
     chunks = {cells(out, label)[4] for label in ("local", "ray, 1 worker", "ray, 2 workers")}

@@ -114,7 +114,7 @@ def test_the_stage_skips_an_encoder_that_is_not_sentence_transformers(project_fa
     write_pairs_jsonl(project.tune_dir / TRAIN_PAIRS, [pair("q?", "a", "c")])
     report = TuneReport()
     train_selector_stage(project, project.adapters_dir / "run-x", "i", report, lambda e: None)
-    assert "not sentence-transformers" in report.stages["selector"]
+    assert "cannot be fine-tuned" in report.stages["selector"]
     assert not (project.adapters_dir / "run-x" / SELECTOR).exists()
 
 
