@@ -30,7 +30,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -40,7 +39,7 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from smoke import TINY_LABEL, build_sample, single_threaded, tiny_generator
+from smoke import TINY_LABEL, build_sample, project_parser, single_threaded, tiny_generator
 
 from builder.engine import open_engine
 from builder.project import open_project
@@ -123,11 +122,7 @@ def compare(engine, questions: list[dict]) -> tuple[dict[str, list[float]], int]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", type=Path, help="a built project (default: build the sample)")
-    parser.add_argument("--questions", type=Path, help="JSONL gold questions (default: sample)")
-    parser.add_argument("--smoke", action="store_true", help="a tiny random model, 4 documents")
-    args = parser.parse_args()
+    args = project_parser(__doc__).parse_args()
     if args.smoke:
         single_threaded()
     with tempfile.TemporaryDirectory() as temporary:

@@ -3,6 +3,7 @@ each script runs end to end in seconds. Their figures say only that the script w
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -66,3 +67,12 @@ def build_sample(work: Path, settings: list[str], smoke: bool) -> Path:
     project.save_config()
     build(project)
     return root
+
+
+def project_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark over one project's gold questions."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--project", type=Path, help="a built project (default: build the sample)")
+    parser.add_argument("--questions", type=Path, help="gold questions (default: the sample's)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny random model, 4 documents")
+    return parser
