@@ -1,8 +1,9 @@
 """The evidence selector: the project's embedding model fine-tuned on its synthesized pairs to
 pick, among the sentences of the chunks shown with a question, the one that answers it.
 
-When the model's own answer fails verification, the answer engine quotes one shown sentence
-(`answer.unsupported = "quote"`), chosen by embedding similarity to the question. A general
+When the model's own answer does not stand (`answer.own_answers`), the answer engine quotes one
+shown sentence (`answer.unsupported = "quote"`), chosen by embedding similarity to the question;
+under 'agreeing' that sentence also decides whether the own answer stands. A general
 embedding model ranks a sentence that shares the question's words above the one that holds its
 answer ("What is the MX-30's cooling time?" → the sentence naming the MX-30's cooling system).
 The synthesized training pairs say which sentence answers each question, so `ragtune tune`
