@@ -21,8 +21,9 @@ def train_selector_stage(
     """Train RUN/selector/ unless it is off, up to date, or cannot be trained (and say why in
     `report.stages['selector']`); its figures go to `report.card['selector']`."""
     from finetune.pairs import read_pairs_jsonl
-    from finetune.selector import selector_triplets, train_selector
+    from finetune.selector import identity_triplets, selector_triplets, train_selector
     from retrieval.embeddings import SentenceTransformerEncoder
+    from retrieval.persona import identity
 
     config = project.config.selector
     target, stamp = run_dir / SELECTOR, run_dir / SELECTOR_STAMP
@@ -34,8 +35,14 @@ def train_selector_stage(
         report.stages["selector"] = "skipped (no synthesized training pairs)"
         return
     documents = project.config.answer.documents
+    style = project.config.style
     inputs = digest(
-        file_digest(pairs_path), asdict(config), project.config.embedding.model, index_id, documents
+        file_digest(pairs_path),
+        asdict(config),
+        project.config.embedding.model,
+        index_id,
+        documents,
+        *([asdict(style)] if style.persona else []),
     )
     previous = read_json(stamp)
     if previous.get("inputs") == inputs and target.is_dir():
@@ -59,6 +66,12 @@ def train_selector_stage(
         hits = retriever.search_many([pair.question for pair in pairs], documents)
         shown = [[hit.text for hit in found[:documents]] for found in hits]
         triplets = selector_triplets(pairs, chunk_texts, shown, encoder.encode)
+        if style.persona:
+            texts = identity(style)
+            questions = list(texts.train_questions)
+            found = retriever.search_many(questions, documents)
+            shown = [[hit.text for hit in hits[:documents]] for hits in found]
+            triplets += identity_triplets(questions, texts.card, shown, encoder.encode)
     finally:
         retriever.close()
     if not triplets:

@@ -79,12 +79,49 @@ def selector_triplets(
         ]
         if not wrong:
             continue
-        vectors = encode([pair.question, *answering, *wrong])
-        similarity = vectors[1:] @ vectors[0]
-        best = int(np.argmax(similarity[: len(answering)]))
-        hardest = int(np.argmax(similarity[len(answering) :]))
-        triplets.append(Triplet(pair.question, answering[best], wrong[hardest]))
+        triplets.append(_closest(pair.question, answering, wrong, encode))
     return triplets
+
+
+def identity_triplets(
+    questions: Sequence[str],
+    card: str,
+    shown: Sequence[Sequence[str]],
+    encode: Callable[[list[str]], np.ndarray],
+) -> list[Triplet]:
+    """Triplets that teach the selector the persona: each training identity question ("who are
+    you?") is answered by a sentence of the persona card, which the engine shows beside the
+    retrieved chunks; the hardest wrong sentence comes from those chunks. Without them a tuned
+    selector, which only ever saw the corpus's questions, quotes a handbook sentence instead.
+
+    Args:
+        questions: the identity texts' training questions (never the held-out ones).
+        card: the persona card's text (`Identity.card`).
+        shown: for each question, the texts of the retrieved chunks shown beside the card.
+        encode: unit-row embeddings of texts (the untuned model).
+    """
+    answering = _sentences([card])
+    triplets = []
+    for question, texts in zip(questions, shown):
+        wrong = [s for s in _sentences(texts) if s not in answering]
+        if not answering or not wrong:
+            continue
+        triplets.append(_closest(question, answering, wrong, encode))
+    return triplets
+
+
+def _closest(
+    question: str,
+    answering: list[str],
+    wrong: list[str],
+    encode: Callable[[list[str]], np.ndarray],
+) -> Triplet:
+    """The answering sentence and the wrong one closest to the question."""
+    vectors = encode([question, *answering, *wrong])
+    similarity = vectors[1:] @ vectors[0]
+    best = int(np.argmax(similarity[: len(answering)]))
+    hardest = int(np.argmax(similarity[len(answering) :]))
+    return Triplet(question, answering[best], wrong[hardest])
 
 
 def train_selector(

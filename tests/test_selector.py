@@ -16,7 +16,7 @@ from builder.tune_layout import SELECTOR, TRAIN_PAIRS, TuneReport
 from builder.tune_selector import train_selector_stage
 from finetune.config import SelectorConfig
 from finetune.pairs import QAPair, write_pairs_jsonl
-from finetune.selector import Triplet, selector_triplets, train_selector
+from finetune.selector import Triplet, identity_triplets, selector_triplets, train_selector
 from retrieval.embeddings import SentenceTransformerEncoder
 from retrieval.search import Hit
 
@@ -55,6 +55,21 @@ def test_a_triplet_pairs_the_answering_sentence_with_the_hardest_wrong_one():
             "The rotor is made of titanium.",
         )
     ]
+
+
+def test_identity_questions_are_answered_by_the_persona_card():
+    card = "My name is Ada. I am the assistant of Acme Labs."
+    triplets = identity_triplets(
+        ["Who made you?", "What is your name?"],
+        card,
+        [[ROTOR_CHUNK], []],
+        KeywordEncoder(("name", "acme", "rotor")).encode,
+    )
+    # The second question has no retrieved sentence to tell the card apart from.
+    assert [(t.question, t.answering) for t in triplets] == [
+        ("Who made you?", "My name is Ada.")
+    ]
+    assert triplets[0].wrong in ROTOR_CHUNK
 
 
 def test_training_pulls_the_answering_sentence_closer_than_the_wrong_one(tiny_encoder, tmp_path):
