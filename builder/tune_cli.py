@@ -172,10 +172,14 @@ def _print_report(report) -> None:
         err.print(card["forgetting"]["summary"])
     selector = card.get("selector")
     if selector:
+        from_pairs = selector.get("from_pairs", selector["triplets"])
+        persona = (
+            f" + {selector['identity']} identity questions" if selector.get("identity") else ""
+        )
         err.print(
-            f"evidence selector: {selector['triplets']} of {selector['pairs']} training pairs, "
-            f"{selector['steps']} steps in {selector['seconds']:.0f}s (the tuned modes quote "
-            "with it)"
+            f"evidence selector: triplets from {from_pairs} of {selector['pairs']} training "
+            f"pairs{persona}, {selector['steps']} steps in {selector['seconds']:.0f}s (the tuned "
+            "modes quote with it)"
         )
     err.print(f"adapter: {escape(str(report.run_dir / 'adapter'))} (now the project's current)")
 

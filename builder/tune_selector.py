@@ -66,14 +66,17 @@ def train_selector_stage(
         hits = retriever.search_many([pair.question for pair in pairs], documents)
         shown = [[hit.text for hit in found[:documents]] for found in hits]
         triplets = selector_triplets(pairs, chunk_texts, shown, encoder.encode)
+        persona = []
         if style.persona:
             texts = identity(style)
             questions = list(texts.train_questions)
             found = retriever.search_many(questions, documents)
             shown = [[hit.text for hit in hits[:documents]] for hits in found]
-            triplets += identity_triplets(questions, texts.card, shown, encoder.encode)
+            persona = identity_triplets(questions, texts.card, shown, encoder.encode)
     finally:
         retriever.close()
+    from_pairs = len(triplets)
+    triplets += persona
     if not triplets:
         report.stages["selector"] = "skipped (no training pair has a sentence to tell apart)"
         return
@@ -91,6 +94,8 @@ def train_selector_stage(
     figures = {
         "pairs": len(pairs),
         "triplets": result.triplets,
+        "from_pairs": from_pairs,
+        "identity": len(persona),
         "steps": result.steps,
         "seconds": round(result.seconds, 1),
     }

@@ -108,7 +108,8 @@ def test_the_tune_stage_trains_once_and_saves_beside_the_adapter(
     report, events = TuneReport(), []
     train_selector_stage(project, run_dir, "index-1", report, events.append)
     assert report.stages["selector"] == "ran", report.stages
-    assert report.card["selector"]["triplets"] == 1
+    assert report.card["selector"]["triplets"] == report.card["selector"]["from_pairs"] == 1
+    assert report.card["selector"]["identity"] == 0
     assert (run_dir / SELECTOR / "model.safetensors").is_file()
     assert {e["stage"] for e in events} == {"selector"}
     again = TuneReport()
