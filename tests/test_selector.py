@@ -66,9 +66,7 @@ def test_identity_questions_are_answered_by_the_persona_card():
         KeywordEncoder(("name", "acme", "rotor")).encode,
     )
     # The second question has no retrieved sentence to tell the card apart from.
-    assert [(t.question, t.answering) for t in triplets] == [
-        ("Who made you?", "My name is Ada.")
-    ]
+    assert [(t.question, t.answering) for t in triplets] == [("Who made you?", "My name is Ada.")]
     assert triplets[0].wrong in ROTOR_CHUNK
 
 
@@ -178,3 +176,25 @@ def _chunks(project):
         return list(retriever.index.store.iter_chunks())
     finally:
         retriever.close()
+
+
+@pytest.mark.parametrize(
+    ("figures", "expected"),
+    [
+        (
+            {"pairs": 162, "triplets": 172, "from_pairs": 160, "identity": 12, "steps": 22},
+            "triplets from 160 of 162 training pairs + 12 identity questions, 22 steps",
+        ),
+        # A stamp written before the counts were split.
+        (
+            {"pairs": 162, "triplets": 160, "steps": 20},
+            "triplets from 160 of 162 training pairs, 20",
+        ),
+    ],
+)
+def test_the_tune_summary_counts_the_selector_triplets(capsys, figures, expected, tmp_path):
+    from builder.tune_cli import _print_report
+
+    report = TuneReport(run_dir=tmp_path, card={"selector": {**figures, "seconds": 25.0}})
+    _print_report(report)
+    assert expected in " ".join(capsys.readouterr().err.split())
