@@ -272,7 +272,8 @@ class SelectorConfig:
     epochs: float = 2.0
     """Passes over the triplets."""
     learning_rate: float = 2e-5
-    """Peak AdamW learning rate (sentence-transformers' default)."""
+    """Peak AdamW learning rate, after a warm-up of a tenth of the steps (a common value in
+    sentence-transformers' training examples)."""
     batch_size: int = 16
     """Triplets per step; the other triplets' sentences in a batch are negatives too."""
     seed: int = 0
