@@ -113,11 +113,12 @@ def open_engine(
     if IndexLayout(project.index_root).current() is not None:
         retriever = open_retriever(project)
     selector = None
-    if adapter_dir is not None and (adapter_dir.parent / SELECTOR).is_dir():
+    selector_dir = adapter_dir.parent / SELECTOR if adapter_dir is not None else None
+    if selector_dir is not None and selector_dir.is_dir():
         from retrieval.embeddings import load_encoder
 
         selector = load_encoder(
-            str(adapter_dir.parent / SELECTOR), config.embedding.device, config.embedding.batch_size
+            str(selector_dir), config.embedding.device, config.embedding.batch_size
         )
     if backend_for(config, adapter_dir, use) == "llamacpp":
         generator = open_llamacpp_generator(config.generation, adapter_dir)

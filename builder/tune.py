@@ -390,7 +390,7 @@ def tune(
         if not world.is_main:
             return report
         _check_forgetting(project, run_dir, report, status)
-        train_selector_stage(project, run_dir, index_id, report, status)
+        train_selector_stage(project, run_dir, chunks, index_id, report, status)
         write_json(run_dir / RUN_CARD, report.card)
         project.set_current_adapter(run_dir.name)
     except BaseException as error:

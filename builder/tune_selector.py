@@ -8,15 +8,24 @@ from __future__ import annotations
 import shutil
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from builder.engine import open_retriever
 from builder.project import Project
 from builder.stamps import digest, file_digest, read_json, write_json
 from builder.tune_layout import SELECTOR, SELECTOR_STAMP, TRAIN_PAIRS, Progress, TuneReport
 
+if TYPE_CHECKING:
+    from retrieval.documents import Chunk
+
 
 def train_selector_stage(
-    project: Project, run_dir: Path, index_id: str, report: TuneReport, progress: Progress
+    project: Project,
+    run_dir: Path,
+    chunks: list[Chunk],
+    index_id: str,
+    report: TuneReport,
+    progress: Progress,
 ) -> None:
     """Train RUN/selector/ unless it is off, up to date, or cannot be trained (and say why in
     `report.stages['selector']`); its figures go to `report.card['selector']`."""
@@ -56,23 +65,21 @@ def train_selector_stage(
             report.stages["selector"] = "skipped (this embedding model cannot be fine-tuned)"
             return
         progress({"stage": "selector", "message": "mining sentences for the evidence selector"})
+
+        def shown(questions: list[str]) -> list[list[str]]:
+            """The texts of the chunks the engine shows with each question."""
+            found = retriever.search_many(questions, documents)
+            return [[hit.text for hit in hits[:documents]] for hits in found]
+
         pairs = read_pairs_jsonl(pairs_path)
-        wanted = {pair.chunk_id for pair in pairs}
-        chunk_texts = {
-            chunk.chunk_id: chunk.text
-            for chunk in retriever.index.store.iter_chunks()
-            if chunk.chunk_id in wanted
-        }
-        hits = retriever.search_many([pair.question for pair in pairs], documents)
-        shown = [[hit.text for hit in found[:documents]] for found in hits]
-        triplets = selector_triplets(pairs, chunk_texts, shown, encoder.encode)
+        chunk_texts = {chunk.chunk_id: chunk.text for chunk in chunks}
+        questions = [pair.question for pair in pairs]
+        triplets = selector_triplets(pairs, chunk_texts, shown(questions), encoder.encode)
         persona = []
         if style.persona:
             texts = identity(style)
             questions = list(texts.train_questions)
-            found = retriever.search_many(questions, documents)
-            shown = [[hit.text for hit in hits[:documents]] for hits in found]
-            persona = identity_triplets(questions, texts.card, shown, encoder.encode)
+            persona = identity_triplets(questions, texts.card, shown(questions), encoder.encode)
     finally:
         retriever.close()
     from_pairs = len(triplets)

@@ -316,11 +316,9 @@ class AnswerEngine:
             )
         return candidates[max(range(len(candidates)), key=lambda i: scores[i])]
 
-    def _agrees(self, claims: Sequence[Claim], picked: tuple[str, int] | None) -> bool:
-        """Whether every checkable claim is supported by the picked sentence alone."""
-        if picked is None:
-            return True
-        alone = self.check_claims([(c.text, []) for c in claims], [picked[0]])
+    def _agrees(self, claims: Sequence[Claim], sentence: str) -> bool:
+        """Whether every checkable claim is supported by `sentence` alone."""
+        alone = self.check_claims([(c.text, []) for c in claims], [sentence])
         return all(c.supported is not False for c in alone)
 
     def _finish(
@@ -360,14 +358,11 @@ class AnswerEngine:
         if policy == "drop":
             claims = [c for c in claims if c.supported is not False]
         elif policy == "quote":
+            unsupported = empty or any(c.supported is False for c in claims)
             picked = None
-            if empty or any(c.supported is False for c in claims):
+            if unsupported or self.config.own_answers == "agreeing":
                 picked = self._pick(question, mode, hits)
-            elif self.config.own_answers == "agreeing":
-                picked = self._pick(question, mode, hits)
-                if self._agrees(claims, picked):
-                    picked = None
-            if picked is not None:
+            if picked is not None and (unsupported or not self._agrees(claims, picked[0])):
                 sentence, number = picked
                 quote = Claim(
                     f"\u201c{sentence}\u201d", cited=[number], supported=True, support=1.0

@@ -95,7 +95,8 @@ def test_the_tune_stage_trains_once_and_saves_beside_the_adapter(
         overrides=[f"embedding.model={str(tiny_encoder)!r}", "embedding.device=cpu"]
     )
     build(project)
-    (rotor,) = [c for c in _chunks(project) if "rotor" in c.text]
+    chunks = _chunks(project)
+    (rotor,) = [c for c in chunks if "rotor" in c.text]
     project.tune_dir.mkdir(parents=True)
     write_pairs_jsonl(
         project.tune_dir / TRAIN_PAIRS,
@@ -104,19 +105,19 @@ def test_the_tune_stage_trains_once_and_saves_beside_the_adapter(
     run_dir = project.adapters_dir / "run-x"
     run_dir.mkdir(parents=True)
     report, events = TuneReport(), []
-    train_selector_stage(project, run_dir, "index-1", report, events.append)
+    train_selector_stage(project, run_dir, chunks, "index-1", report, events.append)
     assert report.stages["selector"] == "ran", report.stages
     assert report.card["selector"]["triplets"] == report.card["selector"]["from_pairs"] == 1
     assert report.card["selector"]["identity"] == 0
     assert (run_dir / SELECTOR / "model.safetensors").is_file()
     assert {e["stage"] for e in events} == {"selector"}
     again = TuneReport()
-    train_selector_stage(project, run_dir, "index-1", again, events.append)
+    train_selector_stage(project, run_dir, chunks, "index-1", again, events.append)
     assert again.stages["selector"] == "skipped (inputs unchanged)"
     assert again.card["selector"] == report.card["selector"]
     project.config.selector.enabled = False
     off = TuneReport()
-    train_selector_stage(project, run_dir, "index-1", off, events.append)
+    train_selector_stage(project, run_dir, chunks, "index-1", off, events.append)
     assert off.stages["selector"].startswith("off")
 
 
@@ -127,7 +128,7 @@ def test_the_stage_skips_an_encoder_that_is_not_sentence_transformers(project_fa
     project.tune_dir.mkdir(parents=True)
     write_pairs_jsonl(project.tune_dir / TRAIN_PAIRS, [pair("q?", "a", "c")])
     report = TuneReport()
-    train_selector_stage(project, project.adapters_dir / "run-x", "i", report, lambda e: None)
+    train_selector_stage(project, project.adapters_dir / "run-x", [], "i", report, lambda e: None)
     assert "cannot be fine-tuned" in report.stages["selector"]
     assert not (project.adapters_dir / "run-x" / SELECTOR).exists()
 
