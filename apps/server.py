@@ -64,7 +64,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from retrieval.answer import Answer, AnswerEngine, ModeError
+from retrieval.answer import AnswerEngine, ModeError
+from retrieval.answer_record import Answer
 
 if TYPE_CHECKING:
     from builder.project import Project

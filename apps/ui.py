@@ -17,7 +17,8 @@ from builder.config import ConfigError
 from builder.engine import open_engine
 from builder.project import Project, open_project
 from builder.safe_markdown import escape_markdown, highlight_segments, segments_markdown
-from retrieval.answer import Answer, AnswerEngine, Citation, ModeError
+from retrieval.answer import AnswerEngine, ModeError
+from retrieval.answer_record import Answer, Citation
 from retrieval.generation import AdapterError
 from retrieval.index import IndexLayout, IndexLoadError
 from retrieval.models import ModelNotFoundError

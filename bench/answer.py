@@ -58,7 +58,8 @@ from smoke import TINY_LABEL, build_sample, single_threaded, tiny_generator
 from builder.engine import open_engine
 from builder.project import open_project
 from builder.sample_corpus import load_sample_questions
-from retrieval.answer import Answer, AnswerEngine
+from retrieval.answer import AnswerEngine
+from retrieval.answer_record import Answer
 from retrieval.prompt import NO_ANSWER
 
 MODEL = "embedded:SmolLM2-135M-Instruct"

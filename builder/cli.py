@@ -208,7 +208,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     rows = _read_questions(args.questions) if args.questions else [{"question": args.question}]
     quiet_libraries()
     from builder.engine import open_engine
-    from retrieval.answer import Answer
+    from retrieval.answer_record import Answer
 
     engine = open_engine(project, args.adapter)
     mode = engine.check_mode(args.mode)

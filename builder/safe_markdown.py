@@ -48,7 +48,7 @@ class Segment:
 def highlight_segments(text: str, passage: str, context: int = 240) -> list[Segment]:
     """Split `text` around `passage` so the passage can be shown highlighted in its context.
 
-    Whitespace is collapsed first (as `retrieval.answer.best_snippet` does), and a passage
+    Whitespace is collapsed first (as `retrieval.answer_record.best_snippet` does), and a passage
     shortened with a trailing '…' still matches.
 
     Args:

@@ -10,7 +10,8 @@ from tiny_models import build_tiny_llama
 import retrieval.embeddings
 from builder.build import build
 from builder.engine import NO_ADAPTER, open_engine
-from retrieval.answer import Answer, ModeError
+from retrieval.answer import ModeError
+from retrieval.answer_record import Answer
 from retrieval.prompt import NO_ANSWER, PromptDocument, parse_citations, rag_messages
 from retrieval.search import Hit
 

@@ -12,7 +12,8 @@ from conftest import KeywordEncoder
 import retrieval.embeddings
 from builder.build import build
 from builder.engine import open_engine
-from retrieval.answer import MODES, Answer
+from retrieval.answer import MODES
+from retrieval.answer_record import Answer
 from retrieval.llamacpp import LlamaCppGenerator
 from retrieval.models import EMBEDDED_GENERATOR, resolve_generator_model
 
