@@ -27,7 +27,14 @@ from builder.project import Project
 from retrieval.chunking import chunk_document, indexed_text, make_splitter
 from retrieval.documents import Chunk, LoadError
 from retrieval.embeddings import Encoder, encode_in_length_order, load_encoder
-from retrieval.index import CHUNKS_FILE, IndexLayout, Manifest, read_manifest, write_search_indexes
+from retrieval.index import (
+    CHUNKS_FILE,
+    FORMAT_VERSION,
+    IndexLayout,
+    Manifest,
+    read_manifest,
+    write_search_indexes,
+)
 from retrieval.loaders import SUPPORTED_SUFFIXES, load_document
 from retrieval.parse_pool import ParsePool
 from retrieval.scan import FoundFile, document_sha256, scan_documents
@@ -202,7 +209,9 @@ def build(
     reuse_previous = False
     if previous is not None and previous.is_dir():
         manifest = read_manifest(previous)
-        reuse_previous = manifest.signature == signature and not full
+        # An index of an older format cannot be opened, so nothing of it is kept.
+        current = manifest.signature == signature and manifest.format == FORMAT_VERSION
+        reuse_previous = current and not full
         with ChunkStore(previous / CHUNKS_FILE, readonly=True) as old_store:
             old_files = old_store.files()
 

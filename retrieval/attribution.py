@@ -78,6 +78,7 @@ SCRIPT_SENTENCE_END = (
 closing quotes and blanks that follow it (for `re.split` and for the chunker's separators)."""
 _SCRIPT_END = re.compile(SCRIPT_SENTENCE_END)
 _LINE_BREAK = re.compile(r"\n[\n \t]*")
+_HEADING = re.compile(r"#{1,6}\s")
 _UNSPACED_CHAR = re.compile(f"[{UNSPACED_CHARS}]")
 _UNSPACED_WRAP = re.compile(f"(?<=[{UNSPACED_CHARS}])\n[ \t]*(?=[{UNSPACED_CHARS}])")
 _CLOSING_PUNCTUATION = ".!?" + _OTHER_STOPS
@@ -411,13 +412,14 @@ def candidate_sentences(chunks: Sequence[str], limit: int = 32) -> list[tuple[st
     """Sentences of the shown chunks that could answer as a quote: (sentence, chunk number).
 
     A chunk's first sentence is left out when it starts in lower case: the chunk was cut inside
-    it (chunks overlap), and the fragment lacks the sentence's start.
+    it (chunks overlap), and the fragment lacks the sentence's start. Headings are left out:
+    they name a topic and state nothing.
     """
     found: list[tuple[str, int]] = []
     seen = set()
     for number, text in enumerate(chunks, start=1):
         for at, (sentence, _) in enumerate(split_claims(text)):
-            if at == 0 and sentence[:1].islower():
+            if (at == 0 and sentence[:1].islower()) or _HEADING.match(sentence):
                 continue
             key = sentence.casefold()
             if key in seen or len(words_of(sentence) | facts_of(sentence)) < 3:

@@ -148,6 +148,13 @@ def test_a_sentence_the_chunk_starts_inside_is_no_quote():
     assert found == [(MX30, 1)]
 
 
+def test_a_heading_is_no_quote():
+    found = candidate_sentences(
+        ["## Summary of background data\n\n" + MX30 + "\n\n### Care and cleaning"]
+    )
+    assert found == [(MX30, 1)]
+
+
 @pytest.mark.parametrize(
     "hostile",
     [

@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -5,7 +6,7 @@ import pytest
 
 from builder.build import BuildError, build
 from retrieval.config import IndexConfig, RetrievalConfig
-from retrieval.index import IndexLayout, open_index
+from retrieval.index import FORMAT_VERSION, IndexLayout, open_index
 from retrieval.search import Retriever
 
 
@@ -85,6 +86,21 @@ def test_changed_settings_force_a_full_rebuild(project_factory, encoder):
     report = build(project, encoder=encoder)
     assert sorted(report.updated) == sorted(first.added)
     assert report.total_chunks > first.total_chunks
+
+
+def test_an_index_of_an_older_format_is_rebuilt_in_full(project_factory, encoder):
+    # The loader refuses an older format, so an unchanged corpus must not keep it.
+    project = project_factory()
+    first = build(project, encoder=encoder)
+    manifest = IndexLayout(project.index_root).current() / "manifest.json"
+    fields = json.loads(manifest.read_text())
+    fields["format"] = FORMAT_VERSION - 1
+    manifest.write_text(json.dumps(fields))
+    report = build(project, encoder=encoder)
+    assert sorted(report.updated) == sorted(first.added) and report.generation == 2
+    assert (
+        sources_for(project, encoder, "when is the rotor replaced?")[0] == "manuals/centrifuge.md"
+    )
 
 
 def test_full_flag_reembeds_everything(project_factory, encoder):
