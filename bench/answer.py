@@ -20,9 +20,10 @@
    prompts and the embedded SmolLM2-135M in both (the llamacpp backend runs the shipped Q4_1
    GGUF; transformers its dequantized float32 copy): TTFT and decode tokens/s of `engine.stream`,
    the total time of an answer forced to 64 tokens (EOS ignored, so both decode the same
-   count), eval throughput (`answer_many` over the timed questions, the engine's batching:
-   padded batches in transformers, `generation.parallel` sequences in llama.cpp), and `ragtune
-   serve` under N concurrent clients, each backend in its own server process.
+   count), eval throughput (`answer_many` over other questions, the engine's batching: padded
+   batches in transformers, `generation.parallel` sequences in llama.cpp) in `rag` and, when
+   the project has an adapter, `rag+tuned`, with how many answers a second run words otherwise,
+   and `ragtune serve` under N concurrent clients, each backend in its own server process.
 
 --smoke: a tiny random generator (tests/tiny_models.py) on 4 documents of the sample corpus,
 3 questions (one off-topic, to be refused), 3 clients; the backend section runs the embedded
@@ -354,9 +355,7 @@ def bench_backend(
     forced = [
         time_forced(engine, engine._messages(q, "rag", h), forced_tokens) for q, h in generating
     ]
-    began = time.perf_counter()
-    engine.answer_many(eval_questions, "rag")
-    eval_s = (time.perf_counter() - began) / len(eval_questions)
+    evals = {mode: bench_eval(engine, eval_questions, mode) for mode in eval_modes(engine)}
     refusing = {q for q in served_questions if refuses_without_generating(engine, q)}
     parallel = engine.generator.parallel
     del engine, project
@@ -364,11 +363,26 @@ def bench_backend(
     return {
         "streamed": streamed,
         "forced": forced,
-        "eval_s": eval_s,
+        "evals": evals,
         "eval_count": len(eval_questions),
         "parallel": parallel,
         "served": served,
     }
+
+
+def eval_modes(engine) -> list[str]:
+    """The retrieving modes `ragtune eval` compares that this project can answer in."""
+    return ["rag", "rag+tuned"] if engine.generator.has_tuned else ["rag"]
+
+
+def bench_eval(engine, questions: list[str], mode: str) -> dict:
+    """Seconds per answer of `answer_many` (the first run), and how many answers a second run
+    of the same questions words differently (an A/B report should not move between runs)."""
+    began = time.perf_counter()
+    first = [a.model_answer for a in engine.answer_many(questions, mode)]
+    seconds = (time.perf_counter() - began) / len(questions)
+    second = [a.model_answer for a in engine.answer_many(questions, mode)]
+    return {"s": seconds, "differ": sum(a != b for a, b in zip(first, second))}
 
 
 def backend_rows(results: dict[str, dict], clients: int, forced_tokens: int) -> list[tuple]:
@@ -379,6 +393,9 @@ def backend_rows(results: dict[str, dict], clients: int, forced_tokens: int) -> 
 
     def streamed(result, key):
         return [r[key] for r in result["streamed"]]
+
+    modes = list(results[BACKENDS[0]]["evals"])
+    count = results[BACKENDS[0]]["eval_count"]
 
     return [
         ("backend", both(lambda r: r["name"]), ""),
@@ -402,11 +419,21 @@ def backend_rows(results: dict[str, dict], clients: int, forced_tokens: int) -> 
             both(lambda r: f"{median(r['forced']):.3f}"),
             "EOS ignored: the same token count",
         ),
-        (
-            "eval: s per answer (answer_many)",
-            both(lambda r: f"{r['eval_s']:.3f}"),
-            f"{results[BACKENDS[0]]['eval_count']} other questions, batched; llamacpp decodes "
-            "generation.parallel at once",
+        *(
+            (
+                f"eval, {mode}: s per answer (answer_many)",
+                both(lambda r, mode=mode: f"{r['evals'][mode]['s']:.3f}"),
+                f"{count} other questions, batched; llamacpp decodes generation.parallel at once",
+            )
+            for mode in modes
+        ),
+        *(
+            (
+                f"eval, {mode}: answers worded otherwise in a second run",
+                both(lambda r, mode=mode: str(r["evals"][mode]["differ"])),
+                f"of {count}",
+            )
+            for mode in modes
         ),
         (
             f"{clients} concurrent clients (serve), generated, p50 / p95 s",

@@ -33,12 +33,15 @@ def open_retriever(project: Project) -> Retriever:
 
 
 USES = ("ask", "serve", "eval")
-AUTO_BACKEND = {"ask": "llamacpp", "serve": "transformers", "eval": "llamacpp"}
+AUTO_BACKEND = {"ask": "llamacpp", "serve": "transformers", "eval": "transformers"}
 """What `generation.backend = 'auto'` runs per use: the faster of the two in bench/answer.py's
-backend table (README, "Generation backends"): ask, a 64-token answer in 4.3 s against 7.8 s
-(llama.cpp's first token comes later, 2.2 s against 1.4 s, its decode is 4x faster); eval,
-3.5 s an answer against 4.8 s; serve stays on transformers, whose 20 concurrent clients got
-their answers sooner (p50 36 s against 44 s)."""
+backend table (README, "Generation backends"): ask, a 64-token answer in 3.7 s against 6.3 s
+(llama.cpp's first token comes later, 2.9 s against 2.1 s, its decode is 3.6x faster); eval,
+2.4 s a `rag` answer against 2.9 s and 1.8 s a `rag+tuned` one against 4.7 s (with a LoRA
+loaded llama.cpp reuses no cached prompt, and it reads prompts slower); serve, whose 20
+concurrent clients got their answers sooner (p50 40 s against 82 s). Eval on transformers is
+also repeatable: its batches are fixed by the prompts' lengths, while llama.cpp's continuous
+batching is not batch-invariant (3 of 24 `rag+tuned` answers changed between two runs)."""
 
 
 def backend_for(config: ProjectConfig, adapter_dir: Path | None, use: str) -> str:

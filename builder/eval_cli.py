@@ -63,11 +63,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(str(path), error.problems) from error
     print_style_warnings(project.config.style)
     quiet_libraries()
-    from builder.engine import open_engine
+    from builder.engine import NO_ADAPTER, backend_for, open_engine
     from eval.report import format_summary_table
     from eval.run import evaluate
 
     engine = open_engine(project, args.adapter, use="eval")
+    if args.adapter == NO_ADAPTER:
+        adapter = None
+    else:
+        adapter = Path(args.adapter) if args.adapter is not None else project.current_adapter()
     name = time.strftime("eval-%Y%m%d-%H%M%S")
     out_dir = project.reports_dir / name
     meta = {
@@ -75,7 +79,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "project": str(project.root),
         "questions_file": str(path),
         "generator": project.config.generation.model,
-        "adapter": str(project.current_adapter()) if args.adapter is None else args.adapter,
+        "adapter": str(adapter) if adapter is not None else "none",
+        "backend": backend_for(project.config, adapter, "eval"),
     }
     with progress_bars() as progress:
         tasks: dict[str, int] = {}

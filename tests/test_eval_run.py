@@ -56,6 +56,7 @@ def test_eval_writes_a_report_for_each_available_mode(project, tmp_path, capsys)
     assert set(first) == {"base", "rag"}
     assert first["rag"]["retrieved"][0]["source"] == "manuals/centrifuge.md"
     assert (project.reports_dir / latest / "report.html").is_file()
+    assert report["meta"]["backend"] == "transformers" and report["meta"]["adapter"] == "none"
 
 
 def test_eval_with_an_adapter_compares_four_modes(project, tmp_path, capsys):
