@@ -87,6 +87,14 @@ def open_llamacpp_generator(config: GenerationConfig, adapter_dir: Path | None):
     return generator
 
 
+def adapter_folder(project: Project, adapter: str | Path | None) -> Path | None:
+    """The adapter folder `adapter` names: a folder, "none" (no adapter), or None for the
+    project's current one (None when it has none)."""
+    if adapter == NO_ADAPTER:
+        return None
+    return Path(adapter) if adapter is not None else project.current_adapter()
+
+
 def open_engine(
     project: Project, adapter: str | Path | None = None, use: str = "ask"
 ) -> AnswerEngine:
@@ -106,12 +114,7 @@ def open_engine(
     from retrieval.index import IndexLayout
 
     config = project.config
-    if adapter == NO_ADAPTER:
-        adapter_dir = None
-    elif adapter is not None:
-        adapter_dir = Path(adapter)
-    else:
-        adapter_dir = project.current_adapter()
+    adapter_dir = adapter_folder(project, adapter)
     retriever = None
     if IndexLayout(project.index_root).current() is not None:
         retriever = open_retriever(project)

@@ -63,15 +63,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(str(path), error.problems) from error
     print_style_warnings(project.config.style)
     quiet_libraries()
-    from builder.engine import NO_ADAPTER, backend_for, open_engine
+    from builder.engine import adapter_folder, backend_for, open_engine
     from eval.report import format_summary_table
     from eval.run import evaluate
 
     engine = open_engine(project, args.adapter, use="eval")
-    if args.adapter == NO_ADAPTER:
-        adapter = None
-    else:
-        adapter = Path(args.adapter) if args.adapter is not None else project.current_adapter()
+    adapter = adapter_folder(project, args.adapter)
     name = time.strftime("eval-%Y%m%d-%H%M%S")
     out_dir = project.reports_dir / name
     meta = {
