@@ -21,7 +21,7 @@ because manuals of sibling products share most of their sentences.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -35,6 +35,15 @@ from finetune.question_context import (
     document_name,
     mentions,
     normalized,
+)
+from finetune.tables import (
+    balanced,
+    caption,
+    groups_thousands,
+    header_is_data,
+    merged_label,
+    page_number_column,
+    value_count,
 )
 from finetune.text import (
     STOPWORDS,
@@ -160,10 +169,23 @@ def _looks_like_header(cells: list[str]) -> bool:
     )
 
 
-def _table_row(cells: list[str], header: list[str] | None, context: ChunkContext) -> _Draft | None:
+def _table_row(
+    cells: list[str], header: list[str] | None, context: ChunkContext, grouped: bool = True
+) -> _Draft | None:
+    """A row as 'what is the <column> for <label>?'. `grouped`: the text groups thousands with
+    a separator (see `finetune.tables.value_count`)."""
     if len(cells) < 2 or not cells[0] or not cells[1]:
         return None
     key = cells[0]
+    if caption(key) or caption(cells[1]) or value_count(cells[1], grouped) > 1:
+        return None  # a caption '(Zip Code)'; merged columns '$ 2,771 $ 1,747' answer twice
+    if merged_label(key):
+        return None
+    if not balanced(key) or not balanced(cells[1]):
+        return None  # a cell cut where its text wrapped: 'incorporation or organization)'
+    answer = normalized(cells[1])
+    if answer and answer in normalized(key):
+        return None  # a row that repeats its label: a date header read as data
     evidence = " | ".join(cells)
     if _CODE.fullmatch(key):
         answer = ". ".join(cell.rstrip(".") for cell in cells[1:] if cell) + "."
@@ -198,8 +220,8 @@ def _key_value(unit: Unit, context: ChunkContext) -> _Draft | None:
     if unit.kind != "line" or not match or unit.text.endswith(_QUESTION_MARKS):
         return None
     key, value = match.group("key").strip(), match.group("value").strip()
-    if word_count(value) > 25 or value.endswith((":", "\uff1a")):
-        return None
+    if word_count(value) > 25 or value.endswith((":", "\uff1a")) or caption(value):
+        return None  # '(In millions)' under a heading is a caption, not a value
     if _CODE.fullmatch(key):
         # 'E-42: Door open' explains a code; 'PL-8: the run log now ...' is a release note.
         if not value[0].isupper():
@@ -366,9 +388,24 @@ def _fallback(units: Sequence[Unit], context: ChunkContext) -> _Draft | None:
     return _Draft(9, _finish(question), first, first, "heading")
 
 
-def _drafts(units: list[Unit], context: ChunkContext, sentences: bool) -> list[_Draft]:
+def _table_rows(units: Sequence[Unit], start: int) -> list[list[str]]:
+    """The cells of each row of the table that starts at `units[start]`."""
+    rows = []
+    for unit in units[start:]:
+        if unit.kind != "row":
+            break
+        if not is_table_separator(unit.text):
+            rows.append(table_cells(unit.text))
+    return rows
+
+
+def _drafts(
+    units: list[Unit], context: ChunkContext, sentences: bool, continued_header: str | None = None
+) -> list[_Draft]:
     drafts: list[_Draft] = []
     header: list[str] | None = None
+    contents = False  # the current table is a table of contents
+    grouped = groups_thousands(" ".join(unit.text for unit in units))
     for position, unit in enumerate(units):
         # The next two units are all that a row or an FAQ reads; a copy of the whole rest for
         # every unit was quadratic in units per chunk.
@@ -381,7 +418,14 @@ def _drafts(units: list[Unit], context: ChunkContext, sentences: bool) -> list[_
             starts_table = position == 0 or units[position - 1].kind != "row"
             if starts_table:
                 header = None
-            if following and is_table_separator(following[0].text):
+                contents = page_number_column(_table_rows(units, position))
+                if position == 0 and continued_header:
+                    # The chunk begins inside a table: its header row is the chunk's own.
+                    named = table_cells(continued_header.splitlines()[0])
+                    header = None if header_is_data(named) else named
+            if contents:
+                continue
+            if following and is_table_separator(following[0].text) and not header_is_data(cells):
                 header = cells  # Markdown: the row above '| --- |' names the columns
                 continue
             # docx and html tables have no separator: a first row without numbers names the
@@ -392,7 +436,7 @@ def _drafts(units: list[Unit], context: ChunkContext, sentences: bool) -> list[_
             if starts_table and _looks_like_header(cells) and (position > 0 or next_has_numbers):
                 header = cells
                 continue
-            draft = _table_row(cells, header, context)
+            draft = _table_row(cells, header, context, grouped)
         elif unit.text.endswith(_QUESTION_MARKS):
             draft = _faq(unit.text, following)
         else:
@@ -426,7 +470,7 @@ def questions_from_chunk(
     name = name or document_name(chunk.source, [chunk.text])
     context = chunk_context(chunk, name)
     units = text_units(chunk.text)
-    drafts = _drafts(units, context, sentences)
+    drafts = _drafts(units, context, sentences, chunk.table_header)
     if not drafts:
         fallback = _fallback(units, context)
         drafts = [fallback] if fallback else []
@@ -461,12 +505,23 @@ def rule_pairs(
 ) -> list[QAPair]:
     """Rule-written pairs for every chunk, in chunk order; documents are named from all of
     their chunks (see `finetune.question_context.document_name`). `sentences` adds the English
-    sentence rules (see `questions_from_chunk`)."""
+    sentence rules (see `questions_from_chunk`).
+
+    An identifier that several file names share ('Q3' of '2022 Q3 AAPL' and '2023 Q3 NVDA') is
+    not a product. A question a document's rules write twice with different answers ('What is
+    the total?' of two tables) is ambiguous, and is dropped with all its copies."""
     texts: dict[str, list[str]] = defaultdict(list)
     for chunk in chunks:
         texts[chunk.source].append(chunk.text)
     names = {source: document_name(source, parts) for source, parts in texts.items()}
+    products = Counter(normalized(name.product) for name in names.values() if name.product)
+    for source, name in names.items():
+        if name.product and products[normalized(name.product)] > 1:
+            names[source] = replace(name, product=None)
     pairs: list[QAPair] = []
     for chunk in chunks:
         pairs.extend(questions_from_chunk(chunk, max_per_chunk, names[chunk.source], sentences))
-    return pairs
+    answers: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for pair in pairs:
+        answers[(pair.source, pair.question.lower())].add(pair.answer)
+    return [pair for pair in pairs if len(answers[(pair.source, pair.question.lower())]) == 1]
