@@ -43,27 +43,35 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import logging
-import math
-import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from apps.answer_queue import AnswerQueue, QueueFull
+from apps.api_requests import (
+    ApiError,
+    ServerLimits,
+    error_response,
+    parse_request,
+    question_of,
+    read_body,
+    require_json,
+    server_error,
+    timeout_error,
+)
+from apps.origin_policy import OriginPolicy
 from retrieval.answer import AnswerEngine, ModeError
 from retrieval.answer_record import Answer
 
@@ -73,115 +81,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("ragtune.server")
 
 MODEL_PREFIX = "ragtune"
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """What one request may ask for, and how many may wait."""
-
-    max_queue: int = 64
-    """Requests held at once (the one being answered plus those waiting); more get 429."""
-    max_body_bytes: int = 64 * 1024
-    max_question_chars: int = 4000
-    max_tokens_cap: int = 1024
-    """The largest `max_tokens` honoured; larger requests are answered with this many."""
-    max_json_depth: int = 32
-    """The deepest nesting of arrays and objects accepted in a body (a chat request needs 4)."""
-    request_timeout_s: float = 120.0
-    """Seconds a request may take, waiting in the queue included; then 504 and its generation
-    stops."""
-    workers: int = 1
-    """Requests answered at once: the generator's `parallel`."""
-
-    def __post_init__(self) -> None:
-        if not self.request_timeout_s > 0:
-            raise ValueError(f"the request timeout must be positive, got {self.request_timeout_s}")
-
-
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-
-
-@dataclass(frozen=True)
-class OriginPolicy:
-    """Which web pages, and which Host names, may reach the API.
-
-    Requests without an Origin header (not from a browser page) pass the origin check. A page's
-    request passes when its Origin is http(s) on a loopback name and the server's own port, or
-    is in `allowed_origins`. A request that arrives on a loopback address passes the Host check
-    when its Host names a loopback address or is in `allowed_hosts` (ports aside).
-    """
-
-    allowed_origins: frozenset[str] = frozenset()
-    """Origins ('https://app.example:8443', lower case, no path) allowed besides the server's
-    own; '*' allows any page."""
-    allowed_hosts: frozenset[str] = frozenset()
-    """Host names accepted on a loopback address besides the loopback names ('*': any)."""
-
-    @classmethod
-    def allowing(cls, origins: Iterable[str] = (), hosts: Iterable[str] = ()) -> OriginPolicy:
-        """A policy from user-written lists (case and a trailing '/' or '.' do not matter)."""
-        return cls(
-            frozenset(o.strip().lower().rstrip("/") for o in origins if o.strip()),
-            frozenset(h.strip().lower().rstrip(".") for h in hosts if h.strip()),
-        )
-
-    def refusal(self, scope: dict) -> str | None:
-        """Why this HTTP request is refused, or None when it may go on."""
-        headers = {name: value for name, value in scope.get("headers", [])}
-        server = scope.get("server") or ("", 0)
-        host = headers.get(b"host")
-        if host is not None and _is_loopback(server[0]):
-            name = _host_name(host.decode("latin-1"))
-            if name not in LOOPBACK_NAMES and not self._host_allowed(name):
-                return (
-                    "the Host header does not name this server (a web page re-resolving its "
-                    "name to 127.0.0.1?); allow the name with --allow-host"
-                )
-        origin = headers.get(b"origin")
-        if origin is not None and not self._origin_allowed(origin.decode("latin-1"), server[1]):
-            return (
-                "requests from web pages of other origins are refused; allow the page's "
-                "origin with --allow-origin"
-            )
-        return None
-
-    def _host_allowed(self, name: str | None) -> bool:
-        return "*" in self.allowed_hosts or name in self.allowed_hosts
-
-    def _origin_allowed(self, origin: str, port: int) -> bool:
-        origin = origin.strip().lower().rstrip("/")
-        if "*" in self.allowed_origins or origin in self.allowed_origins:
-            return True
-        try:
-            parts = urlsplit(origin)
-            origin_port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-        except ValueError:
-            return False
-        return (
-            parts.scheme in ("http", "https")
-            and parts.hostname in LOOPBACK_NAMES
-            and origin_port == port
-            and not (parts.path or parts.query or parts.username)
-        )
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(host: str) -> str | None:
-    """The name of a Host header ('[::1]:8000' → '::1'), None when it is malformed."""
-    try:
-        parts = urlsplit(f"//{host.strip()}")
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return None
-    if parts.hostname is None or parts.username is not None or parts.path or parts.query:
-        return None
-    return parts.hostname.rstrip(".")
 
 
 class _RefuseForeignPages:
@@ -195,235 +94,15 @@ class _RefuseForeignPages:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and (reason := self.policy.refusal(scope)) is not None:
             error = ApiError(403, reason, code="forbidden_origin")
-            await _error_response(error)(scope, receive, send)
+            await error_response(error)(scope, receive, send)
             return
         await self.app(scope, receive, send)
-
-
-class ApiError(Exception):
-    """An error answered as OpenAI-style JSON: {"error": {"message", "type", "param", "code"}}."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        kind: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"message": message, "type": kind, "param": param, "code": code}
-        self.headers = headers
-
-
-class QueueFull(Exception):
-    """No room left in the answer queue."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"retry after {retry_after} s")
-        self.retry_after = retry_after
-
-
-class AnswerQueue:
-    """Runs jobs on `workers` threads, holding at most `depth` jobs (running plus waiting), and
-    keeps a running mean of job time to tell refused clients when to come back.
-
-    Args:
-        depth: the most jobs held at once.
-        workers: jobs run at once.
-    """
-
-    def __init__(self, depth: int, workers: int = 1) -> None:
-        if depth < 1:
-            raise ValueError(f"the queue depth must be at least 1, got {depth}")
-        if workers < 1:
-            raise ValueError(f"the queue needs at least 1 worker, got {workers}")
-        self.depth = depth
-        self.workers = workers
-        self._executor = ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="ragtune-answer"
-        )
-        self._lock = threading.Lock()
-        self._held = 0
-        self._mean_seconds = 1.0
-
-    def submit(self, job: Callable[[], Any]) -> Future:
-        """Queue `job`; its result (or exception) arrives in the returned future.
-
-        Raises:
-            QueueFull: `depth` jobs are already held.
-        """
-        with self._lock:
-            if self._held >= self.depth:
-                wait = self._held * self._mean_seconds / self.workers
-                raise QueueFull(max(1, math.ceil(wait)))
-            self._held += 1
-        return self._executor.submit(self._run, job)
-
-    def _run(self, job: Callable[[], Any]) -> Any:
-        began = time.monotonic()
-        try:
-            return job()
-        finally:
-            with self._lock:
-                self._held -= 1
-                self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * (time.monotonic() - began)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    type: str
-    text: str | None = None
-
-
-class _Message(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[_Part] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(p.text or "" for p in self.content if p.type == "text")
-        return self.content or ""
-
-
-class ChatRequest(BaseModel):
-    """The fields of an OpenAI chat-completion request that ragtune uses; others are ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-    model: str
-    messages: list[_Message] = Field(min_length=1)
-    stream: bool = False
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: int = 1
 
 
 @dataclass
 class _Result:
     answer: Answer
     finish_reason: str
-
-
-def _error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse({"error": error.body}, status_code=error.status, headers=error.headers)
-
-
-def _validation_reason(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
-    )
-
-
-SERVER_ERROR = "the server failed to answer; its log has the details"
-"""The message of every 500: exception texts can hold paths, settings or corpus text."""
-
-_JSON_STRUCTURE = re.compile(rb'["\\\[\]{}]')
-
-
-def _server_error(request_id: str) -> ApiError:
-    return ApiError(500, f"{SERVER_ERROR} (request {request_id})", kind="server_error")
-
-
-def _timeout_error(seconds: float) -> ApiError:
-    return ApiError(
-        504,
-        f"the answer took longer than the server's limit of {seconds:g} s",
-        kind="server_error",
-        code="timeout",
-    )
-
-
-def _require_json(request: Request) -> None:
-    """A body in any other type may come from a web page without a CORS preflight."""
-    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if kind != "application/json":
-        raise ApiError(
-            415,
-            "send the body as JSON with the header 'Content-Type: application/json'",
-            code="unsupported_media_type",
-        )
-
-
-def _nested_deeper_than(body: bytes, limit: int) -> bool:
-    """Whether JSON text nests arrays and objects more than `limit` deep, in one linear pass
-    that jumps between quotes, backslashes and brackets (brackets inside strings do not
-    count). The parser would recurse once a level and fail with RecursionError."""
-    depth = 0
-    in_string = False
-    skip_to = 0  # the byte after a backslash is escaped
-    for match in _JSON_STRUCTURE.finditer(body):
-        if match.start() < skip_to:
-            continue
-        char = match.group()
-        if in_string:
-            if char == b"\\":
-                skip_to = match.end() + 1
-            elif char == b'"':
-                in_string = False
-        elif char == b'"':
-            in_string = True
-        elif char in (b"[", b"{"):
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in (b"]", b"}"):
-            depth -= 1
-    return False
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    too_large = ApiError(413, f"the request body is over {limit} bytes", code="body_too_large")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
-
-
-def _parse_request(body: bytes, max_depth: int = ServerLimits.max_json_depth) -> ChatRequest:
-    if _nested_deeper_than(body, max_depth):
-        raise ApiError(400, f"the body nests arrays or objects deeper than {max_depth} levels")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ApiError(400, f"the body is not valid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ApiError(400, "the body must be a JSON object with 'model' and 'messages'")
-    try:
-        request = ChatRequest.model_validate(data)
-    except ValidationError as error:
-        raise ApiError(400, _validation_reason(error)) from error
-    if request.n != 1:
-        raise ApiError(400, "only n=1 is supported", param="n")
-    return request
-
-
-def _question(request: ChatRequest, limit: int) -> str:
-    users = [m for m in request.messages if m.role == "user"]
-    question = users[-1].text().strip() if users else ""
-    if not question:
-        raise ApiError(
-            400, "no question: the last user message is empty or missing", param="messages"
-        )
-    if len(question) > limit:
-        raise ApiError(
-            413,
-            f"the question has {len(question)} characters; the limit is {limit}",
-            code="question_too_long",
-            param="messages",
-        )
-    return question
 
 
 def model_modes(engine: AnswerEngine) -> dict[str, str]:
@@ -515,12 +194,12 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return _error_response(error)
+        return error_response(error)
 
     @app.exception_handler(Exception)
     async def unexpected_error(_request: Request, _error: Exception) -> JSONResponse:
         # Starlette logs the exception after this reply; the client learns nothing of it.
-        return _error_response(_server_error(uuid.uuid4().hex))
+        return error_response(server_error(uuid.uuid4().hex))
 
     async def authorize(request: Request) -> None:
         if api_key is None:
@@ -559,9 +238,9 @@ def create_app(
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
     async def chat_completions(request: Request) -> Any:
         deadline = time.monotonic() + limits.request_timeout_s
-        _require_json(request)
-        body = await _read_body(request, limits.max_body_bytes)
-        chat = _parse_request(body, limits.max_json_depth)
+        require_json(request)
+        body = await read_body(request, limits.max_body_bytes)
+        chat = parse_request(body, limits.max_json_depth)
         models = model_modes(engine)
         if chat.model not in models:
             raise ApiError(
@@ -574,7 +253,7 @@ def create_app(
             mode = engine.check_mode(models[chat.model])
         except ModeError as error:
             raise ApiError(404, str(error), code="model_not_found", param="model") from error
-        question = _question(chat, limits.max_question_chars)
+        question = question_of(chat, limits.max_question_chars)
         wanted = chat.max_completion_tokens or chat.max_tokens or default_tokens
         max_tokens = min(wanted, limits.max_tokens_cap)
 
@@ -618,14 +297,14 @@ def create_app(
                 raise
             if not answered.done():
                 cancelled.set()
-                raise _timeout_error(limits.request_timeout_s)
+                raise timeout_error(limits.request_timeout_s)
             try:
                 result = answered.result()
             except Exception as error:
                 log.exception("answering %r failed (request %s)", question, completion["id"])
-                raise _server_error(completion["id"]) from error
+                raise server_error(completion["id"]) from error
             if result is None:  # stopped by the deadline just as the wait ended
-                raise _timeout_error(limits.request_timeout_s)
+                raise timeout_error(limits.request_timeout_s)
             return _completion(completion, result)
         # Pieces are queued behind every emit() the worker made, so None arrives last.
         future.add_done_callback(lambda _f: loop.call_soon_threadsafe(pieces.put_nowait, None))
@@ -635,7 +314,7 @@ def create_app(
             await asyncio.wait_for(started.wait(), max(deadline - time.monotonic(), 0))
         except TimeoutError:
             cancelled.set()
-            raise _timeout_error(limits.request_timeout_s) from None
+            raise timeout_error(limits.request_timeout_s) from None
         except asyncio.CancelledError:
             cancelled.set()
             raise
@@ -711,7 +390,7 @@ async def _events(
                 piece = await asyncio.wait_for(pieces.get(), max(deadline - time.monotonic(), 0))
             except TimeoutError:
                 cancelled.set()
-                yield _sse({"error": _timeout_error(timeout_s).body})
+                yield _sse({"error": timeout_error(timeout_s).body})
                 yield "data: [DONE]\n\n"
                 return
             if piece is None:
@@ -721,7 +400,7 @@ async def _events(
             result = future.result()
         except Exception:
             log.exception("streaming an answer failed (request %s)", completion["id"])
-            yield _sse({"error": _server_error(completion["id"]).body})
+            yield _sse({"error": server_error(completion["id"]).body})
         else:
             final = _chunk(completion, {}, result.finish_reason)
             yield _sse(

@@ -23,7 +23,8 @@ from conftest import write_docs
 from fpdf import FPDF
 
 import builder.build
-from apps.server import OriginPolicy, create_app
+from apps.origin_policy import OriginPolicy
+from apps.server import create_app
 from builder.app_cli import app_command
 from builder.build import build
 from builder.config import ConfigError, load_config

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tiny_models import build_tokenizer
 
-from apps.server import AnswerQueue
+from apps.answer_queue import AnswerQueue
 from builder.config import ConfigError, load_config
 from builder.engine import AUTO_BACKEND, USES, backend_for
 from builder.gguf_export import GGUFExportError, lora_gguf_for

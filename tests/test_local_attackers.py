@@ -17,7 +17,8 @@ import pytest
 from test_app import echo, open_app, project, tiny_llama  # noqa: F401 - fixtures
 from test_server import KEY, ask, engine, running  # noqa: F401 - `engine` is a fixture
 
-from apps.server import ServerLimits, _nested_deeper_than, create_app
+from apps.api_requests import ServerLimits, nested_deeper_than
+from apps.server import create_app
 from builder.safe_markdown import WORD_JOINER, escape_markdown
 
 JSON = {"content-type": "application/json"}
@@ -78,8 +79,8 @@ def test_deep_or_malformed_json_is_400_not_500(engine):  # noqa: F811
         for body in (deep, b"[" * 60000, b'{"model": "ragtune", "messages": [{', b"\xff\xfe"):
             response = httpx.post(f"{base_url}/chat/completions", content=body, headers=JSON)
             assert response.status_code == 400, body[:40]
-    assert _nested_deeper_than(b'{"a": "[[[[[[[[", "b": "\\\\", "c": [[]]}', 3) is False
-    assert _nested_deeper_than(b'{"a": "\\"[[[[", "b": [[[[]]]]}', 3) is True
+    assert nested_deeper_than(b'{"a": "[[[[[[[[", "b": "\\\\", "c": [[]]}', 3) is False
+    assert nested_deeper_than(b'{"a": "\\"[[[[", "b": [[[[]]]]}', 3) is True
 
 
 def test_a_failure_is_a_generic_500_and_the_details_stay_in_the_log(engine, monkeypatch, caplog):  # noqa: F811

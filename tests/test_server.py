@@ -19,7 +19,8 @@ from tiny_models import build_tokenizer, tiny_llama_config
 
 import builder.build
 import retrieval.embeddings
-from apps.server import ServerLimits, create_app
+from apps.api_requests import ServerLimits
+from apps.server import create_app
 from builder.build import build
 from builder.engine import open_engine
 from builder.project import open_project
