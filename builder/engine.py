@@ -34,7 +34,7 @@ def open_retriever(project: Project) -> Retriever:
 
 USES = ("ask", "serve", "eval")
 AUTO_BACKEND = {"ask": "llamacpp", "serve": "transformers", "eval": "transformers"}
-"""What `generation.backend = 'auto'` runs per use: the faster of the two in bench/answer.py's
+"""What `generation.backend = 'auto'` runs per use: the faster of the two in bench/backends.py's
 backend table (README, "Generation backends"): ask, a 64-token answer in 3.7 s against 6.3 s
 (llama.cpp's first token comes later, 2.9 s against 2.1 s, its decode is 3.6x faster); eval,
 2.4 s a `rag` answer against 2.9 s and 1.8 s a `rag+tuned` one against 4.7 s (with a LoRA

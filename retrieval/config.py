@@ -149,7 +149,7 @@ class GenerationConfig:
     """'transformers' (PyTorch on the model folder), 'llamacpp' (llama.cpp on the model's GGUF
     file, the tuned adapter applied as a GGUF LoRA exported from it on first use; all four
     answer modes from one load) or 'auto': per use (ask and the app, serve, eval) the backend
-    that `bench/answer.py` measured faster for it (README, "Generation backends"), where that
+    that `bench/backends.py` measured faster for it (README, "Generation backends"), where that
     backend can run the project. The embedded model's GGUF is 4-bit (Q4_1): transformers runs
     its dequantized copy, so the two backends may word a few answers differently."""
     gguf: str = ""

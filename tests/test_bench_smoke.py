@@ -73,7 +73,12 @@ def test_answer_smoke_reports_documents_and_refusals_apart():
     served = cells(out, "serve: 3 concurrent clients, generated, p50 / p95 s")
     assert served[2].startswith("2 requests")
     assert cells(out, "serve: refused without generating, p50 / p95 s")[2].startswith("1 request")
-    # Both backends side by side on the same prompts, one column each.
+
+
+@pytest.mark.slow
+def test_backends_smoke_puts_both_backends_side_by_side():
+    out = run_smoke("backends.py")
+    # Both backends on the same prompts, one column each.
     assert cells(out, "backend")[1] == "transformers | llamacpp"
     assert cells(out, "answers timed (rag, generated)")[1] == "2 | 2"
     for label in ("decode tokens/s (engine.stream)", "8-token answer, total s p50"):

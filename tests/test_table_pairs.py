@@ -69,7 +69,7 @@ def test_page_numbers_rise_down_a_table_of_contents_and_figures_do_not():
 
 def test_labels_and_captions():
     assert merged_label("Mac 7,735 10,852")
-    assert not merged_label("Due in 1–2 years")
+    assert not merged_label("Due in 1\u20132 years")
     assert caption("(In millions)") and not caption("(41)") and not caption("Zip Code")
     assert balanced("Net (gains) losses") and not balanced("incorporation or organization)")
 
