@@ -12,8 +12,12 @@ type, the share of files with at least one kept pair, and what each filter dropp
 and a tiny random Llama (tests/tiny_models.py) as teacher and base model: it checks the script,
 its figures mean nothing.
 
+--structural: the structural generator alone, before any filter and without a model (seconds):
+pairs per type and the files they cover, to see what the layout rules read from a corpus.
+
 Usage:
-    python bench/synthesis.py PROJECT [PROJECT ...] [--teacher-questions N] [--smoke]
+    python bench/synthesis.py PROJECT [PROJECT ...] [--teacher-questions N] [--structural]
+                              [--smoke]
     python bench/synthesis.py --pubmedqa ../shared/data/pubmedqa [--abstracts 82]
 """
 
@@ -24,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +45,7 @@ from builder.engine import open_retriever  # noqa: E402
 from builder.project import open_project  # noqa: E402
 from builder.tune import synthesis_models  # noqa: E402
 from finetune.filters import retriever_search  # noqa: E402
+from finetune.generators import structural  # noqa: E402
 from finetune.pairs import RULES  # noqa: E402
 from finetune.synthesize import synthesize  # noqa: E402
 
@@ -76,6 +82,27 @@ def measure(root: Path, teacher_questions: int | None) -> dict:
         "style": config.resolved_teacher_style() if teacher else "-",
         "questions": config.teacher_budget(len(chunks)) if teacher else 0,
     }
+
+
+def structural_rows(root: Path) -> list[tuple[str, str, str]]:
+    """The structural generator's pairs of one built project, before the filters."""
+    project = open_project(root)
+    retriever = open_retriever(project)
+    chunks = list(retriever.index.store.iter_chunks())
+    retriever.close()
+    started = time.perf_counter()
+    pairs = structural.generate(chunks, project.config.synthesis)
+    seconds = time.perf_counter() - started
+    files = {chunk.source for chunk in chunks}
+    table = [
+        ("corpus: chunks, files", f"{len(chunks)}, {len(files)}", root.name),
+        ("structural pairs, before the filters", str(len(pairs)), f"{seconds:.1f} s"),
+    ]
+    for kind, count in sorted(Counter(pair.kind for pair in pairs).items()):
+        table.append((f"  type {kind}", str(count), ""))
+    covered = {pair.source for pair in pairs}
+    table.append(("files with a pair", f"{len(covered)}/{len(files)}", ""))
+    return table
 
 
 def rows(run: dict) -> list[tuple[str, str, str]]:
@@ -187,6 +214,11 @@ def main() -> None:
         default=Path("pubmedqa-synthesis"),
         help="where to build it",
     )
+    parser.add_argument(
+        "--structural",
+        action="store_true",
+        help="only the structural generator, before the filters (no model)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny corpus and tiny models")
     args = parser.parse_args()
     if not args.smoke and not args.projects and not args.pubmedqa:
@@ -201,7 +233,10 @@ def main() -> None:
             projects = [smoke_project(Path(temporary))]
             print(f"smoke run: teacher and base model are {TINY_LABEL}")
         for root in projects:
-            print_table([*rows(measure(root, args.teacher_questions)), machine.row()])
+            if args.structural:
+                print_table([*structural_rows(root), machine.row()])
+            else:
+                print_table([*rows(measure(root, args.teacher_questions)), machine.row()])
             print()
 
 

@@ -132,6 +132,13 @@ def test_synthesis_smoke_reports_pairs_by_source_type_and_file():
     assert number(cells(out, "files with a kept pair")[1]) > 0
 
 
+@pytest.mark.slow
+def test_synthesis_structural_smoke_counts_the_layout_rules_pairs():
+    out = run_smoke("synthesis.py", "--structural")
+    assert number(cells(out, "structural pairs, before the filters")[1]) > 0
+    assert re.fullmatch(r"\d+/\d+", cells(out, "files with a pair")[1])
+
+
 RETRIEVAL_STAGES = (
     "naive: LangChain splitter 1000/150 + flat FAISS",
     "dense",
