@@ -12,18 +12,8 @@ from rich.markup import escape
 from builder.config import ConfigError
 from builder.console import err, print_style_warnings, progress_bars, quiet_libraries
 from builder.project import Project
+from builder.reports import LATEST_REPORT
 from builder.tune_layout import EVAL_QUESTIONS
-
-LATEST_REPORT = "LATEST"
-
-
-def latest_report(project: Project) -> Path | None:
-    """The folder of the newest evaluation report, or None."""
-    pointer = project.reports_dir / LATEST_REPORT
-    if not pointer.is_file():
-        return None
-    folder = project.reports_dir / pointer.read_text(encoding="utf-8").strip()
-    return folder if (folder / "report.json").is_file() else None
 
 
 def default_questions(project: Project) -> Path:

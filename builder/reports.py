@@ -7,9 +7,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.eval_cli import latest_report
 from builder.project import Project
 from eval.labels import format_interval, metric_info, mode_label
+
+LATEST_REPORT = "LATEST"
+"""The file in a project's reports folder that names its newest report's folder."""
+
+
+def latest_report(project: Project) -> Path | None:
+    """The folder of the newest evaluation report, or None."""
+    pointer = project.reports_dir / LATEST_REPORT
+    if not pointer.is_file():
+        return None
+    folder = project.reports_dir / pointer.read_text(encoding="utf-8").strip()
+    return folder if (folder / "report.json").is_file() else None
 
 
 class ReportError(Exception):
