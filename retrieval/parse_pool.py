@@ -8,7 +8,8 @@ interpreter takes. A worker caps its own address space (`RLIMIT_AS`, Linux) at w
 it starts plus `ingest.parse_memory_mb`: a parse that needs more fails with MemoryError (or
 crashes) and the worker is replaced. A worker that has not answered within
 `ingest.parse_timeout_s` (wall clock, counted from when it said it is ready) is killed and a
-fresh one started. A worker that cannot start at all raises `ParseWorkerError`; as everywhere
+fresh one started. A worker that cannot start at all (within `START_WAIT_S`, or
+`parse_timeout_s` when longer) raises `ParseWorkerError`; as everywhere
 in multiprocessing, a script that builds must do so under `if __name__ == "__main__":`, since
 the fork server imports the main script.
 
@@ -51,6 +52,9 @@ _AHEAD_PER_WORKER = 4
 _PR_SET_PDEATHSIG = 1
 _READY = b"ready"
 _EXIT_WAIT_S = 2.0
+START_WAIT_S = 60.0
+"""The least time a new worker gets to say it is ready, whatever `parse_timeout_s` is: the first
+one also starts the fork server, which on a loaded machine takes seconds."""
 _MB = 1024 * 1024
 
 
@@ -185,8 +189,9 @@ class ParsePool:
         return worker if not self._closed else None
 
     def _ready(self, worker: _Worker) -> bool:
-        """Whether the worker said it is ready within `parse_timeout_s`."""
-        if not worker.conn.poll(self._ingest.parse_timeout_s):
+        """Whether the worker said it is ready within `parse_timeout_s` or `START_WAIT_S`,
+        the longer; one that died says so at once."""
+        if not worker.conn.poll(max(self._ingest.parse_timeout_s, START_WAIT_S)):
             return False
         try:
             return worker.conn.recv_bytes() == _READY
