@@ -4,13 +4,12 @@ Real documents state most of their facts in a few shapes, and each shape has a n
 
 - an FAQ question followed by its answer: kept as written;
 - a table row or a 'Key: value' line: 'What is the maximum speed of the MX-30?';
-- an error-code row or 'E-42 means ...': 'What does error E-42 mean?';
-- 'X is called Y': 'What is X called?'; 'X has a maximum speed of Y': 'What is the maximum
-  speed of X?'; 'X is a ...' for a named X: 'What is X?';
-- a sentence with a number, amount, duration or date after its verb
-  (`finetune.number_questions`): 'After how many runs must the R-24A rotor be retired?';
+- an error-code row: 'What does error E-42 mean?';
 - otherwise, as a fallback, the section heading: 'What does the MX-30 manual say about rotor
   life?'.
+
+With `sentences` (`synthesis.english_rules`, off by default) English sentences are rewritten
+into questions too (`finetune.english_sentences`): grammar rules, for English text only.
 
 Answers are extractive: the supporting sentence, or the value of a row. When a document's file
 name carries a product-like identifier ('merlin-mx30-manual.pdf') or the section heading does
@@ -23,9 +22,10 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from finetune.number_questions import movable_subject, question_about_number
+from finetune.drafts import CODE, IDENTIFIER, Draft, code_question, finish
+from finetune.english_sentences import sentence_drafts
 from finetune.pairs import RULES, QAPair
 from finetune.question_context import (
     DETERMINERS,
@@ -54,12 +54,9 @@ from finetune.text import (
     word_count,
     word_set,
 )
-from finetune.yes_no_questions import false_number_question, yes_no_question
 from retrieval.attribution import UNSPACED_CHARS
 from retrieval.documents import Chunk
 
-_IDENTIFIER = re.compile(r"\b[A-Z][A-Za-z]{0,5}-?\d{1,5}[A-Za-z]?\b")
-_CODE = re.compile(r"[A-Z]{1,5}-?\d[\w-]*")
 _LABELS = word_set(
     """note notes warning caution tip important example step see source q a question answer
     fixes new changed fixed added removed summary"""
@@ -68,30 +65,12 @@ _GENERIC_HEADERS = word_set(
     """value values detail details description setting settings specification specifications
     data info information notes note"""
 )
-_YES_NO = 4  # the priority of yes/no drafts
 # Words that make a 'key' a clause rather than a noun phrase ('Days do not roll over: ...').
 _WH_WORDS = word_set("who what when where which why how whom whose")
 _CLAUSE_WORDS = word_set(
     """is are was were be been do does did not no must should can cannot may will would have
     has had use uses if when we you they it"""
 )
-
-
-@dataclass(frozen=True)
-class _Draft:
-    priority: int
-    """Lower is better: authored questions, then rows, then sentence rewrites, then fallbacks."""
-    question: str
-    answer: str
-    evidence: str
-    kind: str
-    """`finetune.pairs.KINDS`."""
-
-
-def _finish(question: str) -> str:
-    question = re.sub(r"\s+", " ", question).strip()
-    question = re.sub(r"\s+([?,.;:])", r"\1", question).rstrip(" .,;:")
-    return question[0].upper() + question[1:] + ("" if question.endswith("?") else "?")
 
 
 def _sentence_answer(text: str) -> str:
@@ -121,7 +100,7 @@ def _is_noun_phrase(key: str) -> bool:
         0 < len(words) <= 5
         and not any(char in key for char in ',|;"')
         and words[0].lower() not in _LABELS
-        and len(_IDENTIFIER.findall(key)) < 2
+        and len(IDENTIFIER.findall(key)) < 2
         and not (_CLAUSE_WORDS & {word.lower() for word in words})
         and not all(word.lower() in STOPWORDS for word in words)
         and words[0].lower() not in _WH_WORDS
@@ -157,11 +136,6 @@ def _attribute_question(attribute: str, context: ChunkContext, header: str | Non
     return question + "?"
 
 
-def _code_question(code: str, context: ChunkContext, verb: str = "mean") -> str:
-    prefix = "error " if context.about_errors and "error" not in code.lower() else ""
-    return f"What does {prefix}{code} {verb}?"
-
-
 def _looks_like_header(cells: list[str]) -> bool:
     return all(
         cell and cell[0].isupper() and len(cell.split()) <= 5 and not re.search(r"\d", cell)
@@ -171,7 +145,7 @@ def _looks_like_header(cells: list[str]) -> bool:
 
 def _table_row(
     cells: list[str], header: list[str] | None, context: ChunkContext, grouped: bool = True
-) -> _Draft | None:
+) -> Draft | None:
     """A row as 'what is the <column> for <label>?'. `grouped`: the text groups thousands with
     a separator (see `finetune.tables.value_count`)."""
     if len(cells) < 2 or not cells[0] or not cells[1]:
@@ -187,11 +161,11 @@ def _table_row(
     if answer and answer in normalized(key):
         return None  # a row that repeats its label: a date header read as data
     evidence = " | ".join(cells)
-    if _CODE.fullmatch(key):
+    if CODE.fullmatch(key):
         answer = ". ".join(cell.rstrip(".") for cell in cells[1:] if cell) + "."
         if header and re.search(r"\b(code|error|fault)s?\b", header[0], re.IGNORECASE):
             context = replace(context, about_errors=True)
-        return _Draft(1, _code_question(key, context), answer, evidence, "table")
+        return Draft(1, code_question(key, context), answer, evidence, "table")
     if not re.search(r"[A-Za-z]", key) or len(_strip_parenthetical(key).split()) > 6:
         return None
     if cells[1].strip().lower() in _GENERIC_HEADERS:
@@ -204,7 +178,7 @@ def _table_row(
     if column is None and (len(cells) > 2 or not _is_noun_phrase(key) or re.search(r"\d", key)):
         return None  # without a header, only 'Attribute | value' rows are understood
     question = _attribute_question(key, context, column)
-    return _Draft(1, question, cells[1].rstrip("."), evidence, "table")
+    return Draft(1, question, cells[1].rstrip("."), evidence, "table")
 
 
 # 'Warranty: 2 years'; a key in a script written without spaces may end in a full-width
@@ -215,26 +189,26 @@ _KEY_VALUE = re.compile(
 _QUESTION_MARKS = ("?", "\uff1f")  # and the full-width one of CJK text
 
 
-def _key_value(unit: Unit, context: ChunkContext) -> _Draft | None:
+def _key_value(unit: Unit, context: ChunkContext) -> Draft | None:
     match = _KEY_VALUE.match(unit.text)
     if unit.kind != "line" or not match or unit.text.endswith(_QUESTION_MARKS):
         return None
     key, value = match.group("key").strip(), match.group("value").strip()
     if word_count(value) > 25 or value.endswith((":", "\uff1a")) or caption(value):
         return None  # '(In millions)' under a heading is a caption, not a value
-    if _CODE.fullmatch(key):
+    if CODE.fullmatch(key):
         # 'E-42: Door open' explains a code; 'PL-8: the run log now ...' is a release note.
         if not value[0].isupper():
             return None
-        return _Draft(
-            1, _code_question(key, context), _sentence_answer(value), unit.text, "key_value"
+        return Draft(
+            1, code_question(key, context), _sentence_answer(value), unit.text, "key_value"
         )
     if not _is_noun_phrase(key):
         return None
-    return _Draft(1, _attribute_question(key, context), value.rstrip("."), unit.text, "key_value")
+    return Draft(1, _attribute_question(key, context), value.rstrip("."), unit.text, "key_value")
 
 
-def _faq(question: str, following: Sequence[Unit]) -> _Draft | None:
+def _faq(question: str, following: Sequence[Unit]) -> Draft | None:
     # word_count: a CJK character counts as a word, so an unspaced question has its length.
     if (
         not 3 <= word_count(question) <= 30
@@ -248,104 +222,10 @@ def _faq(question: str, following: Sequence[Unit]) -> _Draft | None:
     # 'Yes.' alone says little: take the sentence that explains it too.
     if word_count(answer) <= 3 and len(following) > 1 and following[1].kind != "row":
         answer = f"{answer} {following[1].text}"
-    return _Draft(0, question, answer, answer, "faq")
+    return Draft(0, question, answer, answer, "faq")
 
 
-_CALLED = re.compile(
-    r"^(?P<x>[A-Z][^,;:]{2,60}?) (?P<aux>is|are|was|were) (?:called|known as|named|referred to "
-    r"as) (?P<y>.+)$"
-)
-_MEANS = re.compile(
-    r"^(?P<x>[^,;:]{2,40}?) (?P<verb>means|stands for|refers to|indicates) (?P<y>.+)$"
-)
-_HAS_OF = re.compile(
-    r"^(?P<x>[A-Z][^,;:]{2,50}?) (?:has|have) an? (?P<attribute>[a-z][a-z -]{2,40}?) of "
-    r"(?P<value>\S.*)$"
-)
-_DEFINITION = re.compile(
-    r"^(?P<x>[A-Z][^,;:()]{1,50}?) (?P<aux>is|are) (?P<y>(?:a|an|the|one of) .+)$"
-)
-_MEANING_VERBS = {
-    "means": "mean",
-    "stands for": "stand for",
-    "refers to": "refer to",
-    "indicates": "indicate",
-}
-
-
-def _named(phrase: str, context: ChunkContext) -> bool:
-    """Whether `phrase` names something specific ('the Merlin MX-30', 'Pinboard')."""
-    words = phrase.split()
-    first_is_name = words[0].lower() not in DETERMINERS and context.is_proper(words[0])
-    return (
-        first_is_name
-        or bool(_IDENTIFIER.search(phrase))
-        or any(context.is_proper(word) for word in words[1:])
-    )
-
-
-def _definition_like(sentence: str, context: ChunkContext) -> str | None:
-    body = sentence.rstrip(".!")
-    called = _CALLED.match(body)
-    if called and len(called.group("x").split()) <= 8:
-        subject = movable_subject(called.group("x"), context)
-        if subject:
-            return f"What {called.group('aux')} {subject} called?"
-    means = _MEANS.match(body)
-    if means and len(means.group("x").split()) <= 5 and means.group("x")[0].isupper():
-        term, verb = means.group("x"), _MEANING_VERBS[means.group("verb")]
-        if _CODE.fullmatch(term.split()[-1]) and verb in ("mean", "indicate"):
-            # 'Error 217 means ...' and 'E-217 means ...' ask the same: 'What does error 217 mean?'
-            code = term.split()[-1] if context.about_errors else term
-            return _code_question(code, context, verb)
-        if term.split()[0].lower() not in DETERMINERS | {"it", "this", "that"}:
-            return f"What does {context.lower_first(term)} {verb}?"
-    has_of = _HAS_OF.match(body)
-    if has_of and _named(has_of.group("x"), context):
-        subject = movable_subject(has_of.group("x"), context)
-        if subject:
-            return f"What is the {has_of.group('attribute')} of {subject}?"
-    return None
-
-
-def _definition(sentence: str, context: ChunkContext) -> str | None:
-    match = _DEFINITION.match(sentence.rstrip(".!"))
-    if not match or len(match.group("x").split()) > 6 or len(match.group("y").split()) < 3:
-        return None
-    if not _named(match.group("x"), context):
-        return None
-    subject = movable_subject(match.group("x"), context)
-    return f"What {match.group('aux')} {subject}?" if subject else None
-
-
-def _sentence(sentence: str, context: ChunkContext) -> list[_Draft]:
-    """A wh-question (definition, number) or else a yes/no question about the sentence, plus,
-    when the sentence holds a number, a yes/no question with a wrong number (answer: no)."""
-    words = sentence.split()
-    if not 4 <= len(words) <= 45 or not sentence.endswith((".", "!")):
-        return []
-    if not (sentence[0].isupper() or sentence[0].isdigit()):
-        return []  # a fragment: the chunk started mid-sentence
-    drafts = []
-    question = _definition_like(sentence, context) or question_about_number(sentence, context)
-    priority = 2
-    if question is None:
-        question, priority = _definition(sentence, context), 3
-    if question is not None:
-        question = context.with_product(_finish(question))
-        drafts.append(_Draft(priority, question, sentence, sentence, "sentence"))
-    yes_no = yes_no_question(sentence, context)
-    if yes_no is not None:
-        yes_question, answer = context.with_product(_finish(yes_no[0])), yes_no[1]
-        if not drafts:
-            drafts.append(_Draft(_YES_NO, yes_question, answer, sentence, "yes"))
-        false = false_number_question(sentence, yes_question) if answer.startswith("Yes") else None
-        if false:
-            drafts.append(_Draft(_YES_NO, false[0], false[1], sentence, "no"))
-    return drafts
-
-
-def _fallback(units: Sequence[Unit], context: ChunkContext) -> _Draft | None:
+def _fallback(units: Sequence[Unit], context: ChunkContext) -> Draft | None:
     """'What does the <document> say about <section>?', answered by the first sentence under
     the section heading in the chunk."""
     topic = context.topic
@@ -385,7 +265,7 @@ def _fallback(units: Sequence[Unit], context: ChunkContext) -> _Draft | None:
         question = f"What does the {context.title} say about {about}?"
     else:
         question = f"What is said about {about}?"
-    return _Draft(9, _finish(question), first, first, "heading")
+    return Draft(9, finish(question), first, first, "heading")
 
 
 def _table_rows(units: Sequence[Unit], start: int) -> list[list[str]]:
@@ -401,8 +281,8 @@ def _table_rows(units: Sequence[Unit], start: int) -> list[list[str]]:
 
 def _drafts(
     units: list[Unit], context: ChunkContext, sentences: bool, continued_header: str | None = None
-) -> list[_Draft]:
-    drafts: list[_Draft] = []
+) -> list[Draft]:
+    drafts: list[Draft] = []
     header: list[str] | None = None
     contents = False  # the current table is a table of contents
     grouped = groups_thousands(" ".join(unit.text for unit in units))
@@ -442,7 +322,7 @@ def _drafts(
         else:
             draft = _key_value(unit, context)
             if draft is None and sentences:
-                drafts.extend(_sentence(unit.text, context))
+                drafts.extend(sentence_drafts(unit.text, context))
         if draft:
             drafts.append(draft)
     return drafts
@@ -474,7 +354,7 @@ def questions_from_chunk(
     if not drafts:
         fallback = _fallback(units, context)
         drafts = [fallback] if fallback else []
-    chosen: list[_Draft] = []
+    chosen: list[Draft] = []
     seen: set[str] = set()
     for draft in sorted(drafts, key=lambda draft: draft.priority):  # stable: keeps text order
         key = draft.question.lower()
