@@ -1,8 +1,11 @@
 """What the answer benchmarks share (`bench/answer.py`, `bench/backends.py`): the timed
-questions, one streamed answer timed, `ragtune serve` under concurrent clients, the table."""
+questions, one streamed answer timed, `ragtune serve` under concurrent clients, the table.
+Imported first by both, it quiets the model libraries before they load."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import socket
 import statistics
 import subprocess
@@ -10,6 +13,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from builder.sample_corpus import load_sample_questions
 from retrieval.answer import AnswerEngine
@@ -169,3 +176,13 @@ def print_rows(rows: list[tuple[str, str, str]]) -> None:
     print("-" * (width + 40))
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>15}  {note}")
+
+
+def answer_arguments(doc: str, smoke_help: str) -> argparse.Namespace:
+    """--project, --questions, --clients and --smoke, as both answer benchmarks take them."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--project", type=Path, help="a built project (default: build the sample)")
+    parser.add_argument("--questions", type=int, default=10, help="questions timed one by one")
+    parser.add_argument("--clients", type=int, default=20, help="concurrent API clients")
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    return parser.parse_args()

@@ -21,21 +21,17 @@ Without --project it writes the sample corpus and builds it in a temporary folde
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-
 from answer_timing import (
     DEVICES,
     MODEL,
     OFF_TOPIC,
+    answer_arguments,
     bench_server,
     decode_rate,
     gold_questions,
@@ -202,14 +198,7 @@ def backend_rows(results: dict[str, dict], clients: int, forced_tokens: int) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--project", type=Path, help="a built project (default: build the sample)")
-    parser.add_argument("--questions", type=int, default=10, help="questions timed one by one")
-    parser.add_argument("--clients", type=int, default=20, help="concurrent API clients")
-    parser.add_argument(
-        "--smoke", action="store_true", help="4 documents, 3 questions: checks the script"
-    )
-    args = parser.parse_args()
+    args = answer_arguments(__doc__, "4 documents, 3 questions: checks the script")
     if args.smoke:
         single_threaded()
     machine = OtherLoad()
