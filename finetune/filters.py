@@ -17,6 +17,7 @@ from finetune.consistency import Consistent
 from finetune.pairs import TEACHER_PREFIX, UNANSWERABLE, QAPair
 from finetune.synthesis_config import SynthesisConfig
 from finetune.text import content_tokens, similar_pairs, token_text, tokens, topic_tokens
+from retrieval.answer_match import normalize_answer
 from retrieval.documents import Chunk
 
 SearchMany = Callable[[list[str], int], list[list[str]]]
@@ -153,19 +154,36 @@ def off_topic(pair: QAPair, chunk: Chunk) -> bool:
     return len(asked & known) < MIN_TOPIC_SHARE * len(asked)
 
 
-def embedding_duplicates(vectors: np.ndarray, threshold: float, block: int = 512) -> set[int]:
-    """Indices of rows with a cosine of at least `threshold` to an earlier row (rows are
-    L2-normalized); the first of a group is kept. Compared in blocks, so memory stays
-    block x n."""
+def embedding_duplicates(
+    vectors: np.ndarray,
+    threshold: float,
+    block: int = 512,
+    related: Callable[[int, int], bool] | None = None,
+) -> set[int]:
+    """Indices of rows with a cosine of at least `threshold` to an earlier kept row (rows are
+    L2-normalized) that is `related` to it (default: any); the first of a group is kept.
+    Compared in blocks, so memory stays block x n."""
     duplicates: set[int] = set()
     for start in range(0, len(vectors), block):
         similarity = vectors[start : start + block] @ vectors.T
         for offset, row in enumerate(similarity):
             index = start + offset
             earlier = np.nonzero(row[:index] >= threshold)[0]
-            if any(int(other) not in duplicates for other in earlier):
+            if any(
+                int(other) not in duplicates and (related is None or related(int(other), index))
+                for other in earlier
+            ):
                 duplicates.add(index)
     return duplicates
+
+
+def same_fact(first: QAPair, second: QAPair) -> bool:
+    """Whether two alike questions ask for one fact: about the same document, or with the same
+    answer. 'PubMed 1: What is said about methods?' and 'PubMed 2: ...' name two documents and
+    have two answers: look-alike documents, not a duplicate."""
+    if first.source == second.source:
+        return True
+    return normalize_answer(first.answer) == normalize_answer(second.answer)
 
 
 def yes_no_label(answer: str) -> str:
@@ -242,15 +260,19 @@ def filter_pairs(
             survivors.append(pair)
 
     # Questions are compared within one answer label: 'Is it 9,000 runs?' (yes) and its
-    # false twin 'Is it 13,500 runs?' (no) differ by design.
+    # false twin 'Is it 13,500 runs?' (no) differ by design; and a duplicate asks for the same
+    # fact (`same_fact`).
     duplicates: set[int] = set()
     by_label: dict[str, list[int]] = {}
     for index, pair in enumerate(survivors):
         by_label.setdefault(yes_no_label(pair.answer), []).append(index)
     for indices in by_label.values():
         sets = [topic_tokens(survivors[i].question) for i in indices]
-        duplicates |= {indices[j] for _, j in similar_pairs(sets, config.duplicate_jaccard)}
-    # A pair whose earlier twin was itself dropped as a duplicate still has a kept twin earlier.
+        alike = sorted(similar_pairs(sets, config.duplicate_jaccard), key=lambda ij: ij[::-1])
+        for i, j in alike:
+            first, second = indices[i], indices[j]
+            if first not in duplicates and same_fact(survivors[first], survivors[second]):
+                duplicates.add(second)
     unique = [pair for index, pair in enumerate(survivors) if index not in duplicates]
     dropped[DUPLICATE] += len(survivors) - len(unique)
 
@@ -261,7 +283,11 @@ def filter_pairs(
         for index, pair in enumerate(unique):
             by_label.setdefault(yes_no_label(pair.answer), []).append(index)
         for indices in by_label.values():
-            found = embedding_duplicates(vectors[indices], config.duplicate_cosine)
+
+            def related(i: int, j: int, indices: list[int] = indices) -> bool:
+                return same_fact(unique[indices[i]], unique[indices[j]])
+
+            found = embedding_duplicates(vectors[indices], config.duplicate_cosine, related=related)
             close |= {indices[j] for j in found}
         dropped[EMBEDDING_DUPLICATE] += len(close)
         unique = [pair for index, pair in enumerate(unique) if index not in close]

@@ -8,10 +8,12 @@ import itertools
 import json
 import random
 
+import numpy as np
 import pytest
 
 from finetune.filters import (
     DUPLICATE,
+    EMBEDDING_DUPLICATE,
     NO_QUESTION_MARK,
     NOT_GROUNDED,
     NOT_RETRIEVED,
@@ -314,6 +316,37 @@ def test_near_duplicates_keep_the_first():
     kept, report = filter_pairs([first, again, reworded, other], CHUNKS, None, SynthesisConfig())
     assert kept == [first, other]
     assert report.dropped == {NO_QUESTION_MARK: 1, DUPLICATE: 1}
+
+
+def test_alike_questions_about_look_alike_documents_are_not_duplicates():
+    # Two manuals of sibling products: the same question, two answers, two documents.
+    mx30 = chunk("The maximum speed is 15,000 rpm.", "merlin-mx30.md", chunk_id="mx30")
+    mx60 = chunk("The maximum speed is 14,000 rpm.", "merlin-mx60.md", chunk_id="mx60")
+    copy = chunk("The maximum speed is 15,000 rpm.", "merlin-mx30-copy.md", chunk_id="copy")
+    chunks = {c.chunk_id: c for c in (mx30, mx60, copy)}
+    same = ["What is the maximum speed of the centrifuge?"] * 3
+    reworded = [
+        "What is the maximum speed of the centrifuge?",
+        "How fast can this centrifuge spin at most?",
+        "Which top speed does the unit reach?",
+    ]
+
+    def embed(texts):  # every question the same vector: only the fact tells them apart
+        return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2)
+
+    for questions, config, reason in (
+        (same, SynthesisConfig(duplicate_cosine=1.0), DUPLICATE),
+        (reworded, SynthesisConfig(duplicate_cosine=0.95), EMBEDDING_DUPLICATE),
+    ):
+        pairs = [
+            pair(q, answer, c.chunk_id, source=c.source, evidence=c.text)
+            for q, answer, c in zip(
+                questions, ["15,000 rpm", "14,000 rpm", "15,000 rpm"], chunks.values()
+            )
+        ]
+        kept, report = filter_pairs(pairs, chunks, None, config, embed=embed)
+        assert [p.chunk_id for p in kept] == ["mx30", "mx60"]  # the copy states the same fact
+        assert report.dropped == {reason: 1}
 
 
 @pytest.mark.parametrize(
