@@ -177,13 +177,29 @@ def embedding_duplicates(
     return duplicates
 
 
-def same_fact(first: QAPair, second: QAPair) -> bool:
+Fact = tuple[str, str]
+"""What a pair asks for, as `same_fact` compares it: its document and its normalized answer."""
+
+
+def fact_of(pair: QAPair) -> Fact:
+    return pair.source, normalize_answer(pair.answer)
+
+
+def same_fact(first: Fact, second: Fact) -> bool:
     """Whether two alike questions ask for one fact: about the same document, or with the same
     answer. 'PubMed 1: What is said about methods?' and 'PubMed 2: ...' name two documents and
     have two answers: look-alike documents, not a duplicate."""
-    if first.source == second.source:
-        return True
-    return normalize_answer(first.answer) == normalize_answer(second.answer)
+    return first[0] == second[0] or first[1] == second[1]
+
+
+def _label_groups(pairs: Sequence[QAPair]) -> list[list[int]]:
+    """Indices of `pairs` by answer label ('yes', 'no' or ''): 'Is it 9,000 runs?' (yes) and its
+    false twin 'Is it 13,500 runs?' (no) differ by design, so duplicates are looked for within
+    one label only."""
+    groups: dict[str, list[int]] = {}
+    for index, pair in enumerate(pairs):
+        groups.setdefault(yes_no_label(pair.answer), []).append(index)
+    return list(groups.values())
 
 
 def yes_no_label(answer: str) -> str:
@@ -259,33 +275,28 @@ def filter_pairs(
         else:
             survivors.append(pair)
 
-    # Questions are compared within one answer label: 'Is it 9,000 runs?' (yes) and its
-    # false twin 'Is it 13,500 runs?' (no) differ by design; and a duplicate asks for the same
-    # fact (`same_fact`).
+    # A duplicate asks for the same fact (`same_fact`) within one answer label.
     duplicates: set[int] = set()
-    by_label: dict[str, list[int]] = {}
-    for index, pair in enumerate(survivors):
-        by_label.setdefault(yes_no_label(pair.answer), []).append(index)
-    for indices in by_label.values():
+    facts = [fact_of(pair) for pair in survivors]
+    for indices in _label_groups(survivors):
         sets = [topic_tokens(survivors[i].question) for i in indices]
         alike = sorted(similar_pairs(sets, config.duplicate_jaccard), key=lambda ij: ij[::-1])
         for i, j in alike:
             first, second = indices[i], indices[j]
-            if first not in duplicates and same_fact(survivors[first], survivors[second]):
+            if first not in duplicates and same_fact(facts[first], facts[second]):
                 duplicates.add(second)
-    unique = [pair for index, pair in enumerate(survivors) if index not in duplicates]
+    kept_rows = [index for index in range(len(survivors)) if index not in duplicates]
+    unique = [survivors[index] for index in kept_rows]
+    facts = [facts[index] for index in kept_rows]
     dropped[DUPLICATE] += len(survivors) - len(unique)
 
     if embed is not None and config.duplicate_cosine < 1 and len(unique) > 1:
         vectors = np.asarray(embed([pair.question for pair in unique]), dtype=np.float32)
         close: set[int] = set()
-        by_label = {}
-        for index, pair in enumerate(unique):
-            by_label.setdefault(yes_no_label(pair.answer), []).append(index)
-        for indices in by_label.values():
+        for indices in _label_groups(unique):
 
             def related(i: int, j: int, indices: list[int] = indices) -> bool:
-                return same_fact(unique[indices[i]], unique[indices[j]])
+                return same_fact(facts[indices[i]], facts[indices[j]])
 
             found = embedding_duplicates(vectors[indices], config.duplicate_cosine, related=related)
             close |= {indices[j] for j in found}
