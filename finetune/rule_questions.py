@@ -157,8 +157,8 @@ def _table_row(
         return None
     if not balanced(key) or not balanced(cells[1]):
         return None  # a cell cut where its text wrapped: 'incorporation or organization)'
-    answer = normalized(cells[1])
-    if answer and answer in normalized(key):
+    value = normalized(cells[1])
+    if value and value in normalized(key):
         return None  # a row that repeats its label: a date header read as data
     evidence = " | ".join(cells)
     if CODE.fullmatch(key):

@@ -15,15 +15,13 @@ import unicodedata
 from collections.abc import Sequence
 from itertools import pairwise
 
+from finetune.text import letter_count
+
 _DASHES = {"-", "\u2013", "\u2014", "\u2212"}
 """A lone dash in a value column is a nil value ('—')."""
 _GROUPED = re.compile(r"\d[,.]\d{3}(?!\d)")
 """Thousands written with a separator ('2,771', '1.084'): then a blank separates two values."""
 MIN_PAGE_NUMBERS = 3
-
-
-def _has_letters(text: str) -> bool:
-    return any(unicodedata.category(char).startswith("L") for char in text)
 
 
 def is_value(cell: str) -> bool:
@@ -32,7 +30,7 @@ def is_value(cell: str) -> bool:
     cell = cell.strip()
     if cell in _DASHES:
         return True
-    return any(char.isdigit() for char in cell) and not _has_letters(cell)
+    return any(char.isdigit() for char in cell) and letter_count(cell) == 0
 
 
 def header_is_data(cells: Sequence[str]) -> bool:
@@ -45,7 +43,7 @@ def value_count(cell: str, grouped_thousands: bool) -> int:
     """How many values a cell without letters holds: '$ 2,771 $ 1,747' two, '— (2) — (2)' four,
     '$ 50' one. Where the text never groups thousands with a comma or point, '9 000' is one
     value written with a blank between its thousands (`grouped_thousands` False)."""
-    if _has_letters(cell):
+    if letter_count(cell) > 0:
         return 1
     tokens = [
         token for token in cell.split() if any(c.isdigit() for c in token) or token in _DASHES
@@ -71,7 +69,7 @@ def page_number_column(rows: Sequence[Sequence[str]]) -> bool:
         if len(cells) < 2:
             continue
         value = cells[-1].strip()
-        if re.fullmatch(r"\d{1,4}", value) and _has_letters(" ".join(cells[:-1])):
+        if re.fullmatch(r"\d{1,4}", value) and letter_count(" ".join(cells[:-1])) > 0:
             numbers.append(int(value))
     return len(numbers) >= MIN_PAGE_NUMBERS and all(a <= b for a, b in pairwise(numbers))
 
@@ -97,4 +95,4 @@ def caption(cell: str) -> bool:
     """A cell of words that opens with a bracket ('(Zip Code)', '(In millions)'): a form's
     caption or a table's unit line, not a label or a value ('(41)' is a negative amount)."""
     cell = cell.strip()
-    return bool(cell) and unicodedata.category(cell[0]) == "Ps" and _has_letters(cell)
+    return bool(cell) and unicodedata.category(cell[0]) == "Ps" and letter_count(cell) > 0

@@ -8,11 +8,17 @@ a sentence without a space (the definitions are shared with `retrieval.attributi
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from retrieval.attribution import UNSPACED_CHARS, script_sentence_ends, split_unspaced
+
+
+def letter_count(text: str) -> int:
+    """Letters of any script in `text` (Unicode category L*), digits and signs not counted."""
+    return sum(unicodedata.category(char).startswith("L") for char in text)
 
 
 def word_set(words: str) -> frozenset[str]:

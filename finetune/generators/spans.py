@@ -15,6 +15,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from finetune.text import letter_count
+
 NUMBER, CODE, QUOTED, NAME, CLAUSE = "number", "code", "quoted", "name", "clause"
 SPAN_KINDS = (NUMBER, CODE, QUOTED, NAME, CLAUSE)
 """Best first: a number or a code is an unambiguous fact to ask about; a clause is a fallback."""
@@ -41,10 +43,6 @@ class Span:
 
 def _has_digit(word: str) -> bool:
     return any(unicodedata.category(char) == "Nd" for char in word)
-
-
-def _letters(word: str) -> int:
-    return sum(unicodedata.category(char).startswith("L") for char in word)
 
 
 def _strip(word: str) -> str:
@@ -121,7 +119,7 @@ class UnitWords:
                 if not key:
                     continue
                 number = _quantity(word)
-                if not number and _letters(key):
+                if not number and letter_count(key):
                     self.seen[key] += 1
                     if previous_is_number:
                         self.after_number[key] += 1
@@ -160,7 +158,7 @@ def _number_span(words: list[str], units: UnitWords) -> str | None:
 
 def _code(word: str) -> bool:
     core = _strip(word)
-    letters = _letters(core)
+    letters = letter_count(core)
     if letters == 0 or len(core) < 2:
         return False
     upper = sum(char.isupper() for char in core)
