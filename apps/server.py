@@ -43,15 +43,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -71,6 +68,7 @@ from apps.api_requests import (
     server_error,
     timeout_error,
 )
+from apps.api_responses import Result, completion_object, events
 from apps.origin_policy import OriginPolicy
 from retrieval.answer import AnswerEngine, ModeError
 from retrieval.answer_record import Answer
@@ -99,12 +97,6 @@ class _RefuseForeignPages:
         await self.app(scope, receive, send)
 
 
-@dataclass
-class _Result:
-    answer: Answer
-    finish_reason: str
-
-
 def model_modes(engine: AnswerEngine) -> dict[str, str]:
     """Model id → answer mode, for the modes this engine can serve."""
     models = {MODEL_PREFIX: engine.default_mode}
@@ -119,7 +111,7 @@ def _answer_job(
     max_tokens: int,
     emit: Callable[[str], None],
     cancelled: threading.Event,
-) -> _Result | None:
+) -> Result | None:
     """Answer one question on the worker thread, handing each piece to `emit`.
 
     Returns None when the client left before the answer was finished.
@@ -141,7 +133,7 @@ def _answer_job(
                     ]
                 )
                 finish = "length" if generated >= max_tokens else "stop"
-                return _Result(item, finish)
+                return Result(item, finish)
             pieces.append(item)
             emit(item)
     finally:
@@ -265,7 +257,7 @@ def create_app(
         def emit(piece: str) -> None:
             loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
-        def job() -> _Result | None:
+        def job() -> Result | None:
             loop.call_soon_threadsafe(started.set)
             return _answer_job(
                 engine, question, mode, max_tokens, emit if chat.stream else _ignore, cancelled
@@ -305,7 +297,7 @@ def create_app(
                 raise server_error(completion["id"]) from error
             if result is None:  # stopped by the deadline just as the wait ended
                 raise timeout_error(limits.request_timeout_s)
-            return _completion(completion, result)
+            return completion_object(completion, result)
         # Pieces are queued behind every emit() the worker made, so None arrives last.
         future.add_done_callback(lambda _f: loop.call_soon_threadsafe(pieces.put_nowait, None))
         # A stream's status is sent with its first event, so wait (within the deadline) for the
@@ -319,7 +311,7 @@ def create_app(
             cancelled.set()
             raise
         return StreamingResponse(
-            _events(completion, pieces, future, cancelled, deadline, limits.request_timeout_s),
+            events(completion, pieces, future, cancelled, deadline, limits.request_timeout_s),
             media_type="text/event-stream",
         )
 
@@ -328,88 +320,6 @@ def create_app(
 
 def _ignore(_piece: str) -> None:
     """A non-streamed request needs only the final answer."""
-
-
-def _extras(answer: Answer) -> dict:
-    return {
-        "citations": [c.to_dict() for c in answer.citations],
-        "refused": answer.refused,
-        "claims": [c.to_dict() for c in answer.claims],
-        "model_citations": [
-            {
-                "n": n,
-                "source": answer.retrieved[n - 1].source,
-                "chunk_id": answer.retrieved[n - 1].chunk_id,
-            }
-            for n in answer.model_citations
-        ],
-        "quoted": answer.quoted,
-    }
-
-
-def _completion(completion: dict, result: _Result) -> dict:
-    return {
-        **completion,
-        "object": "chat.completion",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.answer.answer},
-                "finish_reason": result.finish_reason,
-                "logprobs": None,
-            }
-        ],
-        **_extras(result.answer),
-    }
-
-
-def _sse(data: dict) -> str:
-    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def _chunk(completion: dict, delta: dict, finish_reason: str | None = None) -> dict:
-    return {
-        **completion,
-        "object": "chat.completion.chunk",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-    }
-
-
-async def _events(
-    completion: dict,
-    pieces: asyncio.Queue[str | None],
-    future: Future,
-    cancelled: threading.Event,
-    deadline: float,
-    timeout_s: float,
-) -> AsyncIterator[str]:
-    try:
-        yield _sse(_chunk(completion, {"role": "assistant", "content": ""}))
-        while True:
-            try:
-                piece = await asyncio.wait_for(pieces.get(), max(deadline - time.monotonic(), 0))
-            except TimeoutError:
-                cancelled.set()
-                yield _sse({"error": timeout_error(timeout_s).body})
-                yield "data: [DONE]\n\n"
-                return
-            if piece is None:
-                break
-            yield _sse(_chunk(completion, {"content": piece}))
-        try:
-            result = future.result()
-        except Exception:
-            log.exception("streaming an answer failed (request %s)", completion["id"])
-            yield _sse({"error": server_error(completion["id"]).body})
-        else:
-            final = _chunk(completion, {}, result.finish_reason)
-            yield _sse(
-                {**final, **_extras(result.answer), "verified_content": result.answer.answer}
-            )
-        yield "data: [DONE]\n\n"
-    finally:
-        # A client that left stops the job, and its generation, at the next token.
-        cancelled.set()
 
 
 def warm_up(engine: AnswerEngine) -> None:
