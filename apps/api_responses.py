@@ -20,6 +20,8 @@ log = logging.getLogger("ragtune.server")
 
 @dataclass
 class Result:
+    """A finished answer and why its generation stopped ('stop' or 'length')."""
+
     answer: Answer
     finish_reason: str
 
