@@ -18,6 +18,7 @@ from retrieval.answer_record import Answer, Citation, best_snippet
 from retrieval.attribution import (
     Claim,
     TermStatistics,
+    answer_lead,
     candidate_sentences,
     cited_numbers,
     render,
@@ -265,7 +266,11 @@ class AnswerEngine:
                 quote = Claim(
                     f"\u201c{sentence}\u201d", cited=[number], supported=True, support=1.0
                 )
-                claims, answer.quoted = [quote], True
+                # The model's verdict ('Yes,', 'No.') stays before the quote that backs it:
+                # it claims nothing a chunk could confirm, and a quote alone has no verdict.
+                lead = answer_lead(cleaned)
+                claims = [Claim(lead), quote] if lead else [quote]
+                answer.quoted = True
         if (policy == "drop" and not claims) or (empty and not answer.quoted):
             answer.answer, answer.refused = self.refusal, True
             return answer

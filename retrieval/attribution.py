@@ -396,6 +396,26 @@ def _break_ties(
         claim.cited = [tied[int(np.argmax(similarities))]]
 
 
+_CLAUSE_MARKS = ",.;:!?\uff0c\u3001\u3002\uff1b\uff1a\uff01\uff1f"  # with CJK commas and stops
+_LEAD = re.compile(f"\\s*([^\\s{_CLAUSE_MARKS}]+)([{_CLAUSE_MARKS}])")
+
+
+def answer_lead(text: str) -> str:
+    """The answer's first word with its punctuation when that word is a clause of its own and
+    makes no claim a chunk could confirm ('Yes,', 'No.', 'Nein,', '是的' and a CJK comma), else ''.
+
+    The same test as `verify_claims`' unchecked sentences (fewer than two words, no fact): a
+    verdict that the quote replacing an unsupported answer should not lose.
+    """
+    match = _LEAD.match(text)
+    if match is None:
+        return ""
+    word = match.group(1)
+    if len(words_of(word)) >= 2 or facts_of(word) or "[" in word:
+        return ""
+    return word + match.group(2)
+
+
 def render(claims: Sequence[Claim]) -> str:
     """The answer text from its claims, each with its verified markers (joined without spaces
     in scripts written without them)."""

@@ -235,6 +235,26 @@ def test_quote_by_embedding_picks_the_shown_sentence_closest_to_the_question(pro
     assert answer.claims[0].text == f"\u201c{MX30.text}\u201d"
 
 
+@pytest.mark.parametrize(
+    ("text", "lead"),
+    [
+        ("No, the rotor lasts 5 years.", "No,"),
+        ("Nein. Der Rotor hält 5 Jahre.", "Nein."),
+        ("\u662f\u7684\uff0c5\u5e74\u3002", "\u662f\u7684\uff0c"),  # yes (zh), CJK comma
+        ("In 2020, the rotor lasted 5 years.", ""),  # two words: a claim, not a verdict
+        ("R-24A: 5 years.", ""),  # a code is a fact
+    ],
+)
+def test_a_quote_keeps_the_models_one_word_verdict_before_it(project, text, lead):
+    engine = open_engine(project, NO_ADAPTER)
+    engine.config.unsupported, engine.config.quote_by = "quote", "embedding"
+    answer = engine._finish("Is the R-24A rotor retired after 9,000 runs?", "rag", [MX30], text, 0)
+    assert answer.quoted and [c.chunk_id for c in answer.citations] == ["id-30"]
+    quote = f"\u201c{MX30.text}\u201d [1]"
+    assert answer.answer == (f"{lead} {quote}" if lead and lead.isascii() else lead + quote)
+    assert answer.claims[0].supported is None if lead else answer.claims[0].supported
+
+
 @pytest.mark.parametrize("policy", ["quote", "flag"])
 def test_an_answer_of_prompt_markup_alone_is_quoted_or_refused_never_empty(project, policy):
     engine = open_engine(project, NO_ADAPTER)
