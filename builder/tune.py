@@ -145,11 +145,15 @@ def _synthesize(
     from finetune.filters import retriever_search
     from finetune.pairs import write_pairs_jsonl
     from finetune.synthesize import SYNTHESIS_VERSION, synthesize
+    from retrieval.persona import verdicts
 
     config = project.config.synthesis
     out = project.tune_dir / PAIRS
     stamp = project.tune_dir / "synthesis.json"
-    inputs = digest(index_id, asdict(config), asdict(project.config.retrieval), SYNTHESIS_VERSION)
+    language = project.config.style.language  # the yes/no twins' words
+    inputs = digest(
+        index_id, asdict(config), asdict(project.config.retrieval), language, SYNTHESIS_VERSION
+    )
     if up_to_date(stamp, inputs, out):
         report.stages["synthesize"] = "skipped (inputs unchanged)"
         report.synthesis = read_json(stamp).get("report", {})
@@ -168,6 +172,7 @@ def _synthesize(
         tell,
         retriever.encoder.encode,
         consistent,
+        verdicts(project.config.style),
     )
     if not pairs:
         raise TuneError(

@@ -85,7 +85,7 @@ def faithfulness(
         answer makes no claim to check (a refusal, empty, or only 'Yes.').
     """
     claims = verify_claims(
-        split_claims(answer),
+        split_claims(answer, verdict=True),
         list(shown_texts),
         statistics=statistics,
         threshold=threshold,

@@ -51,6 +51,8 @@ class Grounding:
     whole_sentence: bool = False
     """The key fact is a whole answer sentence (no span was chosen), which an answer may say in
     other words."""
+    verdict: bool = False
+    """The key fact is a yes/no label ('yes', 'nein'), which the answer must open with."""
 
 
 @dataclass

@@ -11,7 +11,8 @@ only when it is right by the same tests the answer engine and the evaluation app
   check; its 'drop' policy), and what is left cites a chunk that holds the pair's evidence;
 - a sentence cut off by the token limit is left out too;
 - it holds the pair's key fact (the evaluation's normalization), or, where the pair's answer
-  is a whole sentence, one of its sentences is supported by the evidence alone.
+  is a whole sentence, one of its sentences is supported by the evidence alone; a yes/no
+  pair's label opens the answer.
 
 The kept answer carries its verified [n] markers, so the adapter learns to cite and to prefer
 the answers it already gets right, while staying close to its own distribution (rejection-
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 from finetune.data import ChatExample, Grounding
 from retrieval.answer_match import holds_answer
-from retrieval.attribution import Claim, render, split_claims, strip_prompt_markup
+from retrieval.attribution import Claim, answer_lead, render, split_claims, strip_prompt_markup
 from retrieval.prompt import SENTENCE_STOPS, parse_citations
 
 Generate = Callable[[list[list[dict[str, str]]]], list[str]]
@@ -79,7 +80,11 @@ def _finished(text: str) -> bool:
 def _states_key_fact(text: str, claims: list[Claim], grounding: Grounding, verify: Verify) -> bool:
     """The answer holds the key fact; or, for a pair whose answer is a whole sentence rather
     than a span, one of its sentences says what the evidence says (the engine's support check
-    against the evidence alone), since a sentence can be said in other words."""
+    against the evidence alone), since a sentence can be said in other words. A yes/no label
+    must open the answer ('No, it is 40 kg', not 'Yes, no load above 40 kg')."""
+    if grounding.verdict:
+        lead = answer_lead(text)[:-1]
+        return lead.casefold() == grounding.key_fact.strip().casefold()
     if holds_answer(text, grounding.key_fact):
         return True
     if not grounding.whole_sentence or not grounding.evidence.strip():
@@ -112,7 +117,7 @@ def accepted_answer(
         return None, "empty"
     if is_refusal(text):
         return None, "refused"
-    claims = split_claims(text)
+    claims = split_claims(text, verdict=True)
     if len(claims) > 1 and not _finished(text):
         claims = claims[:-1]  # the last sentence ran into the token limit
     elif not _finished(text):

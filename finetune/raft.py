@@ -145,6 +145,7 @@ def raft_examples(
                 pair.evidence,
                 focused_prompt=rag_messages(pair.question, [PromptDocument.of(oracle)], style),
                 whole_sentence=not pair.span and _is_sentence(pair.answer),
+                verdict=pair.kind in ("yes", "no") and bool(pair.span),
             )
         else:
             target = refusal

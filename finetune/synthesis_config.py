@@ -54,6 +54,11 @@ class SynthesisConfig:
     english_rules: bool = False
     """Also rewrite English sentences into questions by grammar rules (numbers, dates,
     definitions, yes/no). English text only: leave off for any other language."""
+    yes_no_share: float = 0.2
+    """Yes/no questions made from kept pairs with a short fact, as a share of the kept pairs: a
+    yes twin proposes the right answer, a no twin another fact of the same shape
+    (`finetune.generators.yes_no`), in the answer language (`style.language`, English when
+    unset; a language without yes/no words in `retrieval/identity/` gets none). 0 turns it off."""
     max_pairs_per_chunk: int = 3
     """The most rule-written pairs, and answer-first questions, taken from one chunk."""
     min_grounding: float = 0.8
@@ -133,6 +138,8 @@ class SynthesisConfig:
             problems.append(
                 f"eval_fraction = {self.eval_fraction}: must be in [0, 1) (0 holds nothing out)"
             )
+        if not 0 <= self.yes_no_share < 1:
+            problems.append(f"yes_no_share = {self.yes_no_share}: must be in [0, 1) (0: none)")
         if self.teacher_style not in TEACHER_STYLES:
             problems.append(
                 f"teacher_style = {self.teacher_style!r}: choose one of {', '.join(TEACHER_STYLES)}"

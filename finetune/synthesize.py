@@ -8,15 +8,16 @@ from collections.abc import Sequence
 
 from finetune.consistency import Consistent
 from finetune.filters import Embed, FilterReport, SearchMany, filter_pairs
-from finetune.generators import Progress, answer_first, structural, triples
+from finetune.generators import Progress, answer_first, structural, triples, yes_no
 from finetune.pairs import QAPair
 from finetune.synthesis_config import SynthesisConfig
 from finetune.teacher import Teacher
 from retrieval.documents import Chunk
+from retrieval.persona import Verdicts
 
 # Part of the synthesis stage's input hash: bump it when the generators or filters change what
 # they write, so that `ragtune tune` synthesizes again instead of reusing an older pairs file.
-SYNTHESIS_VERSION = 8
+SYNTHESIS_VERSION = 9
 
 
 def balance_labels(pairs: Sequence[QAPair]) -> list[QAPair]:
@@ -37,6 +38,7 @@ def synthesize(
     progress: Progress | None = None,
     embed: Embed | None = None,
     consistent: Consistent | None = None,
+    verdicts: Verdicts | None = None,
 ) -> tuple[list[QAPair], FilterReport]:
     """Write pairs from `chunks` and keep those that pass the filters.
 
@@ -50,9 +52,12 @@ def synthesize(
         embed: Embeds questions for the near-duplicate check (None skips that check).
         consistent: The base model's check of teacher-written pairs
             (`finetune.consistency.rank_check`; None skips it).
+        verdicts: The answer language's yes and no, for the yes/no twins of kept pairs
+            (`finetune.generators.yes_no`); None writes none.
 
     Returns:
-        (kept pairs: structural pairs in chunk order, then teacher pairs; the filter report,
+        (kept pairs: structural pairs in chunk order, then teacher pairs, then yes/no twins;
+        the filter report,
         with counts per generator, per type and per file).
     """
     pairs: list[QAPair] = []
@@ -71,6 +76,13 @@ def synthesize(
         progress("filter", 0, len(pairs))
     chunks_by_id = {chunk.chunk_id: chunk for chunk in chunks}
     kept, report = filter_pairs(pairs, chunks_by_id, search_many, config, embed, consistent)
+    if verdicts is not None:
+        twins = yes_no.twin_pairs(kept, verdicts, config.yes_no_share)
+        kept = [*kept, *twins]
+        report.generated += len(twins)
+        for twin in twins:
+            report.generated_by_kind[twin.kind] = report.generated_by_kind.get(twin.kind, 0) + 1
+        report.recount(kept)
     balanced = balance_labels(kept)
     if len(balanced) < len(kept):
         report.dropped["yes/no label balance"] = len(kept) - len(balanced)

@@ -180,7 +180,7 @@ class AnswerEngine:
     def verify(self, text: str, hits: Sequence[Hit]) -> list[Claim]:
         """The sentences of `text` checked against the shown chunks `hits`."""
         return self.check_claims(
-            split_claims(text), [PromptDocument.of(h).checked_text for h in hits]
+            split_claims(text, verdict=True), [PromptDocument.of(h).checked_text for h in hits]
         )
 
     def check_claims(

@@ -243,12 +243,19 @@ def _sentence_ends(text: str) -> list[int]:
     return sorted(ends)
 
 
-def split_claims(text: str) -> list[tuple[str, list[int]]]:
+def split_claims(text: str, verdict: bool = False) -> list[tuple[str, list[int]]]:
     """The answer's sentences, each as (text without markers, the markers written on it).
 
-    Markers right after a sentence end ('... 10 years. [3]') belong to that sentence.
+    Markers right after a sentence end ('... 10 years. [3]') belong to that sentence. With
+    `verdict`, a one-word verdict that opens an answer ('Yes, the rotor ...', see `answer_lead`)
+    is a claim of its own, with nothing to check, so that it does not count against the
+    sentence it opens.
     """
     pieces, start = [], 0
+    lead = answer_lead(text) if verdict else ""
+    if lead and lead[-1] not in _CLOSING_PUNCTUATION:  # a stop already ends a sentence
+        start = text.index(lead) + len(lead)
+        pieces.append(text[:start])
     for end in [*_sentence_ends(text), len(text)]:
         if end > start:
             pieces.append(text[start:end])

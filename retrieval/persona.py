@@ -3,8 +3,9 @@ the identity questions and answers in the answer language, and the persona card.
 
 The identity texts are data, one file per language in `retrieval/identity/` (the way
 LLaMA-Factory ships `identity.json`): answers with {name} and {organization} slots, questions for
-training, and different questions held out for the evaluation. A language without a file can
-still set the answer language; only a persona (a name) needs the file.
+training, different questions held out for the evaluation, and the language's yes and no with
+its form of a yes/no check question (`verdicts`, for the synthesized yes/no pairs). A language
+without a file can still set the answer language; only a persona (a name) needs the file.
 
 The persona card is a passage about the assistant, written from those answers. The answer engine
 shows it, as a cited document, when a question is closer to the identity questions than to any
@@ -90,6 +91,31 @@ def identity(style: StyleConfig) -> Identity:
         train_questions=tuple(data["train"]),
         eval_questions=tuple(data["eval"]),
     )
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """The answer language's yes and no, and its way of asking whether an answer is right."""
+
+    yes: str
+    no: str
+    check_question: str
+    """'{question} Is it {answer}?': a question made a yes/no one by proposing its answer."""
+
+    def ask(self, question: str, answer: str) -> str:
+        return self.check_question.format(question=question.strip(), answer=answer.strip())
+
+
+def verdicts(style: StyleConfig | None) -> Verdicts | None:
+    """The yes/no words of the style's answer language (English when none is set); None for a
+    language whose identity file does not give them."""
+    code = (style.language.strip() if style is not None else "") or "en"
+    if not (IDENTITY_DIR / f"{code}.json").is_file():
+        return None
+    data = _identity_file(code)
+    if not all(data.get(key) for key in ("yes", "no", "check_question")):
+        return None
+    return Verdicts(data["yes"], data["no"], data["check_question"])
 
 
 def persona_preamble(style: StyleConfig | None) -> str:
