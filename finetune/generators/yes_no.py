@@ -69,9 +69,23 @@ def false_fact(pair: QAPair, fact: str, by_shape: dict[str, list[tuple[str, str]
     return ""
 
 
+def files_in_turn(pairs: Sequence[QAPair], indices: Sequence[int]) -> list[int]:
+    """`indices` reordered so that the files take turns, each file's in their order."""
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for index in indices:
+        by_source[pairs[index].source].append(index)
+    queues = list(by_source.values())
+    return [
+        queue[rank]
+        for rank in range(max(map(len, queues), default=0))
+        for queue in queues
+        if rank < len(queue)
+    ]
+
+
 def twin_pairs(pairs: Sequence[QAPair], verdicts: Verdicts, share: float) -> list[QAPair]:
-    """Yes and no twins of the eligible `pairs`, in their order, together at most `share` of
-    `len(pairs)` (rounded down, an even number), a yes and a no per pair.
+    """Yes and no twins of the eligible `pairs`, the files taking turns, together at most
+    `share` of `len(pairs)` (rounded down, an even number), a yes and a no per pair.
 
     Args:
         pairs: Kept pairs.
@@ -87,10 +101,11 @@ def twin_pairs(pairs: Sequence[QAPair], verdicts: Verdicts, share: float) -> lis
         if fact:
             by_shape[shape(fact)].append((pair.source, fact))
     twins: list[QAPair] = []
-    for pair, fact in zip(pairs, facts):
+    for index in files_in_turn(pairs, [i for i, fact in enumerate(facts) if fact]):
         if len(twins) >= wanted:
             break
-        wrong = false_fact(pair, fact, by_shape) if fact else ""
+        pair, fact = pairs[index], facts[index]
+        wrong = false_fact(pair, fact, by_shape)
         if not wrong:
             continue
         made = [
