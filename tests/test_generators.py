@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from synthesis_data import chunk
 
 from finetune.filters import (
     COPIES_SPAN,
@@ -37,12 +38,7 @@ from finetune.teacher import (
     TeacherError,
     make_teacher,
 )
-from retrieval.documents import Chunk
 from retrieval.prompt import NO_ANSWER
-
-
-def chunk(text, source="docs/notes.md", section=None, chunk_id="c1", position=0) -> Chunk:
-    return Chunk(chunk_id, source, text, 0, len(text), None, section, position)
 
 
 def pair(question, answer, chunk_id="c1", **extra) -> QAPair:
