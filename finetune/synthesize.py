@@ -80,7 +80,8 @@ def synthesize(
         twins = yes_no.twin_pairs(kept, verdicts, config.yes_no_share)
         kept = [*kept, *twins]
         report.generated += len(twins)
-        for twin in twins:
+        for twin in twins:  # counted as written, like every other pair
+            report.generated_by[twin.generator] = report.generated_by.get(twin.generator, 0) + 1
             report.generated_by_kind[twin.kind] = report.generated_by_kind.get(twin.kind, 0) + 1
         report.recount(kept)
     balanced = balance_labels(kept)

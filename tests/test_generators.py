@@ -38,6 +38,8 @@ from finetune.teacher import (
     TeacherError,
     make_teacher,
 )
+from retrieval.config import StyleConfig
+from retrieval.persona import verdicts
 from retrieval.prompt import NO_ANSWER
 
 
@@ -419,6 +421,31 @@ def test_synthesize_runs_structural_and_teacher_then_filters():
     assert prose == []
     english = structural.generate([_corpus()[0]], SynthesisConfig(english_rules=True))
     assert english and {p.kind for p in english} <= {"sentence", "yes", "no"}
+
+
+def test_synthesize_adds_balanced_yes_no_twins_in_the_answer_language():
+    faq = chunk("How long are loaners issued?\nFor five days.", "support/faq.md", chunk_id="faq")
+    chunks = [*_corpus(), faq]
+
+    def search(questions, k):
+        return [
+            [c.chunk_id for c in chunks if "runs" in q and "runs" in c.text][:k] or ["faq"]
+            for q in questions
+        ]
+
+    config = SynthesisConfig(teacher_questions=10, teacher_batch_size=4, yes_no_share=0.7)
+    teacher = FakeTeacher(_question_for)
+    plain, _ = synthesize(chunks, config, search, teacher)
+    kept, report = synthesize(chunks, config, search, teacher, verdicts=verdicts(None))
+    twins = [p for p in kept if p.kind in ("yes", "no")]
+    assert kept[: len(plain)] == plain and twins == kept[len(plain) :]
+    assert sorted(p.kind for p in twins) == ["no", "yes"]
+    assert report.kept_by_kind["yes"] == report.kept_by_kind["no"] == 1
+    assert sum(report.generated_by.values()) == report.generated
+    german, _ = synthesize(
+        chunks, config, search, teacher, verdicts=verdicts(StyleConfig(language="de"))
+    )
+    assert {p.answer.split(".")[0] for p in german if p.kind in ("yes", "no")} == {"Ja", "Nein"}
 
 
 def test_teacher_style_auto_follows_the_teacher():
