@@ -199,6 +199,7 @@ def _own_answers_line(own: dict) -> str:
         f"({own['own']} first answers, {retried} on a retry); {own['dropped']} dropped, "
         f"{own['kept_pair']} kept as synthesized, "
         + (f"{own['kept_styled']} kept as restyled, " if own.get("kept_styled") else "")
+        + (f"{own['kept_yes_no']} yes/no kept as synthesized, " if own.get("kept_yes_no") else "")
         + f"{own['others_left_out']} refusal or "
         "closed-book examples thinned to match"
         + (f", {own['seconds']:.0f} s" if "seconds" in own else "")

@@ -19,6 +19,10 @@ from builder.tune_layout import TRAIN_PAIRS, TRAIN_SET, Progress, TuneError, Tun
 from builder.tune_style import identity_training, restyled_questions
 from builder.tune_targets import own_answer_examples, uses_own_answers
 
+# Part of the format stage's input hash: bump it when the RAFT format or the own-answer rules
+# change what they write, so that `ragtune tune` formats again instead of reusing train.jsonl.
+FORMAT_VERSION = 2
+
 if TYPE_CHECKING:
     from retrieval.config import AnswerConfig, StyleConfig
     from retrieval.documents import Chunk
@@ -46,6 +50,7 @@ def format_examples(
     stamp = project.tune_dir / "format.json"
     user_key = [asdict(example) for example in user_data]
     inputs = digest(
+        FORMAT_VERSION,
         file_digest(train_pairs) if train_pairs else None,
         user_key,
         index_id,

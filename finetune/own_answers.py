@@ -58,6 +58,10 @@ class OwnAnswerReport:
     """Missed both times, trained on the synthesized answer (`own_miss = "pair"`)."""
     dropped: int = 0
     """Missed both times and left out (`own_miss = "drop"`)."""
+    kept_yes_no: int = 0
+    """Yes/no examples missed both times, trained on the synthesized answer (the label, then
+    the sentence) whatever `own_miss` says: a base model that does not open its answers with
+    the label cannot teach itself to."""
     fallback: bool = False
     """None of the model's answers passed: every target stayed the synthesized answer."""
     others_left_out: int = 0
@@ -175,7 +179,8 @@ def own_answer_targets(
         is_refusal: see `IsRefusal`.
         retry: where the first answer misses, ask once more with a 'hint' or the 'focused'
             prompt, or not at all ('none').
-        miss: 'drop' or 'pair': what becomes of a cited example with no accepted answer.
+        miss: 'drop' or 'pair': what becomes of a cited example with no accepted answer (a
+            yes/no example keeps its pair either way, see `OwnAnswerReport.kept_yes_no`).
         keep: questions whose cited examples keep their target as written and are not asked
             (answers the teacher rewrote into the house voice).
 
@@ -218,7 +223,11 @@ def own_answer_targets(
         # answers are trained as written, and the report says so.
         report.fallback = True
         return list(examples), report, attempts
-    kept_cited = len(kept) + (len(targets) if miss == "drop" else len(cited))
+
+    def keeps_pair(i: int) -> bool:
+        return miss == "pair" or examples[i].grounding.verdict
+
+    kept_cited = len(kept) + sum(1 for i in cited if i in targets or keeps_pair(i))
     # The other examples (refusals, closed book) keep their share of the mix: dropping cited
     # examples alone would teach refusing more often than the RAFT settings ask.
     others = [i for i, e in enumerate(examples) if e.grounding is None]
@@ -235,8 +244,11 @@ def own_answer_targets(
         elif i in targets:
             answer = {"role": "assistant", "content": targets[i]}
             result.append(ChatExample([*example.messages[:-1], answer], example.teacher_messages))
-        elif miss == "pair":
-            report.kept_pair += 1
+        elif keeps_pair(i):
+            if miss == "pair":
+                report.kept_pair += 1
+            else:
+                report.kept_yes_no += 1
             result.append(example)
         else:
             report.dropped += 1

@@ -145,6 +145,17 @@ def generate_once_wrong(prompts):
     return ["It glows." for _ in prompts]
 
 
+def test_a_missed_yes_no_example_keeps_its_synthesized_target_even_when_misses_are_dropped():
+    yes_no = Grounding("Is it 8000 runs?", CHUNKS, "no", [2], EVIDENCE, FOCUSED, verdict=True)
+    twin = example(f"No. {EVIDENCE[:-1]} [2].", grounding=yes_no)
+    examples = [example(), twin, example()]
+    kept, report, _ = own_answer_targets(
+        examples, generate_first_right, verify, is_no_answer, retry="none", miss="drop"
+    )
+    assert (report.own, report.kept_yes_no, report.dropped) == (1, 1, 1)
+    assert kept[1].messages[-1]["content"] == "No. The MX-30 rotor is retired after 5000 runs [2]."
+
+
 def test_a_model_that_gets_none_right_keeps_the_synthesized_targets():
     examples = [example(), example()]
     kept, report, attempts = own_answer_targets(examples, generate_once_wrong, verify, is_no_answer)
