@@ -30,6 +30,7 @@ def train_selector_stage(
     """Train RUN/selector/ unless it is off, up to date, or cannot be trained (and say why in
     `report.stages['selector']`); its figures go to `report.card['selector']`."""
     from finetune.pairs import read_pairs_jsonl
+    from finetune.sampling import sample_pairs
     from finetune.selector import identity_triplets, selector_triplets, train_selector
     from retrieval.embeddings import SentenceTransformerEncoder
     from retrieval.persona import identity
@@ -71,7 +72,7 @@ def train_selector_stage(
             found = retriever.search_many(questions, documents)
             return [[hit.text for hit in hits[:documents]] for hits in found]
 
-        pairs = read_pairs_jsonl(pairs_path)
+        pairs = sample_pairs(read_pairs_jsonl(pairs_path), config.max_pairs, "none", config.seed)
         chunk_texts = {chunk.chunk_id: chunk.text for chunk in chunks}
         questions = [pair.question for pair in pairs]
         triplets = selector_triplets(pairs, chunk_texts, shown(questions), encoder.encode)

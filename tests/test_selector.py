@@ -119,6 +119,14 @@ def test_the_tune_stage_trains_once_and_saves_beside_the_adapter(
     off = TuneReport()
     train_selector_stage(project, run_dir, chunks, "index-1", off, events.append)
     assert off.stages["selector"].startswith("off")
+    project.config.selector.enabled, project.config.selector.max_pairs = True, 1
+    write_pairs_jsonl(
+        project.tune_dir / TRAIN_PAIRS,
+        [pair(f"When is the rotor replaced {n}?", "12000 hours", rotor.chunk_id) for n in "ab"],
+    )
+    sampled = TuneReport()
+    train_selector_stage(project, run_dir, chunks, "index-1", sampled, events.append)
+    assert sampled.card["selector"]["pairs"] == 1  # a sample of selector.max_pairs
 
 
 def test_the_stage_skips_an_encoder_that_is_not_sentence_transformers(project_factory, monkeypatch):
