@@ -8,8 +8,9 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from eval.refusal import refusal_sentence
-from retrieval.attribution import TermStatistics, fact_forms, facts_of, split_claims, verify_claims
+from retrieval.attribution import TermStatistics, split_claims, verify_claims
 from retrieval.prompt import PromptDocument
+from retrieval.text_units import fact_forms, facts_of
 
 DEFAULT_FAITHFULNESS_THRESHOLD = 0.5
 

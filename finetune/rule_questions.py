@@ -54,8 +54,8 @@ from finetune.text import (
     word_count,
     word_set,
 )
-from retrieval.attribution import UNSPACED_CHARS
 from retrieval.documents import Chunk
+from retrieval.text_units import UNSPACED_CHARS
 
 _LABELS = word_set(
     """note notes warning caution tip important example step see source q a question answer

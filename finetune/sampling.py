@@ -12,9 +12,23 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import TypeVar
 
 from finetune.config import BALANCES
 from finetune.pairs import QAPair
+
+T = TypeVar("T")
+
+
+def take_turns(queues: Sequence[Sequence[T]]) -> list[T]:
+    """Every item of `queues`, the queues taking turns: the first of each, then the second of
+    each, and so on, in the queues' order."""
+    return [
+        queue[rank]
+        for rank in range(max(map(len, queues), default=0))
+        for queue in queues
+        if rank < len(queue)
+    ]
 
 
 def sample_pairs(pairs: Sequence[QAPair], limit: int, balance: str, seed: int) -> list[QAPair]:
@@ -68,9 +82,4 @@ def _files_in_turn(group: list[QAPair], count: int, rng: random.Random) -> list[
     for queue in queues:
         rng.shuffle(queue)
     rng.shuffle(queues)
-    chosen: list[QAPair] = []
-    while len(chosen) < count:
-        for queue in queues:
-            if queue and len(chosen) < count:
-                chosen.append(queue.pop())
-    return chosen
+    return take_turns([queue[::-1] for queue in queues])[:count]

@@ -17,16 +17,11 @@ from pathlib import Path
 
 from finetune.pairs import UNANSWERABLE, QAPair
 from finetune.teacher import Teacher
-from retrieval.attribution import (
-    TermStatistics,
-    fact_forms,
-    facts_of,
-    strip_prompt_markup,
-    words_of,
-)
+from retrieval.attribution import TermStatistics, strip_prompt_markup
 from retrieval.config import StyleConfig
 from retrieval.persona import answer_length, language_name
 from retrieval.prompt import has_citation_marker, is_no_answer, refusal_sentences
+from retrieval.text_units import fact_forms, facts_of, words_of
 
 RARE_SHARE = 0.1
 """A word in fewer than this share of the chunks is a term the rewrite must keep."""

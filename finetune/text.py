@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from retrieval.attribution import UNSPACED_CHARS, script_sentence_ends, split_unspaced
+from retrieval.text_units import UNSPACED_CHARS, script_sentence_ends, split_unspaced
 
 
 def letter_count(text: str) -> int:
@@ -193,7 +193,7 @@ def split_sentences(text: str) -> list[str]:
 
     A stop of a script written without spaces ('。' and the full-width ! and ?, or a '?' right
     after a CJK character) ends a sentence by itself (see
-    `retrieval.attribution.script_sentence_ends`); a Latin stop needs a blank and a capital, digit
+    `retrieval.text_units.script_sentence_ends`); a Latin stop needs a blank and a capital, digit
     or quote after it.
     """
     text = text.strip()

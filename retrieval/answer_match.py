@@ -7,7 +7,7 @@ import re
 import string
 import unicodedata
 
-from retrieval.attribution import UNSPACED_CHARS
+from retrieval.text_units import UNSPACED_CHARS
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)

@@ -1,9 +1,8 @@
 """Verified attribution: each claim of an answer is checked against the chunks the model was shown,
 and its citation is the chunk that supports it, whatever marker the model wrote.
 
-A claim is a sentence of the answer (sentence ends of any script: Latin, CJK, Devanagari and
-Arabic stops, and line breaks other than a soft wrap inside a sentence; `script_sentence_ends`
-is shared with the synthesis sentence splitter and the chunker). A chunk supports a claim when
+A claim is a sentence of the answer (`retrieval.text_units.sentence_ends`: stops of any script,
+and line breaks other than a soft wrap inside a sentence). A chunk supports a claim when
 
 - every fact of the claim (a token holding a digit: number, date, code, identifier; thousands
   separators removed, so "9,000" = "9000") occurs in the chunk, and
@@ -27,6 +26,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from retrieval.text_units import (
+    OTHER_STOPS,
+    UNSPACED_CHARS,
+    fact_forms,
+    facts_of,
+    sentence_ends,
+    words_of,
+)
+
 DEFAULT_SUPPORT_THRESHOLD = 0.5
 """Share of a claim's word weight that one chunk must hold (with every fact) to support it."""
 TIE_MARGIN = 0.05
@@ -38,63 +46,12 @@ _MARKER_GROUP = re.compile(r"(?<![ \t])[ \t]*\[(\s*\d{1,4}(?:\s*,\s*\d{1,4}){0,1
 _LEADING_MARKERS = re.compile(r"^(?:\s*\[\s*\d{1,4}(?:\s*,\s*\d{1,4}){0,15}\s*\])+")
 # Prompt markup a model may copy from its prompt: <document id="2" ...>, </document>, <documents>.
 _PROMPT_MARKUP = re.compile(r"</?documents?\b[^<>\n]{0,400}>?", re.IGNORECASE)
-# Scripts written without spaces between words (Unicode blocks, no word lists): Han (with its
-# extensions, compatibility ideographs, iteration mark and zero), Hiragana, Katakana (full and
-# half width), Hangul and Thai. Their runs are compared by overlapping character bigrams.
-UNSPACED_CHARS = (
-    "\u0e00-\u0e7f"  # Thai
-    "\u1100-\u11ff"  # Hangul Jamo
-    "\u3005\u3007"  # ideographic iteration mark, ideographic zero
-    "\u3041-\u309f"  # Hiragana
-    "\u30a1-\u30fa\u30fc-\u30ff"  # Katakana (without the middle dot, which is punctuation)
-    "\u3130-\u318f"  # Hangul compatibility Jamo
-    "\u31f0-\u31ff"  # Katakana phonetic extensions
-    "\u3400-\u4dbf"  # Han extension A
-    "\u4e00-\u9fff"  # Han
-    "\uac00-\ud7af"  # Hangul syllables
-    "\uf900-\ufaff"  # Han compatibility ideographs
-    "\uff66-\uff9f"  # half-width Katakana
-    "\U00020000-\U0003134f"  # Han extensions B to H
-)
-"""A regular-expression character class body (without the brackets) of those scripts."""
-_UNSPACED = re.compile(f"[{UNSPACED_CHARS}]")
-_SCRIPT_RUN = re.compile(f"[{UNSPACED_CHARS}]+|[^{UNSPACED_CHARS}]+")
-# Sentence ends: Latin-style stops need the space after them; CJK stops (full and half width)
-# and the Devanagari and Arabic ones end a sentence by themselves, and so does a Latin stop
-# right after a character of an unspaced script ('多少?答'); a line break always does.
 _SPACES = re.compile(r"(?<![ \t])[ \t]{2,}")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<!\s)\s+([.,;:!?])")
-# ideographic . ! ? and the half-width ideographic ., Devanagari danda, Arabic ?
-_OTHER_STOPS = "\u3002\uff01\uff1f\uff61\u0964\u061f"
-_CLOSING_QUOTES = "\"'\u201d\u2019)\\]"
-_CJK_CLOSING = "\u300d\u300f\uff09\uff63"  # closing corner brackets, full-width parenthesis
-_LATIN_END = re.compile(f"[.!?]+[{_CLOSING_QUOTES}]*[ \t]+")
-# The stop classes share no character with the quote classes, so no match backtracks; the
-# one-character lookbehind starts a Latin run only at its first stop.
-SCRIPT_SENTENCE_END = (
-    f"(?:[{_OTHER_STOPS}]+|(?<=[{UNSPACED_CHARS}])[.!?]+)[{_CLOSING_QUOTES}{_CJK_CLOSING}]*[ \t]*"
-)
-"""A regular expression for a stop that ends a sentence without a space after it, with the
-closing quotes and blanks that follow it (for `re.split` and for the chunker's separators)."""
-_SCRIPT_END = re.compile(SCRIPT_SENTENCE_END)
-_LINE_BREAK = re.compile(r"\n[\n \t]*")
 _HEADING = re.compile(r"#{1,6}\s")
-_UNSPACED_CHAR = re.compile(f"[{UNSPACED_CHARS}]")
+_UNSPACED = re.compile(f"[{UNSPACED_CHARS}]")
 _UNSPACED_WRAP = re.compile(f"(?<=[{UNSPACED_CHARS}])\n[ \t]*(?=[{UNSPACED_CHARS}])")
-_CLOSING_PUNCTUATION = ".!?" + _OTHER_STOPS
-# A token: a run of an unspaced script, or word characters joined by -./,: when a word
-# character follows ("R-24A", "9,000", "2024-03-01", "v2.1"); each separator must be followed
-# by a word character, so matching is linear. The script split keeps "12000" a fact of
-# "转速为12000" ("speed is 12000"), not part of one token with the CJK word.
-_TOKEN = re.compile(
-    f"[{UNSPACED_CHARS}]+|[^\\W{UNSPACED_CHARS}]+(?:[-./,:][^\\W{UNSPACED_CHARS}]+)*"
-)
-_DIGIT = re.compile(r"\d")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
-_PART = re.compile(r"[-./,:]")
-# A fact's parts: "R-24A" holds "24a", "2024-03-01" holds "2024"; a decimal point does not
-# split ("2.5" does not hold "5").
-_FACT_PART = re.compile(r"[-/:]")
+_CLOSING_PUNCTUATION = ".!?" + OTHER_STOPS
 
 
 @dataclass
@@ -141,54 +98,6 @@ class TermStatistics:
         return math.log(1 + self.documents / max(self.frequencies.get(word, 0), 0.5))
 
 
-def split_unspaced(token: str) -> list[str]:
-    """A token as is, or with each run of an unspaced script cut into character bigrams."""
-    if not _UNSPACED.search(token):
-        return [token]
-    pieces: list[str] = []
-    for run in _SCRIPT_RUN.findall(token):
-        if not _UNSPACED.match(run) or len(run) == 1:
-            pieces.append(run)
-        else:
-            pieces.extend(run[i : i + 2] for i in range(len(run) - 1))
-    return pieces
-
-
-def normalize_fact(token: str) -> str:
-    """A fact token compared across texts: lower case, thousands separators removed."""
-    return _THOUSANDS.sub("", token.casefold())
-
-
-def _tokens(text: str) -> list[str]:
-    return [t.casefold() for t in _TOKEN.findall(text)]
-
-
-def words_of(text: str) -> set[str]:
-    """The text's words (tokens without digits), lower case; unspaced scripts as bigrams."""
-    words: set[str] = set()
-    for token in _tokens(text):
-        if not _DIGIT.search(token):
-            for part in _PART.split(token):
-                words.update(split_unspaced(part))
-    words.discard("")
-    return words
-
-
-def facts_of(text: str) -> set[str]:
-    """The text's fact tokens (holding a digit), normalized."""
-    return {normalize_fact(t) for t in _TOKEN.findall(text) if _DIGIT.search(t)}
-
-
-def fact_forms(text: str) -> set[str]:
-    """Every form under which a chunk holds a fact: whole tokens and their parts."""
-    forms = set()
-    for fact in facts_of(text):
-        forms.add(fact)
-        forms.update(p for p in _FACT_PART.split(fact) if p)
-        forms.add(_FACT_PART.sub("", fact))
-    return forms
-
-
 def strip_prompt_markup(text: str) -> tuple[str, int]:
     """Remove <document ...> / </documents> tags copied from the prompt; return the count."""
     found = _PROMPT_MARKUP.findall(text)
@@ -206,43 +115,6 @@ def _markers(text: str) -> list[int]:
     return numbers
 
 
-def script_sentence_ends(text: str) -> list[int]:
-    """Offsets right after each stop that ends a sentence without a space (see
-    `SCRIPT_SENTENCE_END`): '第一句。第二句。' -> [4, 8]."""
-    return [match.end() for match in _SCRIPT_END.finditer(text)]
-
-
-def _soft_wrap(text: str, match: re.Match) -> bool:
-    """A single line break inside a sentence, as a PDF or a hard-wrapped paragraph has them: the
-    next line goes on in lower case ('for 12\nhours'), or an unspaced script goes on across it."""
-    if match.group().count("\n") > 1 or match.end() >= len(text) or match.start() == 0:
-        return False
-    after = text[match.end()]
-    if after.islower():
-        return True
-    if not _UNSPACED_CHAR.match(after):
-        return False
-    before = match.start() - 1  # blanks before a line break belong to that line alone
-    while before > 0 and text[before] in " \t":
-        before -= 1
-    return bool(_UNSPACED_CHAR.match(text[before]))
-
-
-def _sentence_ends(text: str) -> list[int]:
-    """Offsets where a sentence ends; a Latin stop needs a next sentence that does not start in
-    lower case ('e.g. the' stays whole), and so does a line break (see `_soft_wrap`)."""
-    ends = {match.end() for match in _SCRIPT_END.finditer(text)}
-    for match in _LINE_BREAK.finditer(text):
-        if not _soft_wrap(text, match):
-            ends.add(match.end())
-    for match in _LATIN_END.finditer(text):
-        after = text[match.end() : match.end() + 1]
-        before = text[max(0, match.start() - 1) : match.start()]
-        if after and not after.islower() and not (before.isdigit() and after.isdigit()):
-            ends.add(match.end())
-    return sorted(ends)
-
-
 def split_claims(text: str, verdict: bool = False) -> list[tuple[str, list[int]]]:
     """The answer's sentences, each as (text without markers, the markers written on it).
 
@@ -256,7 +128,7 @@ def split_claims(text: str, verdict: bool = False) -> list[tuple[str, list[int]]
     if lead and lead[-1] not in _CLOSING_PUNCTUATION:  # a stop already ends a sentence
         start = text.index(lead) + len(lead)
         pieces.append(text[:start])
-    for end in [*_sentence_ends(text), len(text)]:
+    for end in [*sentence_ends(text), len(text)]:
         if end > start:
             pieces.append(text[start:end])
             start = end

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from retrieval.attribution import SCRIPT_SENTENCE_END
 from retrieval.documents import Chunk, LoadedDocument
+from retrieval.text_units import SCRIPT_SENTENCE_END
 from retrieval.titles import chunk_header
 
 MAX_CHARS_PER_TOKEN = 16
@@ -20,7 +20,7 @@ characters a token, but a tokenizer may count a 1 MB word without spaces as one 
 and the fake test encoder counts words: without a character bound such text is one huge chunk."""
 # Paragraphs first, then lines, then sentences, then words: cut at the largest boundary that fits
 # (regular expressions). Sentences of scripts written without spaces end at their own stops
-# (。, the full-width ! and ?, see `retrieval.attribution.SCRIPT_SENTENCE_END`), their clauses
+# (。, the full-width ! and ?, see `retrieval.text_units.SCRIPT_SENTENCE_END`), their clauses
 # at full-width commas and semicolons. A run of spaces stays one piece, and text without any
 # boundary is cut into pieces of MAX_CHARS_PER_TOKEN characters before single characters: the
 # splitter measures every piece, so a 1 MB run cut into a million pieces took seconds. How long

@@ -28,7 +28,7 @@ import functools
 import re
 from collections.abc import Sequence
 
-from retrieval.attribution import UNSPACED_CHARS, split_unspaced
+from retrieval.text_units import UNSPACED_CHARS, split_unspaced
 
 # Thousands separators between digit groups: '9,000' and '1,234,567.5' lose their commas.
 _GROUPED_NUMBER = re.compile(r"(?<![\d,])\d{1,3}(?:,\d{3})+(?![\d,])")

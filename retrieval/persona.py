@@ -22,8 +22,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from retrieval.attribution import UNSPACED_CHARS
 from retrieval.config import StyleConfig
+from retrieval.text_units import UNSPACED_CHARS
 
 IDENTITY_DIR = Path(__file__).parent / "identity"
 PERSONA_SOURCE = "ragtune.toml [style]"

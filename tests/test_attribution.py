@@ -10,14 +10,13 @@ from retrieval.attribution import (
     TermStatistics,
     candidate_sentences,
     cited_numbers,
-    facts_of,
     render,
     split_claims,
     strip_prompt_markup,
     verify_claims,
     with_markers,
-    words_of,
 )
+from retrieval.text_units import facts_of, words_of
 
 MX30 = "The R-24A rotor of the MX-30 must be retired after 9,000 runs or 10 years."
 MX60 = "The R-30F rotor of the MX-60 must be retired after 12,000 runs or 10 years."

@@ -161,7 +161,7 @@ def test_tune_a_few_steps_then_answer_and_evaluate_with_the_adapter(sample_proje
 def test_rag_answers_of_the_untuned_model_are_cited_and_verified(sample_project):
     """The untuned model never writes [n]; verification still cites what supports its answer,
     and every sentence marked supported holds each number of it in its cited chunk."""
-    from retrieval.attribution import fact_forms, facts_of
+    from retrieval.text_units import fact_forms, facts_of
 
     gold = [json.loads(line) for line in SAMPLE_QUESTIONS_PATH.read_text().splitlines()][:8]
     questions = sample_project.parent / "eight.jsonl"

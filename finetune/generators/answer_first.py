@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from finetune.generators.naming import document_labels, with_document
 from finetune.generators.spans import SPAN_KINDS, Span, UnitWords, answer_span
 from finetune.pairs import TEACHER_PREFIX, QAPair
+from finetune.sampling import take_turns
 from finetune.synthesis_config import SynthesisConfig
 from finetune.teacher import Messages, Teacher
 from finetune.text import text_units
@@ -147,14 +148,7 @@ def choose_items(chunks: Sequence[Chunk], budget: int, per_chunk: int) -> list[I
         queue = [items[rank] for rank in range(per_chunk) for items in per if rank < len(items)]
         # Numbers and codes first: the facts a question can ask about without ambiguity.
         queues[source] = sorted(queue, key=lambda item: SPAN_KINDS.index(item.span.kind))
-    picked: list[Item] = []
-    turn = 0
-    while len(picked) < budget and any(turn < len(queue) for queue in queues.values()):
-        for queue in queues.values():
-            if turn < len(queue) and len(picked) < budget:
-                picked.append(queue[turn])
-        turn += 1
-    return picked
+    return take_turns(list(queues.values()))[:budget]
 
 
 _LABEL = re.compile(r"^\W*(?:question|q)\s*\d*\s*[:\uff1a]\s*", re.IGNORECASE)

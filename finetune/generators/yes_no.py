@@ -24,6 +24,7 @@ from dataclasses import replace
 
 from finetune.filters import MAX_QUESTION_WORDS
 from finetune.pairs import QAPair
+from finetune.sampling import take_turns
 from finetune.text import token_text, tokens
 from retrieval.persona import Verdicts
 
@@ -74,13 +75,7 @@ def files_in_turn(pairs: Sequence[QAPair], indices: Sequence[int]) -> list[int]:
     by_source: dict[str, list[int]] = defaultdict(list)
     for index in indices:
         by_source[pairs[index].source].append(index)
-    queues = list(by_source.values())
-    return [
-        queue[rank]
-        for rank in range(max(map(len, queues), default=0))
-        for queue in queues
-        if rank < len(queue)
-    ]
+    return take_turns(list(by_source.values()))
 
 
 def twin_pairs(pairs: Sequence[QAPair], verdicts: Verdicts, share: float) -> list[QAPair]:
