@@ -47,10 +47,11 @@ class TuneConfig:
     """Synthesized pairs trained on (a seeded sample when there are more; 0 uses all). The
     default keeps `ragtune tune` on the sample corpus to a few minutes on a 2-core laptop;
     raise it, and `epochs`, when you have the time or a GPU."""
-    balance: str = "none"
+    balance: str = "kind"
     """How the `max_examples` pairs are chosen when there are more: 'kind' gives each kind of
-    question (`finetune.pairs.KINDS`) an equal share and lets the files take turns within a
-    kind; 'none' samples at random, keeping the synthesis's proportions."""
+    question (`finetune.pairs.KINDS`; yes and no together, half each) an equal share and lets
+    the files take turns within a kind; 'none' samples at random, keeping the synthesis's
+    proportions (on a corpus of short sections, mostly section-heading questions)."""
     skip_kinds: str = ""
     """Kinds of synthesized pair left out of training, comma-separated (`finetune.pairs.KINDS`,
     e.g. 'heading'); they stay in the held-out questions. '' trains on every kind."""

@@ -3,8 +3,8 @@
 A plain random sample keeps the synthesis's proportions, and those follow the corpus's layout, not
 what users ask: a handbook of short sections yields mostly section-heading questions. Balanced,
 each kind of question gets an equal share of the budget (a kind with fewer pairs gives its unused
-share to the others), and within a kind the files take turns, so that no one template or file
-fills the run.
+share to the others; yes and no questions are one kind, half of each), and within a kind the
+files take turns, so that no one template or file fills the run.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from finetune.config import BALANCES
 from finetune.pairs import QAPair
 
 T = TypeVar("T")
+VERDICT_KINDS = ("yes", "no")
+YES_NO = "yes/no"
 
 
 def take_turns(queues: Sequence[Sequence[T]]) -> list[T]:
@@ -47,10 +49,20 @@ def sample_pairs(pairs: Sequence[QAPair], limit: int, balance: str, seed: int) -
     by_kind: dict[str, list[QAPair]] = defaultdict(list)
     for pair in pairs:
         by_kind[pair.kind or "?"].append(pair)
-    quotas = _equal_shares({kind: len(group) for kind, group in by_kind.items()}, limit)
+    # Yes and no questions share one kind's share, half each: a label is not a kind of
+    # question, and a share each would train twice as many yes/no questions as any other kind.
+    verdicts = {label: by_kind.pop(label, []) for label in VERDICT_KINDS}
+    sizes = {kind: len(group) for kind, group in by_kind.items()}
+    labelled = 2 * min(len(group) for group in verdicts.values())
+    if labelled:
+        sizes[YES_NO] = labelled
+    quotas = _equal_shares(sizes, limit)
     chosen: list[QAPair] = []
     for kind in sorted(by_kind):
         chosen.extend(_files_in_turn(by_kind[kind], quotas[kind], rng))
+    both = quotas.get(YES_NO, 0)
+    chosen.extend(_files_in_turn(verdicts["yes"], both - both // 2, rng))
+    chosen.extend(_files_in_turn(verdicts["no"], both // 2, rng))
     rng.shuffle(chosen)
     return chosen
 

@@ -57,3 +57,18 @@ def test_an_unknown_balance_is_a_config_problem():
     )
     with pytest.raises(ValueError, match="unknown balance"):
         sample_pairs(pairs({"heading": 5}), 2, "sources", seed=0)
+
+
+def test_yes_and_no_share_one_kind_half_each():
+    chosen = sample_pairs(pairs({"heading": 60, "factoid": 60, "yes": 40, "no": 40}), 60, "kind",
+                          seed=2)  # fmt: skip
+    assert Counter(p.kind for p in chosen) == {"heading": 20, "factoid": 20, "yes": 10, "no": 10}
+    # an odd share: the labels differ by one at most, and the budget is spent
+    odd = sample_pairs(pairs({"heading": 60, "yes": 40, "no": 40}), 45, "kind", seed=2)
+    counts = Counter(p.kind for p in odd)
+    assert len(odd) == 45 and abs(counts["yes"] - counts["no"]) <= 1
+
+
+def test_yes_without_no_is_left_out_of_a_balanced_draw():
+    chosen = sample_pairs(pairs({"heading": 60, "yes": 40}), 30, "kind", seed=0)
+    assert Counter(p.kind for p in chosen) == {"heading": 30}
