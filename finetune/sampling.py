@@ -18,7 +18,6 @@ from finetune.config import BALANCES
 from finetune.pairs import QAPair
 
 T = TypeVar("T")
-VERDICT_KINDS = ("yes", "no")
 YES_NO = "yes/no"
 
 
@@ -51,18 +50,17 @@ def sample_pairs(pairs: Sequence[QAPair], limit: int, balance: str, seed: int) -
         by_kind[pair.kind or "?"].append(pair)
     # Yes and no questions share one kind's share, half each: a label is not a kind of
     # question, and a share each would train twice as many yes/no questions as any other kind.
-    verdicts = {label: by_kind.pop(label, []) for label in VERDICT_KINDS}
+    yes, no = by_kind.pop("yes", []), by_kind.pop("no", [])
     sizes = {kind: len(group) for kind, group in by_kind.items()}
-    labelled = 2 * min(len(group) for group in verdicts.values())
-    if labelled:
-        sizes[YES_NO] = labelled
+    if yes and no:
+        sizes[YES_NO] = 2 * min(len(yes), len(no))
     quotas = _equal_shares(sizes, limit)
     chosen: list[QAPair] = []
     for kind in sorted(by_kind):
         chosen.extend(_files_in_turn(by_kind[kind], quotas[kind], rng))
     both = quotas.get(YES_NO, 0)
-    chosen.extend(_files_in_turn(verdicts["yes"], both - both // 2, rng))
-    chosen.extend(_files_in_turn(verdicts["no"], both // 2, rng))
+    chosen.extend(_files_in_turn(yes, both - both // 2, rng))
+    chosen.extend(_files_in_turn(no, both // 2, rng))
     rng.shuffle(chosen)
     return chosen
 

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from retrieval.text_units import UNSPACED_CHARS, script_sentence_ends, split_unspaced
+from retrieval.text_units import UNSPACED, UNSPACED_CHARS, script_sentence_ends, split_unspaced
 
 
 def letter_count(text: str) -> int:
@@ -46,7 +46,6 @@ QUESTION_WORDS = word_set(
 _TOKEN = re.compile(
     f"[{UNSPACED_CHARS}]+|[^\\W_{UNSPACED_CHARS}]+(?:[-.,/][^\\W_{UNSPACED_CHARS}]+)*"
 )
-_UNSPACED_CHAR = re.compile(f"[{UNSPACED_CHARS}]")
 # A word for counting: one character of an unspaced script, or a run of other non-blanks.
 _COUNTED_WORD = re.compile(f"[{UNSPACED_CHARS}]|[^\\s{UNSPACED_CHARS}]+")
 
@@ -57,7 +56,7 @@ def tokens(text: str) -> list[str]:
     single character itself."""
     found: list[str] = []
     for token in _TOKEN.findall(text.lower()):
-        if _UNSPACED_CHAR.match(token):
+        if UNSPACED.match(token):
             found.extend(split_unspaced(token))
         else:
             found.append(token)
@@ -162,7 +161,7 @@ def _is_heading_line(line: str, following: str) -> bool:
         (".", ",", ";", "!", "\u3002", "\uff0c", "\uff1b", "\u3001", "\uff01")
     ):
         return False
-    return following[:1].isupper() or (len(line) < 25 and bool(_UNSPACED_CHAR.match(following)))
+    return following[:1].isupper() or (len(line) < 25 and bool(UNSPACED.match(following)))
 
 
 def strip_markup(text: str) -> str:

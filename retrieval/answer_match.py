@@ -7,13 +7,12 @@ import re
 import string
 import unicodedata
 
-from retrieval.text_units import UNSPACED_CHARS
+from retrieval.text_units import UNSPACED
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 CITATION_MARKER = re.compile(r"\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
-_UNSPACED_CHAR = re.compile(f"[{UNSPACED_CHARS}]")
 
 
 def _without_punctuation(text: str) -> str:
@@ -31,7 +30,7 @@ def normalize_answer(text: str) -> str:
     written without spaces (Chinese, Japanese, ...) stands alone, as in the MLQA evaluation:
     '最大转速12000' -> '最 大 转 速 12000'."""
     text = _THOUSANDS.sub("", CITATION_MARKER.sub(" ", text)).lower()
-    text = _UNSPACED_CHAR.sub(r" \g<0> ", _without_punctuation(text))
+    text = UNSPACED.sub(r" \g<0> ", _without_punctuation(text))
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from retrieval.text_units import (
     OTHER_STOPS,
+    UNSPACED,
     UNSPACED_CHARS,
     fact_forms,
     facts_of,
@@ -49,7 +50,6 @@ _PROMPT_MARKUP = re.compile(r"</?documents?\b[^<>\n]{0,400}>?", re.IGNORECASE)
 _SPACES = re.compile(r"(?<![ \t])[ \t]{2,}")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<!\s)\s+([.,;:!?])")
 _HEADING = re.compile(r"#{1,6}\s")
-_UNSPACED = re.compile(f"[{UNSPACED_CHARS}]")
 _UNSPACED_WRAP = re.compile(f"(?<=[{UNSPACED_CHARS}])\n[ \t]*(?=[{UNSPACED_CHARS}])")
 _CLOSING_PUNCTUATION = ".!?" + OTHER_STOPS
 
@@ -298,7 +298,7 @@ def answer_lead(text: str) -> str:
 def render(claims: Sequence[Claim]) -> str:
     """The answer text from its claims, each with its verified markers (joined without spaces
     in scripts written without them)."""
-    joiner = "" if any(_UNSPACED.search(c.text) for c in claims) else " "
+    joiner = "" if any(UNSPACED.search(c.text) for c in claims) else " "
     return joiner.join(with_markers(c.text, c.cited) for c in claims).strip()
 
 

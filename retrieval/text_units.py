@@ -28,7 +28,8 @@ UNSPACED_CHARS = (
     "\U00020000-\U0003134f"  # Han extensions B to H
 )
 """A regular-expression character class body (without the brackets) of those scripts."""
-_UNSPACED = re.compile(f"[{UNSPACED_CHARS}]")
+UNSPACED = re.compile(f"[{UNSPACED_CHARS}]")
+"""One character of those scripts."""
 _SCRIPT_RUN = re.compile(f"[{UNSPACED_CHARS}]+|[^{UNSPACED_CHARS}]+")
 # Sentence ends: Latin-style stops need the space after them; CJK stops (full and half width)
 # and the Devanagari and Arabic ones end a sentence by themselves, and so does a Latin stop
@@ -64,11 +65,11 @@ _FACT_PART = re.compile(r"[-/:]")
 
 def split_unspaced(token: str) -> list[str]:
     """A token as is, or with each run of an unspaced script cut into character bigrams."""
-    if not _UNSPACED.search(token):
+    if not UNSPACED.search(token):
         return [token]
     pieces: list[str] = []
     for run in _SCRIPT_RUN.findall(token):
-        if not _UNSPACED.match(run) or len(run) == 1:
+        if not UNSPACED.match(run) or len(run) == 1:
             pieces.append(run)
         else:
             pieces.extend(run[i : i + 2] for i in range(len(run) - 1))
@@ -124,12 +125,12 @@ def _soft_wrap(text: str, match: re.Match) -> bool:
     after = text[match.end()]
     if after.islower():
         return True
-    if not _UNSPACED.match(after):
+    if not UNSPACED.match(after):
         return False
     before = match.start() - 1  # blanks before a line break belong to that line alone
     while before > 0 and text[before] in " \t":
         before -= 1
-    return bool(_UNSPACED.match(text[before]))
+    return bool(UNSPACED.match(text[before]))
 
 
 def sentence_ends(text: str) -> list[int]:
