@@ -25,7 +25,10 @@ question, answer, source or sources).
 figures only show that the script works.
 
 Usage:
-    python bench/quote.py [--project DIR] [--questions FILE] [--smoke]
+    python bench/quote.py [--project DIR] [--questions FILE] [--embedding-only] [--smoke]
+
+--embedding-only skips the likelihood selectors, which score every candidate with the generator
+and take most of a run's time.
 """
 
 from __future__ import annotations
@@ -79,17 +82,23 @@ def pick(scores: list[float]) -> int:
     return max(range(len(scores)), key=lambda i: scores[i])
 
 
-def compare(engine, questions: list[dict]) -> tuple[dict[str, list[float]], int]:
+def compare(
+    engine, questions: list[dict], likelihood: bool = True
+) -> tuple[dict[str, list[float]], int]:
     """{selector: [holds the gold answer, from a gold source] summed}, and questions scored."""
-    tuned = "rag+tuned" in engine.modes
+    tuned = likelihood and "rag+tuned" in engine.modes
     skip = set() if tuned else {"likelihood, tuned"}
+    if not likelihood:
+        skip.add("likelihood, untuned")
     if engine.selector is None:
         skip.add("embedding, tuned selector")
     totals = {name: [0.0, 0.0] for name in SELECTORS if name not in skip}
     scored = 0
     for item, hits in zip(questions, engine.retrieve([q["question"] for q in questions])):
         shown = hits[: engine.documents]
-        candidates = candidate_sentences([h.text for h in shown])
+        candidates = candidate_sentences(
+            [h.text for h in shown], headings=[t for h in shown for t in h.headings()]
+        )
         if not candidates:
             continue
         scored += 1
@@ -98,9 +107,11 @@ def compare(engine, questions: list[dict]) -> tuple[dict[str, list[float]], int]
         messages = engine._messages(item["question"], "rag", shown)
         picks = {
             "embedding": pick((vectors[1:] @ vectors[0]).tolist()),
-            "likelihood, untuned": pick(engine.generator.score_replies(messages, sentences)),
             "first sentence of the top chunk": 0,
         }
+        if likelihood:
+            scores = engine.generator.score_replies(messages, sentences)
+            picks["likelihood, untuned"] = pick(scores)
         if engine.selector is not None:
             selected = engine.selector.encode([item["question"], *sentences])
             picks["embedding, tuned selector"] = pick((selected[1:] @ selected[0]).tolist())
@@ -122,7 +133,9 @@ def compare(engine, questions: list[dict]) -> tuple[dict[str, list[float]], int]
 
 
 def main() -> None:
-    args = project_parser(__doc__).parse_args()
+    parser = project_parser(__doc__)
+    parser.add_argument("--embedding-only", action="store_true")
+    args = parser.parse_args()
     if args.smoke:
         single_threaded()
     with tempfile.TemporaryDirectory() as temporary:
@@ -137,7 +150,7 @@ def main() -> None:
         questions = read_questions(args.questions, project.docs_dir)
         engine = open_engine(project)
         began = time.monotonic()
-        totals, scored = compare(engine, questions)
+        totals, scored = compare(engine, questions, likelihood=not args.embedding_only)
         seconds = time.monotonic() - began
     model = TINY_LABEL if args.smoke else project.config.generation.model
     print(

@@ -200,7 +200,9 @@ class AnswerEngine:
     def _pick(self, question: str, mode: str, hits: Sequence[Hit]) -> tuple[str, int] | None:
         """The shown sentence that best answers `question` (`AnswerConfig.quote_by`) and its
         chunk's number, or None when the chunks hold no candidate."""
-        candidates = candidate_sentences([h.text for h in hits])
+        candidates = candidate_sentences(
+            [h.text for h in hits], headings=[t for h in hits for t in h.headings()]
+        )
         if not candidates:
             return None
         sentences = [sentence for sentence, _ in candidates]

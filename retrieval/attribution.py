@@ -23,6 +23,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -52,6 +53,9 @@ _SPACE_BEFORE_PUNCTUATION = re.compile(r"(?<!\s)\s+([.,;:!?])")
 _HEADING = re.compile(r"#{1,6}\s")
 _UNSPACED_WRAP = re.compile(f"(?<=[{UNSPACED_CHARS}])\n[ \t]*(?=[{UNSPACED_CHARS}])")
 _CLOSING_PUNCTUATION = ".!?" + OTHER_STOPS
+_QUESTION_MARKS = ("?", "\uff1f", "\u061f")  # Latin, full-width (CJK), Arabic
+_CLOSING_QUOTES_OF_A_QUESTION = "\"'\u201d\u2019)\u300d\u300f\uff09 "
+_TABLE_SEPARATOR_CHARS = frozenset("|-: \t")
 
 
 @dataclass
@@ -307,22 +311,48 @@ def cited_numbers(claims: Sequence[Claim]) -> list[int]:
     return list(dict.fromkeys(n for claim in claims for n in claim.cited))
 
 
-def candidate_sentences(chunks: Sequence[str], limit: int = 32) -> list[tuple[str, int]]:
+def candidate_sentences(
+    chunks: Sequence[str], headings: Iterable[str] = (), limit: int = 32
+) -> list[tuple[str, int]]:
     """Sentences of the shown chunks that could answer as a quote: (sentence, chunk number).
 
-    A chunk's first sentence is left out when it starts in lower case: the chunk was cut inside
-    it (chunks overlap), and the fragment lacks the sentence's start. Headings are left out:
-    they name a topic and state nothing.
+    A quote must state something, so these are left out: a chunk's first sentence when it
+    starts in lower case (chunks overlap, so the chunk was cut inside it and the fragment lacks
+    its start); headings, marked up ('## Care') or among `headings` (the shown chunks' section
+    titles and document titles, which docx, html and PDF outlines give as plain lines); a
+    Markdown table's header row, which names columns; and questions, which ask.
     """
+    titles = {_squashed(heading) for heading in headings if heading}
     found: list[tuple[str, int]] = []
     seen = set()
     for number, text in enumerate(chunks, start=1):
+        header_rows = _table_header_rows(text) if "|" in text else set()
         for at, (sentence, _) in enumerate(split_claims(text)):
             if (at == 0 and sentence[:1].islower()) or _HEADING.match(sentence):
                 continue
-            key = sentence.casefold()
-            if key in seen or len(words_of(sentence) | facts_of(sentence)) < 3:
+            key = _squashed(sentence)
+            if (
+                key in seen
+                or key in titles
+                or key in header_rows
+                or sentence.rstrip(_CLOSING_QUOTES_OF_A_QUESTION).endswith(_QUESTION_MARKS)
+                or len(words_of(sentence) | facts_of(sentence)) < 3
+            ):
                 continue
             seen.add(key)
             found.append((sentence, number))
     return found[:limit]
+
+
+def _squashed(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _table_header_rows(text: str) -> set[str]:
+    """The Markdown table rows of `text` that a separator row ('| --- | :-: |') follows."""
+    lines = text.splitlines()
+    return {
+        _squashed(line)
+        for line, below in pairwise(lines)
+        if line.lstrip().startswith("|") and "---" in below and set(below) <= _TABLE_SEPARATOR_CHARS
+    }

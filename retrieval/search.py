@@ -56,6 +56,10 @@ class Hit:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def headings(self) -> list[str]:
+        """Its document's title and section title: lines of its text that name, not state."""
+        return [name for name in (self.title, self.section) if name]
+
 
 def tied_ranks(scored: Sequence[tuple[int, float]]) -> list[tuple[int, int]]:
     """(row, rank from 1) of rows sorted best first; rows with equal scores share the best rank

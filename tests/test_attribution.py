@@ -154,6 +154,34 @@ def test_a_heading_is_no_quote():
     assert found == [(MX30, 1)]
 
 
+def test_a_section_or_document_title_is_no_quote():
+    # docx and html headings, and PDF outline titles, reach the chunk text as plain lines
+    chunk = "Rotor care and retirement\n" + MX30 + "\nMerlin MX-30 Operating Manual"
+    found = candidate_sentences(
+        [chunk], headings=["Rotor care and retirement", "Merlin MX-30 Operating  manual"]
+    )
+    assert found == [(MX30, 1)]
+
+
+def test_a_table_header_row_is_no_quote():
+    table = (
+        "| Destination | Per diem per full day |\n| --- | :---: |\n"
+        "| Other EU countries | €58 |\n| Rest of the world | €72 |"
+    )
+    found = candidate_sentences([table])
+    assert [sentence for sentence, _ in found] == [
+        "| Other EU countries | €58 |",
+        "| Rest of the world | €72 |",
+    ]
+
+
+@pytest.mark.parametrize(
+    "question", ["How long will spare parts be available?", "备件供应多长时间？", "“Is it safe?”"]
+)
+def test_a_question_is_no_quote(question):
+    assert candidate_sentences([question + "\n" + MX30]) == [(MX30, 1)]
+
+
 @pytest.mark.parametrize(
     "hostile",
     [
