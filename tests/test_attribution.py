@@ -176,7 +176,8 @@ def test_a_table_header_row_is_no_quote():
 
 
 @pytest.mark.parametrize(
-    "question", ["How long will spare parts be available?", "备件供应多长时间？", "“Is it safe?”"]
+    "question",
+    ["How long will spare parts be available?", "备件供应多长时间\uff1f", "“Is it safe?”"],
 )
 def test_a_question_is_no_quote(question):
     assert candidate_sentences([question + "\n" + MX30]) == [(MX30, 1)]

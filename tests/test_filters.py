@@ -1,26 +1,35 @@
 """The shared filters of synthesized pairs: malformed, grounded, near-duplicates (by words and
-by embedding, within one fact), round-trip retrieval, and the report's counts."""
+by embedding, within one fact), round-trip retrieval, evidence and answer span, prompt markup,
+questions about another topic, and the report's counts."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from synthesis_data import chunk, pair
 
 from finetune.filters import (
+    COPIES_SPAN,
     DUPLICATE,
     EMBEDDING_DUPLICATE,
+    EVIDENCE_NOT_QUOTED,
     NO_QUESTION_MARK,
     NOT_GROUNDED,
     NOT_RETRIEVED,
+    OFF_TOPIC,
+    PROMPT_MARKUP,
+    SPAN_NOT_IN_EVIDENCE,
+    embedding_duplicates,
     filter_pairs,
 )
 from finetune.synthesis_config import SynthesisConfig
 from finetune.text import jaccard, similar_pairs
+from retrieval.prompt import NO_ANSWER
 
 # --- filters -------------------------------------------------------------------------------
 
@@ -165,3 +174,88 @@ def test_similar_pairs_matches_brute_force():
             if jaccard(sets[i], sets[j]) >= threshold
         ]
         assert similar_pairs(sets, threshold) == expected
+
+
+def teacher_pair(question, answer, **extra):
+    """A teacher-written factoid pair whose evidence is its answer, about chunk c1."""
+    return pair(question, answer, **({"generator": "teacher:fake", "kind": "factoid"} | extra))
+
+
+# --- evidence, answer span, topic and embedding duplicates -----------------------------
+
+ROTOR_CARE = chunk("Rotor care\n\nThe R-24A rotor must be retired after 9,000 runs.", chunk_id="c1")
+SENTENCE = "The R-24A rotor must be retired after 9,000 runs."
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"evidence": "The rotor lasts forever."}, EVIDENCE_NOT_QUOTED),
+        ({"span": "7 years"}, SPAN_NOT_IN_EVIDENCE),
+        ({"question": "Is it 9,000 runs for the R-24A rotor?", "span": "9,000 runs"}, COPIES_SPAN),
+        ({"answer": '<document id="2"> ' + SENTENCE}, PROMPT_MARKUP),
+        ({"answer": SENTENCE + " [2]"}, PROMPT_MARKUP),
+    ],
+)
+def test_filters_check_evidence_span_and_markup(changes, reason):
+    fields = {
+        "question": "After how many runs must the R-24A rotor be retired?",
+        "answer": SENTENCE,
+        "span": "9,000 runs",
+    } | changes
+    candidate = teacher_pair(**fields)
+    kept, report = filter_pairs([candidate], {"c1": ROTOR_CARE}, None, SynthesisConfig())
+    assert kept == [] and report.dropped == {reason: 1}
+
+
+def test_a_good_answer_first_pair_passes_and_the_report_counts_kinds_and_files():
+    good = teacher_pair(
+        "After how many runs must the R-24A rotor be retired?", SENTENCE, span="9,000 runs"
+    )
+    unanswerable = teacher_pair(
+        "What does the R-24A rotor cost?", NO_ANSWER, kind="unanswerable", evidence=""
+    )
+    kept, report = filter_pairs([good, unanswerable], {"c1": ROTOR_CARE}, None, SynthesisConfig())
+    assert kept == [good, unanswerable]
+    assert report.kept_by_kind == {"factoid": 1, "unanswerable": 1} and report.files_covered == 1
+
+
+def test_embedding_duplicates_keep_the_first_of_a_group():
+    vectors = np.array([[1, 0], [0.999, 0.0447], [0, 1], [0.0447, 0.999]], dtype=np.float32)
+    assert embedding_duplicates(vectors, 0.95) == {1, 3}
+    assert embedding_duplicates(vectors, 0.95, block=1) == {1, 3}
+
+
+def test_filter_drops_questions_the_embedding_model_finds_alike():
+    first = teacher_pair("After how many runs must the R-24A rotor be retired?", SENTENCE)
+    second = teacher_pair("When does the R-24A rotor have to be retired from use?", SENTENCE)
+
+    def embed(texts):
+        return np.array([[1.0, 0.0]] * len(texts), dtype=np.float32)
+
+    kept, report = filter_pairs([first, second], {"c1": ROTOR_CARE}, None, SynthesisConfig(), embed)
+    assert kept == [first] and report.dropped == {EMBEDDING_DUPLICATE: 1}
+    off = SynthesisConfig(duplicate_cosine=1.0)
+    assert len(filter_pairs([first, second], {"c1": ROTOR_CARE}, None, off, embed)[0]) == 2
+
+
+def test_a_teacher_question_must_be_about_its_chunk():
+    copied = teacher_pair(
+        "How often should the filter cartridge of the pump be replaced?", SENTENCE
+    )
+    kept, report = filter_pairs([copied], {"c1": ROTOR_CARE}, None, SynthesisConfig())
+    assert kept == [] and report.dropped == {OFF_TOPIC: 1}
+    rules = teacher_pair(copied.question, SENTENCE, generator="rules", kind="table")
+    assert filter_pairs([rules], {"c1": ROTOR_CARE}, None, SynthesisConfig())[0] == [rules]
+
+
+def test_the_document_title_a_question_is_named_by_counts_as_its_chunk_s_words():
+    # The document label comes from the title when the file name is a number (10135926.md).
+    titled = replace(ROTOR_CARE, source="docs/10135926.md", title="Orlenby Centrifuge Handbook")
+    asked = teacher_pair(
+        "Orlenby Centrifuge Handbook: when must the rotor go?", SENTENCE, span="9,000"
+    )
+    assert filter_pairs([asked], {"c1": replace(titled, title=None)}, None, SynthesisConfig())[
+        1
+    ].dropped == {OFF_TOPIC: 1}
+    assert filter_pairs([asked], {"c1": titled}, None, SynthesisConfig())[0] == [asked]

@@ -1,26 +1,14 @@
-"""Fast tests of the data engine's generators (`finetune.generators`), the shared filters they
-feed and `synthesize` itself, with fake teachers and fake search (the teacher backends:
-tests/test_teacher.py)."""
+"""Fast tests of the data engine's generators (`finetune.generators`), the split and
+`synthesize` itself, with fake teachers and fake search (the shared filters:
+tests/test_filters.py; the teacher backends: tests/test_teacher.py)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
-import numpy as np
 import pytest
 from synthesis_data import chunk
 
-from finetune.filters import (
-    COPIES_SPAN,
-    EMBEDDING_DUPLICATE,
-    EVIDENCE_NOT_QUOTED,
-    OFF_TOPIC,
-    PROMPT_MARKUP,
-    SPAN_NOT_IN_EVIDENCE,
-    embedding_duplicates,
-    filter_pairs,
-)
 from finetune.generators import answer_first, structural, triples
 from finetune.generators.naming import document_labels, names_document, with_document
 from finetune.generators.spans import CLAUSE, CODE, NAME, NUMBER, QUOTED, UnitWords, answer_span
@@ -262,62 +250,6 @@ def test_pick_chunks_spreads_across_documents():
     assert [c.chunk_id for c in picked[:3]] == ["0-1", "0-5", "0-8"]
 
 
-# --- shared filters ------------------------------------------------------------------------
-
-ROTOR = chunk("Rotor care\n\nThe R-24A rotor must be retired after 9,000 runs.", chunk_id="c1")
-SENTENCE = "The R-24A rotor must be retired after 9,000 runs."
-
-
-@pytest.mark.parametrize(
-    ("changes", "reason"),
-    [
-        ({"evidence": "The rotor lasts forever."}, EVIDENCE_NOT_QUOTED),
-        ({"span": "7 years"}, SPAN_NOT_IN_EVIDENCE),
-        ({"question": "Is it 9,000 runs for the R-24A rotor?", "span": "9,000 runs"}, COPIES_SPAN),
-        ({"answer": '<document id="2"> ' + SENTENCE}, PROMPT_MARKUP),
-        ({"answer": SENTENCE + " [2]"}, PROMPT_MARKUP),
-    ],
-)
-def test_filters_check_evidence_span_and_markup(changes, reason):
-    fields = {
-        "question": "After how many runs must the R-24A rotor be retired?",
-        "answer": SENTENCE,
-        "span": "9,000 runs",
-    } | changes
-    candidate = pair(**fields)
-    kept, report = filter_pairs([candidate], {"c1": ROTOR}, None, SynthesisConfig())
-    assert kept == [] and report.dropped == {reason: 1}
-
-
-def test_a_good_answer_first_pair_passes_and_the_report_counts_kinds_and_files():
-    good = pair("After how many runs must the R-24A rotor be retired?", SENTENCE, span="9,000 runs")
-    unanswerable = pair(
-        "What does the R-24A rotor cost?", NO_ANSWER, kind="unanswerable", evidence=""
-    )
-    kept, report = filter_pairs([good, unanswerable], {"c1": ROTOR}, None, SynthesisConfig())
-    assert kept == [good, unanswerable]
-    assert report.kept_by_kind == {"factoid": 1, "unanswerable": 1} and report.files_covered == 1
-
-
-def test_embedding_duplicates_keep_the_first_of_a_group():
-    vectors = np.array([[1, 0], [0.999, 0.0447], [0, 1], [0.0447, 0.999]], dtype=np.float32)
-    assert embedding_duplicates(vectors, 0.95) == {1, 3}
-    assert embedding_duplicates(vectors, 0.95, block=1) == {1, 3}
-
-
-def test_filter_drops_questions_the_embedding_model_finds_alike():
-    first = pair("After how many runs must the R-24A rotor be retired?", SENTENCE)
-    second = pair("When does the R-24A rotor have to be retired from use?", SENTENCE)
-
-    def embed(texts):
-        return np.array([[1.0, 0.0]] * len(texts), dtype=np.float32)
-
-    kept, report = filter_pairs([first, second], {"c1": ROTOR}, None, SynthesisConfig(), embed)
-    assert kept == [first] and report.dropped == {EMBEDDING_DUPLICATE: 1}
-    off = SynthesisConfig(duplicate_cosine=1.0)
-    assert len(filter_pairs([first, second], {"c1": ROTOR}, None, off, embed)[0]) == 2
-
-
 def test_balance_labels_drops_the_excess_of_yes():
     yes = [pair(f"Is it true {n}?", "Yes. x", kind="yes") for n in range(3)]
     no = [pair("Is it false?", "No. x", kind="no")]
@@ -436,21 +368,3 @@ def test_synthesize_adds_balanced_yes_no_twins_in_the_answer_language():
         chunks, config, search, teacher, verdicts=verdicts(StyleConfig(language="de"))
     )
     assert {p.answer.split(".")[0] for p in german if p.kind in ("yes", "no")} == {"Ja", "Nein"}
-
-
-def test_a_teacher_question_must_be_about_its_chunk():
-    copied = pair("How often should the filter cartridge of the pump be replaced?", SENTENCE)
-    kept, report = filter_pairs([copied], {"c1": ROTOR}, None, SynthesisConfig())
-    assert kept == [] and report.dropped == {OFF_TOPIC: 1}
-    rules = pair(copied.question, SENTENCE, generator="rules", kind="table")
-    assert filter_pairs([rules], {"c1": ROTOR}, None, SynthesisConfig())[0] == [rules]
-
-
-def test_the_document_title_a_question_is_named_by_counts_as_its_chunk_s_words():
-    # The document label comes from the title when the file name is a number (10135926.md).
-    titled = replace(ROTOR, source="docs/10135926.md", title="Orlenby Centrifuge Handbook")
-    asked = pair("Orlenby Centrifuge Handbook: when must the rotor go?", SENTENCE, span="9,000")
-    assert filter_pairs([asked], {"c1": replace(titled, title=None)}, None, SynthesisConfig())[
-        1
-    ].dropped == {OFF_TOPIC: 1}
-    assert filter_pairs([asked], {"c1": titled}, None, SynthesisConfig())[0] == [asked]
