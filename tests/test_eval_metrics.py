@@ -4,12 +4,10 @@ refusals, labels, the bootstrap, the question file, the config and the judge."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import ClassVar
 
 import numpy as np
 import pytest
+from fake_openai import fake_chat_server
 
 from eval.bootstrap import bootstrap_ci, holm_adjust, paired_difference_ci
 from eval.config import EvalConfig
@@ -560,47 +558,20 @@ def test_parse_score(reply, score):
     assert parse_score(reply) == score
 
 
-class _FakeOpenAI(BaseHTTPRequestHandler):
-    requests: ClassVar[list] = []
-
-    def _send(self, payload: dict) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):
-        self._send({"data": [{"id": "judge-model"}]})
-
-    def do_POST(self):
-        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _FakeOpenAI.requests.append((self.path, payload))
-        grade = "5" if "18 weeks" in payload["messages"][1]["content"] else "no score"
-        self._send({"choices": [{"message": {"content": grade}}]})
-
-    def log_message(self, *args):
-        pass
-
-
 def test_endpoint_judge_against_a_local_server():
-    server = HTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        judge = make_judge(f"http://127.0.0.1:{server.server_port}/v1/chat/completions")
+    def grade(body):
+        return "5" if "18 weeks" in body["messages"][1]["content"] else "no score"
+
+    with fake_chat_server(grade, model="judge-model") as server:
+        judge = make_judge(f"{server.url}/v1/chat/completions")
         assert isinstance(judge, EndpointJudge)
         items = [("How long?", "18 weeks", "18 weeks"), ("How long?", "2 days", "3 days")]
         assert judge.score_batch(items) == [5.0, None]
-        path, payload = _FakeOpenAI.requests[0]
+        path, payload, _ = server.requests[0]
         assert path == "/v1/chat/completions"
         assert payload["model"] == "judge-model" and payload["temperature"] == 0
-    finally:
-        server.shutdown()
-        server.server_close()
     with pytest.raises(JudgeError, match="cannot reach the judge server"):
-        EndpointJudge(f"http://127.0.0.1:{server.server_port}#m", timeout=2).score("q", "a", "a")
+        EndpointJudge(f"{server.url}#m", timeout=2).score("q", "a", "a")
 
 
 def test_no_judge_for_an_empty_spec():

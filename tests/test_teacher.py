@@ -4,12 +4,8 @@ teacher's budget and style settings."""
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import ClassVar
-
 import pytest
+from fake_openai import fake_chat_server
 from synthesis_data import chunk
 
 from finetune.generators import triples
@@ -29,52 +25,29 @@ def test_teacher_style_auto_follows_the_teacher():
     assert "teacher_style" in "\n".join(SynthesisConfig(teacher_style="free").problems())
 
 
-class _ChatHandler(BaseHTTPRequestHandler):
-    requests: ClassVar[list] = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append((self.path, body, self.headers.get("Authorization")))
-        question = body["messages"][-1]["content"][:10]
-        reply = {"choices": [{"message": {"content": f"{question}?"}}]}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def chat_server():
-    _ChatHandler.requests = []
-    server = HTTPServer(("127.0.0.1", 0), _ChatHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    # Replies with the first 10 characters of the last message and a question mark.
+    with fake_chat_server(lambda body: body["messages"][-1]["content"][:10] + "?") as server:
+        yield server
 
 
 def test_openai_teacher_posts_greedy_chat_completions(chat_server):
-    assert isinstance(make_teacher(chat_server, model_name="local-model"), OpenAITeacher)
-    teacher = OpenAITeacher(chat_server, "local-model", api_key="secret", concurrency=2)
+    assert isinstance(make_teacher(chat_server.url, model_name="local-model"), OpenAITeacher)
+    teacher = OpenAITeacher(chat_server.url, "local-model", api_key="secret", concurrency=2)
     prompts = [[{"role": "user", "content": f"passage {n}"}] for n in range(3)]
     assert teacher.generate(prompts) == [[f"passage {n}?"] for n in range(3)]
-    path, body, auth = _ChatHandler.requests[0]
+    path, body, auth = chat_server.requests[0]
     assert path == "/v1/chat/completions"
     assert body["model"] == "local-model" and body["temperature"] == 0
     assert "response_format" not in body and auth == "Bearer secret"
 
 
 def test_openai_teacher_samples_with_a_json_schema(chat_server):
-    teacher = OpenAITeacher(chat_server, "m", concurrency=2)
+    teacher = OpenAITeacher(chat_server.url, "m", concurrency=2)
     replies = teacher.generate([[{"role": "user", "content": "passage"}]], 3, triples.SCHEMA)
-    assert replies == [["passage?"] * 3] and len(_ChatHandler.requests) == 3
-    body = _ChatHandler.requests[0][1]
+    assert replies == [["passage?"] * 3] and len(chat_server.requests) == 3
+    body = chat_server.requests[0][1]
     assert body["temperature"] > 0
     assert body["response_format"]["type"] == "json_schema"
     assert body["response_format"]["json_schema"]["schema"] == triples.SCHEMA
