@@ -2,7 +2,7 @@
 table.
 
 `answer.unsupported = "quote"` answers with one sentence of the chunks shown to the model
-(`retrieval.attribution.candidate_sentences`), picked by `answer.quote_by`. For each gold
+(`retrieval.answer.quote_candidates`), picked by `answer.quote_by`. For each gold
 question this script retrieves the chunks a `rag` prompt shows and scores every candidate
 sentence with each selector:
 
@@ -49,7 +49,7 @@ from builder.project import open_project
 from builder.sample_corpus import load_sample_questions
 from eval.grounding import same_source
 from eval.metrics import contains_gold
-from retrieval.attribution import candidate_sentences
+from retrieval.answer import as_read, quote_candidates
 
 SELECTORS = (
     "embedding",
@@ -96,14 +96,13 @@ def compare(
     scored = 0
     for item, hits in zip(questions, engine.retrieve([q["question"] for q in questions])):
         shown = hits[: engine.documents]
-        candidates = candidate_sentences(
-            [h.text for h in shown], headings=[t for h in shown for t in h.headings()]
-        )
+        candidates = quote_candidates(shown)
         if not candidates:
             continue
         scored += 1
         sentences = [sentence for sentence, _ in candidates]
-        vectors = engine.retriever.encoder.encode([item["question"], *sentences])
+        read = [as_read(sentence, shown[n - 1]) for sentence, n in candidates]
+        vectors = engine.retriever.encoder.encode([item["question"], *read])
         messages = engine._messages(item["question"], "rag", shown)
         picks = {
             "embedding": pick((vectors[1:] @ vectors[0]).tolist()),
@@ -113,7 +112,7 @@ def compare(
             scores = engine.generator.score_replies(messages, sentences)
             picks["likelihood, untuned"] = pick(scores)
         if engine.selector is not None:
-            selected = engine.selector.encode([item["question"], *sentences])
+            selected = engine.selector.encode([item["question"], *read])
             picks["embedding, tuned selector"] = pick((selected[1:] @ selected[0]).tolist())
         if tuned:
             picks["likelihood, tuned"] = pick(

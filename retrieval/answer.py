@@ -25,6 +25,7 @@ from retrieval.attribution import (
     split_claims,
     strip_prompt_markup,
     verify_claims,
+    with_table_header,
 )
 from retrieval.config import AnswerConfig, StyleConfig
 from retrieval.embeddings import Encoder
@@ -59,6 +60,16 @@ def uses_adapter(mode: str) -> bool:
 
 def prompt_documents(hits: Sequence[Hit]) -> list[PromptDocument]:
     return [PromptDocument.of(h) for h in hits]
+
+
+def quote_candidates(hits: Sequence[Hit]) -> list[tuple[str, int]]:
+    """The shown sentences a quote may be: (sentence, chunk number from 1)."""
+    return candidate_sentences([h.text for h in hits], [t for h in hits for t in h.headings()])
+
+
+def as_read(sentence: str, hit: Hit) -> str:
+    """A candidate as a selector should read it: a table row after its header row."""
+    return with_table_header(sentence, hit.text, hit.table_header)
 
 
 class AnswerEngine:
@@ -200,16 +211,15 @@ class AnswerEngine:
     def _pick(self, question: str, mode: str, hits: Sequence[Hit]) -> tuple[str, int] | None:
         """The shown sentence that best answers `question` (`AnswerConfig.quote_by`) and its
         chunk's number, or None when the chunks hold no candidate."""
-        candidates = candidate_sentences(
-            [h.text for h in hits], headings=[t for h in hits for t in h.headings()]
-        )
+        candidates = quote_candidates(hits)
         if not candidates:
             return None
         sentences = [sentence for sentence, _ in candidates]
         if self.config.quote_by == "embedding" and self.retriever is not None:
             tuned = self.selector is not None and uses_adapter(mode)
             encode = self.selector.encode if tuned else self._embed
-            vectors = encode([question, *sentences])  # unit rows: dot products are cosines
+            read = [as_read(sentence, hits[n - 1]) for sentence, n in candidates]
+            vectors = encode([question, *read])  # unit rows: dot products are cosines
             scores = (vectors[1:] @ vectors[0]).tolist()
         else:
             scores = self.generator.score_replies(
