@@ -49,7 +49,7 @@ from builder.project import open_project
 from builder.sample_corpus import load_sample_questions
 from eval.grounding import same_source
 from eval.metrics import contains_gold
-from retrieval.answer import as_read, quote_candidates
+from retrieval.answer import quote_candidates
 
 SELECTORS = (
     "embedding",
@@ -101,8 +101,7 @@ def compare(
             continue
         scored += 1
         sentences = [sentence for sentence, _ in candidates]
-        read = [as_read(sentence, shown[n - 1]) for sentence, n in candidates]
-        vectors = engine.retriever.encoder.encode([item["question"], *read])
+        vectors = engine.retriever.encoder.encode([item["question"], *sentences])
         messages = engine._messages(item["question"], "rag", shown)
         picks = {
             "embedding": pick((vectors[1:] @ vectors[0]).tolist()),
@@ -112,7 +111,7 @@ def compare(
             scores = engine.generator.score_replies(messages, sentences)
             picks["likelihood, untuned"] = pick(scores)
         if engine.selector is not None:
-            selected = engine.selector.encode([item["question"], *read])
+            selected = engine.selector.encode([item["question"], *sentences])
             picks["embedding, tuned selector"] = pick((selected[1:] @ selected[0]).tolist())
         if tuned:
             picks["likelihood, tuned"] = pick(

@@ -25,7 +25,6 @@ from retrieval.attribution import (
     split_claims,
     strip_prompt_markup,
     verify_claims,
-    with_table_header,
 )
 from retrieval.config import AnswerConfig, StyleConfig
 from retrieval.embeddings import Encoder
@@ -65,11 +64,6 @@ def prompt_documents(hits: Sequence[Hit]) -> list[PromptDocument]:
 def quote_candidates(hits: Sequence[Hit]) -> list[tuple[str, int]]:
     """The shown sentences a quote may be: (sentence, chunk number from 1)."""
     return candidate_sentences([h.text for h in hits], [t for h in hits for t in h.headings()])
-
-
-def as_read(sentence: str, hit: Hit) -> str:
-    """A candidate as a selector should read it: a table row after its header row."""
-    return with_table_header(sentence, hit.text, hit.table_header)
 
 
 class AnswerEngine:
@@ -218,8 +212,7 @@ class AnswerEngine:
         if self.config.quote_by == "embedding" and self.retriever is not None:
             tuned = self.selector is not None and uses_adapter(mode)
             encode = self.selector.encode if tuned else self._embed
-            read = [as_read(sentence, hits[n - 1]) for sentence, n in candidates]
-            vectors = encode([question, *read])  # unit rows: dot products are cosines
+            vectors = encode([question, *sentences])  # unit rows: dot products are cosines
             scores = (vectors[1:] @ vectors[0]).tolist()
         else:
             scores = self.generator.score_replies(

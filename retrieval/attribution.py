@@ -344,24 +344,6 @@ def candidate_sentences(
     return found[:limit]
 
 
-def with_table_header(sentence: str, text: str, continued: str | None = None) -> str:
-    """`sentence` as it should be read for its meaning: a Markdown table row of `text` after
-    its table's header row (`continued`: the header of the table `text` starts inside), any
-    other sentence as it is. A row alone ('| P1 | 30 minutes |') does not say what it holds."""
-    if not sentence.startswith("|"):
-        return sentence
-    lines = text.splitlines()
-    header = continued.splitlines()[0] if continued else None
-    wanted = _squashed(sentence)
-    for at, line in enumerate(lines):
-        below = lines[at + 1] if at + 1 < len(lines) else ""
-        if line.lstrip().startswith("|") and _is_table_separator(below):
-            header = line.strip()
-        elif header and _squashed(line) == wanted:
-            return f"{header} {sentence}"
-    return sentence
-
-
 def _is_table_separator(line: str) -> bool:
     return "---" in line and set(line) <= _TABLE_SEPARATOR_CHARS
 

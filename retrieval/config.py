@@ -194,11 +194,11 @@ class AnswerConfig:
     cited (README, the demo's table)."""
     quote_by: str = "embedding"
     """How 'quote' picks its sentence: 'embedding' (the sentence closest to the question in the
-    embedding model, already loaded for search; a table row is read after its header row) or
-    'likelihood' (the sentence the generator finds likeliest as its reply, one batched forward
-    pass). The embedding's pick holds the gold answer more often on the sample corpus and on
-    PubMedQA (README, `bench/quote.py`). The tuned modes use the evidence selector trained beside the
-    adapter (`finetune.selector`) when there is one."""
+    embedding model, already loaded for search) or 'likelihood' (the sentence the generator
+    finds likeliest as its reply, one batched forward pass). The embedding's pick holds the gold
+    answer more often on the sample corpus and on PubMedQA (README, `bench/quote.py`). The
+    tuned modes use the evidence selector trained beside the adapter (`finetune.selector`) when
+    there is one."""
     own_answers: str = "agreeing"
     """When the model's own answer stands under 'quote': 'agreeing' (every sentence is
     supported by the one shown sentence that `quote_by` picks for the question, alone; else

@@ -15,7 +15,6 @@ from retrieval.attribution import (
     strip_prompt_markup,
     verify_claims,
     with_markers,
-    with_table_header,
 )
 from retrieval.text_units import facts_of, words_of
 
@@ -174,19 +173,6 @@ def test_a_table_header_row_is_no_quote():
         "| Other EU countries | €58 |",
         "| Rest of the world | €72 |",
     ]
-
-
-def test_a_table_row_is_read_after_its_header_row():
-    header = "| Priority | First response |"
-    table = f"{header}\n| --- | --- |\n| P1 | 30 minutes |\n| P2 | 2 hours |"
-    assert with_table_header("| P2 | 2 hours |", table) == f"{header} | P2 | 2 hours |"
-    # a chunk that starts inside a table reads its rows after the header it continues
-    rows = "| P3 | 1 day |\nSee the service desk for other cases."
-    assert with_table_header("| P3 | 1 day |", rows, f"{header}\n| --- | --- |") == (
-        f"{header} | P3 | 1 day |"
-    )
-    assert with_table_header("| P3 | 1 day |", rows) == "| P3 | 1 day |"
-    assert with_table_header(MX30, MX30, header) == MX30
 
 
 @pytest.mark.parametrize(
