@@ -33,6 +33,8 @@ from retrieval.text_units import (
     UNSPACED_CHARS,
     fact_forms,
     facts_of,
+    is_table_row,
+    is_table_separator,
     sentence_ends,
     words_of,
 )
@@ -55,7 +57,6 @@ _UNSPACED_WRAP = re.compile(f"(?<=[{UNSPACED_CHARS}])\n[ \t]*(?=[{UNSPACED_CHARS
 _CLOSING_PUNCTUATION = ".!?" + OTHER_STOPS
 _QUESTION_MARKS = ("?", "\uff1f", "\u061f")  # Latin, full-width (CJK), Arabic
 _CLOSING_QUOTES_OF_A_QUESTION = "\"'\u201d\u2019)\u300d\u300f\uff09 "
-_TABLE_SEPARATOR_CHARS = frozenset("|-: \t")
 
 
 @dataclass
@@ -344,10 +345,6 @@ def candidate_sentences(
     return found[:limit]
 
 
-def _is_table_separator(line: str) -> bool:
-    return "---" in line and set(line) <= _TABLE_SEPARATOR_CHARS
-
-
 def _squashed(text: str) -> str:
     return " ".join(text.split()).casefold()
 
@@ -358,5 +355,5 @@ def _table_header_rows(text: str) -> set[str]:
     return {
         _squashed(line)
         for line, below in pairwise(lines)
-        if line.lstrip().startswith("|") and _is_table_separator(below)
+        if is_table_row(line) and is_table_separator(below)
     }

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from retrieval.documents import Chunk, LoadedDocument
-from retrieval.text_units import SCRIPT_SENTENCE_END
+from retrieval.text_units import SCRIPT_SENTENCE_END, is_table_row, is_table_separator
 from retrieval.titles import chunk_header
 
 MAX_CHARS_PER_TOKEN = 16
@@ -92,15 +92,6 @@ class TableSpan:
     body_end: int
 
 
-def _is_row(line: str) -> bool:
-    return line.lstrip().startswith("|")
-
-
-def _is_separator(line: str) -> bool:
-    stripped = line.strip()
-    return stripped.startswith("|") and "---" in stripped and not stripped.strip("|-: ")
-
-
 def table_spans(text: str) -> list[TableSpan]:
     """The Markdown tables of `text` (a row, a '| --- |' line, then rows), in order."""
     spans: list[TableSpan] = []
@@ -110,11 +101,11 @@ def table_spans(text: str) -> list[TableSpan]:
         offsets.append(offsets[-1] + len(line))
     i = 0
     while i + 1 < len(lines):
-        if not (_is_row(lines[i]) and _is_separator(lines[i + 1])):
+        if not (is_table_row(lines[i]) and is_table_separator(lines[i + 1])):
             i += 1
             continue
         end = i + 2
-        while end < len(lines) and _is_row(lines[end]):
+        while end < len(lines) and is_table_row(lines[end]):
             end += 1
         header = (lines[i] + lines[i + 1]).strip()
         if len(header) <= MAX_TABLE_HEADER_CHARS:

@@ -63,6 +63,17 @@ _PART = re.compile(r"[-./,:]")
 _FACT_PART = re.compile(r"[-/:]")
 
 
+def is_table_row(line: str) -> bool:
+    """A line of a Markdown table ('| P1 | 30 minutes |')."""
+    return line.lstrip().startswith("|")
+
+
+def is_table_separator(line: str) -> bool:
+    """The line under a Markdown table's header row ('| --- | :-: |')."""
+    stripped = line.strip()
+    return stripped.startswith("|") and "---" in stripped and not stripped.strip("|-: ")
+
+
 def split_unspaced(token: str) -> list[str]:
     """A token as is, or with each run of an unspaced script cut into character bigrams."""
     if not UNSPACED.search(token):
