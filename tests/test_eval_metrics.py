@@ -1,15 +1,13 @@
 """Evaluation measurements on hand-made cases: correctness, faithfulness, citations, retrieval,
-refusals, labels, the bootstrap, the question file, the config and the judge."""
+refusals, labels, the question file and the config (the bootstrap: tests/test_bootstrap.py;
+the judge: tests/test_judge.py)."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from fake_openai import fake_chat_server
 
-from eval.bootstrap import bootstrap_ci, holm_adjust, paired_difference_ci
 from eval.config import EvalConfig
 from eval.grounding import (
     citation_precision_recall,
@@ -19,7 +17,6 @@ from eval.grounding import (
     reciprocal_rank,
     same_source,
 )
-from eval.judge import EndpointJudge, JudgeError, ModelJudge, make_judge, parse_score
 from eval.metrics import (
     contains_gold,
     exact_match,
@@ -369,82 +366,6 @@ def test_fact_errors_count_supported_claims_whose_cited_chunk_lacks_a_number():
     assert fact_errors(claims, citations) == 2.0
 
 
-def test_holm_adjustment():
-    assert holm_adjust([0.01, 0.04, 0.03, None]) == pytest.approx([0.03, 0.06, 0.06, None])
-    assert holm_adjust([0.5, 0.9]) == [1.0, 1.0]
-
-
-def test_paired_difference_has_a_bootstrap_p_value():
-    better = paired_difference_ci([1.0] * 30, [0.0] * 15 + [1.0] * 15, samples=500)
-    assert better.verdict == "better" and better.p < 0.01
-    same = paired_difference_ci([1.0, 0.0] * 10, [1.0, 0.0] * 10, samples=500)
-    assert same.p == 1.0
-
-
-# --- bootstrap ---------------------------------------------------------------------------------
-
-
-def test_bootstrap_ci_of_a_known_distribution():
-    sigma, n = 0.1, 400
-    values = np.random.default_rng(42).normal(0.5, sigma, n)
-    mean, low, high, count = bootstrap_ci(values.tolist(), samples=4000, seed=1)
-    assert count == n and low < 0.5 < high and low < mean < high
-    expected_width = 2 * 1.96 * sigma / np.sqrt(n)
-    assert high - low == pytest.approx(expected_width, rel=0.15)
-
-
-def test_bootstrap_ci_skips_none_and_is_repeatable():
-    values = [1.0, None, 0.0, 1.0, None, 1.0]
-    first = bootstrap_ci(values, samples=500, seed=3)
-    assert first == bootstrap_ci(values, samples=500, seed=3)
-    assert first.n == 4 and first.mean == 0.75
-    assert bootstrap_ci([None, None]) == (None, None, None, 0)
-    assert bootstrap_ci([0.4]) == (0.4, None, None, 1)
-    assert bootstrap_ci([0.3] * 10) == pytest.approx((0.3, 0.3, 0.3, 10))
-
-
-def test_bootstrap_rejects_bad_settings():
-    with pytest.raises(ValueError, match="confidence level"):
-        bootstrap_ci([1.0, 2.0], level=95)
-    with pytest.raises(ValueError, match="one value per question"):
-        paired_difference_ci([1.0], [1.0, 2.0])
-
-
-def test_paired_difference_verdicts():
-    rng = np.random.default_rng(0)
-    base = rng.random(200)
-    same = paired_difference_ci(base.tolist(), base.tolist())
-    assert same.verdict == "no clear difference" and same.mean == 0.0
-    shifted = (base + 0.1 + rng.normal(0, 0.05, 200)).tolist()
-    better = paired_difference_ci(shifted, base.tolist())
-    assert better.verdict == "better" and 0 < better.low < 0.1 < better.high
-    assert paired_difference_ci(base.tolist(), shifted).verdict == "worse"
-    # Lower latency is better; a metric with no direction says 'higher'/'lower'.
-    assert paired_difference_ci(base.tolist(), shifted, higher_is_better=False).verdict == "better"
-    assert paired_difference_ci(shifted, base.tolist(), higher_is_better=None).verdict == "higher"
-    noise = paired_difference_ci(rng.random(30).tolist(), rng.random(30).tolist())
-    assert noise.verdict == "no clear difference"
-
-
-def test_paired_difference_uses_questions_defined_in_both():
-    a = [1.0, None, 0.5, 0.2]
-    b = [0.0, 1.0, None, 0.2]
-    difference = paired_difference_ci(a, b, samples=200)
-    assert difference.n == 2 and difference.mean == pytest.approx(0.5)
-    assert paired_difference_ci([1.0, None], [None, 1.0]).verdict == "not comparable"
-
-
-def test_bootstrap_is_fast_enough_for_a_full_report():
-    import time
-
-    rng = np.random.default_rng(0)
-    columns = [rng.random(500).tolist() for _ in range(4 * 10)]
-    start = time.perf_counter()
-    for values in columns:
-        bootstrap_ci(values)
-    assert time.perf_counter() - start < 5  # ~0.01 s each on one core
-
-
 # --- question files ----------------------------------------------------------------------------
 
 
@@ -537,54 +458,3 @@ def test_eval_config_problems():
     assert EvalConfig(modes="rag,rag").problems() == [
         "modes = 'rag,rag': each mode may appear only once"
     ]
-
-
-# --- judge -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("reply", "score"),
-    [
-        ("4", 4.0),
-        ("Score: 5/5", 5.0),
-        ("**3**", 3.0),
-        ("10", None),
-        ("I think 2.", 2.0),
-        ("no idea", None),
-        ("0.5 then 4", 4.0),
-    ],
-)
-def test_parse_score(reply, score):
-    assert parse_score(reply) == score
-
-
-def test_endpoint_judge_against_a_local_server():
-    def grade(body):
-        return "5" if "18 weeks" in body["messages"][1]["content"] else "no score"
-
-    with fake_chat_server(grade, model="judge-model") as server:
-        judge = make_judge(f"{server.url}/v1/chat/completions")
-        assert isinstance(judge, EndpointJudge)
-        items = [("How long?", "18 weeks", "18 weeks"), ("How long?", "2 days", "3 days")]
-        assert judge.score_batch(items) == [5.0, None]
-        path, payload, _ = server.requests[0]
-        assert path == "/v1/chat/completions"
-        assert payload["model"] == "judge-model" and payload["temperature"] == 0
-    with pytest.raises(JudgeError, match="cannot reach the judge server"):
-        EndpointJudge(f"{server.url}#m", timeout=2).score("q", "a", "a")
-
-
-def test_no_judge_for_an_empty_spec():
-    assert make_judge("  ") is None
-
-
-def test_model_judge_batches_on_a_tiny_model(tmp_path):
-    from tiny_models import build_tiny_llama
-
-    folder = build_tiny_llama(tmp_path / "tiny")
-    judge = ModelJudge(str(folder), device="cpu", batch_size=2)
-    items = [("How long?", "18 weeks", "18 weeks"), ("Who?", "Maren", "Bob"), ("Q", "a", "b")]
-    scores = judge.score_batch(items)
-    # A random model writes no reliable grade: each reply parses to a grade or to None.
-    assert len(scores) == 3 and all(s is None or 1 <= s <= 5 for s in scores)
-    assert judge.generator.tokenizer.padding_side == "left"
