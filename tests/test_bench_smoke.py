@@ -214,3 +214,11 @@ def test_teacher_smoke_runs_both_backends_on_the_same_prompts():
     for row in ("load (s)", "s per question", "replies holding a question"):
         assert all(number(cell) >= 0 for cell in cells(out, row)[1:3])
     assert "identical greedy replies:" in out
+
+
+def test_bootstrap_smoke_times_a_reports_intervals():
+    """Imports no model library: fast enough for the fast tier."""
+    out = run_smoke("bootstrap.py", timeout=120)
+    mean, paired = cells(out, "mean, one mode"), cells(out, "paired difference")
+    assert number(mean[1]) == 40 and number(paired[1]) == 30
+    assert number(mean[3]) > 0 and number(cells(out, "report")[2]) > 0
