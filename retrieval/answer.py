@@ -262,7 +262,10 @@ class AnswerEngine:
         if policy == "drop":
             claims = [c for c in claims if c.supported is not False]
         elif policy == "quote":
-            unsupported = empty or any(c.supported is False for c in claims)
+            # An answer that states nothing a chunk could confirm ('## Who', a bare 'Yes.') is
+            # no answer to show as the model's: it gets the quote, its verdict kept before it.
+            says_nothing = all(c.supported is None for c in claims)
+            unsupported = empty or says_nothing or any(c.supported is False for c in claims)
             picked = None
             if unsupported or self.config.own_answers == "agreeing":
                 picked = self._pick(question, mode, hits)

@@ -190,8 +190,10 @@ class AnswerConfig:
     """What to do with a sentence of the answer that no shown chunk supports: 'quote' (answer
     instead with the shown sentence that best answers the question, cited; see `quote_by`),
     'flag' (keep it, marked unsupported and uncited) or 'drop' (remove it; nothing left is a
-    refusal). On the sample corpus's gold questions 'quote' made RAG both more often correct and
-    cited (README, the demo's table)."""
+    refusal). Under 'quote', an answer with no sentence a chunk could confirm (a bare 'Yes.', a
+    heading) is quoted too, its one-word verdict kept before the quote. On the sample corpus's
+    gold questions 'quote' made RAG both more often correct and cited (README, the demo's
+    table)."""
     quote_by: str = "embedding"
     """How 'quote' picks its sentence: 'embedding' (the sentence closest to the question in the
     embedding model, already loaded for search) or 'likelihood' (the sentence the generator

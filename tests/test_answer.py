@@ -255,6 +255,21 @@ def test_a_quote_keeps_the_models_one_word_verdict_before_it(project, text, lead
     assert answer.claims[0].supported is None if lead else answer.claims[0].supported
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("## Who", "\u201c{quote}\u201d [1]"),  # a heading the model copied
+        ("[1]", "\u201c{quote}\u201d [1]"),  # a marker alone
+        ("Yes.", "Yes. \u201c{quote}\u201d [1]"),  # a verdict alone keeps its quote's backing
+    ],
+)
+def test_an_answer_that_states_nothing_checkable_is_quoted(project, text, shown):
+    engine = open_engine(project, NO_ADAPTER)
+    engine.config.unsupported, engine.config.own_answers = "quote", "supported"
+    answer = engine._finish("Is the R-24A rotor retired after 9,000 runs?", "rag", [MX30], text, 0)
+    assert answer.quoted and answer.answer == shown.format(quote=MX30.text)
+
+
 @pytest.mark.parametrize("policy", ["quote", "flag"])
 def test_an_answer_of_prompt_markup_alone_is_quoted_or_refused_never_empty(project, policy):
     engine = open_engine(project, NO_ADAPTER)
