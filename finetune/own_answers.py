@@ -87,8 +87,10 @@ def _states_key_fact(text: str, claims: list[Claim], grounding: Grounding, verif
     against the evidence alone), since a sentence can be said in other words. A yes/no label
     must open the answer ('No, it is 40 kg', not 'Yes, no load above 40 kg')."""
     if grounding.verdict:
-        lead = answer_lead(text)[:-1]
-        return lead.casefold() == grounding.key_fact.strip().casefold()
+        lead = answer_lead(text)
+        if lead[-1:].isalnum():  # a bare label ('No'): no sentence says why
+            return False
+        return lead[:-1].casefold() == grounding.key_fact.strip().casefold()
     if holds_answer(text, grounding.key_fact):
         return True
     if not grounding.whole_sentence or not grounding.evidence.strip():

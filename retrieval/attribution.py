@@ -286,18 +286,23 @@ _LEAD = re.compile(f"\\s*([^\\s{_CLAUSE_MARKS}]+)([{_CLAUSE_MARKS}])")
 
 def answer_lead(text: str) -> str:
     """The answer's first word with its punctuation when that word is a clause of its own and
-    makes no claim a chunk could confirm ('Yes,', 'No.', 'Nein,', '是的' and a CJK comma), else ''.
+    makes no claim a chunk could confirm ('Yes,', 'No.', 'Nein,', '是的' and a CJK comma), or the
+    whole answer when it is one such word ('No'), else ''.
 
     The same test as `verify_claims`' unchecked sentences (fewer than two words, no fact): a
     verdict that the quote replacing an unsupported answer should not lose.
     """
     match = _LEAD.match(text)
     if match is None:
-        return ""
-    word = match.group(1)
+        # A bare verdict ('No', '是的') is the whole answer: the quote goes after it.
+        word, mark = text.strip(), ""
+        if not word or any(char.isspace() for char in word):
+            return ""
+    else:
+        word, mark = match.group(1), match.group(2)
     if len(words_of(word)) >= 2 or facts_of(word) or "[" in word:
         return ""
-    return word + match.group(2)
+    return word + mark
 
 
 def render(claims: Sequence[Claim]) -> str:

@@ -261,6 +261,7 @@ def test_a_quote_keeps_the_models_one_word_verdict_before_it(project, text, lead
         ("## Who", "\u201c{quote}\u201d [1]"),  # a heading the model copied
         ("[1]", "\u201c{quote}\u201d [1]"),  # a marker alone
         ("Yes.", "Yes. \u201c{quote}\u201d [1]"),  # a verdict alone keeps its quote's backing
+        ("No", "No \u201c{quote}\u201d [1]"),  # so does one without its stop
     ],
 )
 def test_an_answer_that_states_nothing_checkable_is_quoted(project, text, shown):

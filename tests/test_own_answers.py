@@ -156,6 +156,20 @@ def test_a_missed_yes_no_example_keeps_its_synthesized_target_even_when_misses_a
     assert kept[1].messages[-1]["content"] == "No. The MX-30 rotor is retired after 5000 runs [2]."
 
 
+def test_a_bare_label_is_no_own_answer_to_a_yes_no_question():
+    yes_no = Grounding("Is it 8000 runs?", CHUNKS, "no", [2], EVIDENCE, FOCUSED, verdict=True)
+    twin = example(f"No. {EVIDENCE[:-1]} [2].", grounding=yes_no)
+
+    def generate(prompts):
+        return ["The MX-30 rotor is retired after 5000 runs.", "No"][: len(prompts)]
+
+    kept, report, _ = own_answer_targets(
+        [example(), twin], generate, verify, is_no_answer, retry="none", miss="drop"
+    )
+    assert (report.own, report.kept_yes_no) == (1, 1)
+    assert kept[1].messages[-1]["content"] == twin.messages[-1]["content"]
+
+
 def test_a_model_that_gets_none_right_keeps_the_synthesized_targets():
     examples = [example(), example()]
     kept, report, attempts = own_answer_targets(examples, generate_once_wrong, verify, is_no_answer)
