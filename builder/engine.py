@@ -32,8 +32,13 @@ def open_retriever(project: Project) -> Retriever:
     return Retriever.open(project.index_root, encoder, config.retrieval, config.index)
 
 
-USES = ("ask", "serve", "eval")
-AUTO_BACKEND = {"ask": "llamacpp", "serve": "transformers", "eval": "transformers"}
+USES = ("ask", "serve", "eval", "tune")
+AUTO_BACKEND = {
+    "ask": "llamacpp",
+    "serve": "transformers",
+    "eval": "transformers",
+    "tune": "transformers",
+}
 """What `generation.backend = 'auto'` runs per use: the faster of the two in bench/backends.py's
 backend table (README, "Generation backends"): ask, a 64-token answer in 3.7 s against 6.3 s
 (llama.cpp's first token comes later, 2.9 s against 2.1 s, its decode is 3.6x faster); eval,
@@ -41,7 +46,11 @@ backend table (README, "Generation backends"): ask, a 64-token answer in 3.7 s a
 loaded llama.cpp reuses no cached prompt, and it reads prompts slower); serve, whose 20
 concurrent clients got their answers sooner (p50 40 s against 82 s). Eval on transformers is
 also repeatable: its batches are fixed by the prompts' lengths, while llama.cpp's continuous
-batching is not batch-invariant (3 of 24 `rag+tuned` answers changed between two runs)."""
+batching is not batch-invariant (3 of 24 `rag+tuned` answers changed between two runs).
+Tune (the base model's own answers, `builder.tune_targets`) runs on transformers for the same
+reason: they become the training targets, and on llama.cpp two tunes of the same synthesis
+got other verdicts on 10 of 199 own answers, 83 examples instead of 87, and a tuned model
+whose correctness on the sample moved from 0.672 to 0.603."""
 
 
 def backend_for(config: ProjectConfig, adapter_dir: Path | None, use: str) -> str:

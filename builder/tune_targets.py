@@ -38,8 +38,9 @@ def own_answer_examples(
     The examples of the `styled` questions keep their targets: the teacher rewrote them into
     the house voice. The others are answered under the style's system prompt, like `rag`.
 
-    The model answers as `ragtune ask` and the app run it (the backend 'ask' uses, no adapter,
-    the generation settings), in batches of `answer.batch_size`.
+    The model answers with the generation settings and no adapter, on the backend for 'tune'
+    (`builder.engine.AUTO_BACKEND`: transformers under 'auto', whose batches repeat, so the
+    same data give the same targets), in batches of `answer.batch_size`.
     """
     from finetune.own_answers import own_answer_targets
     from finetune.pairs import write_jsonl_atomic
@@ -48,7 +49,7 @@ def own_answer_examples(
     config = project.config
     started = time.perf_counter()
     progress({"stage": "format", "message": "loading the base model for its own answers"})
-    if backend_for(config, None, "ask") == "llamacpp":
+    if backend_for(config, None, "tune") == "llamacpp":
         generator = open_llamacpp_generator(config.generation, None)
     else:
         generator, _ = load_generator_with_adapter(config.generation, None)

@@ -189,5 +189,7 @@ def test_auto_picks_the_measured_backend_where_llama_cpp_can_run(
         folder.mkdir()
         (folder / ("adapter_config.json" if adapter == "lora" else "config.json")).write_text("{}")
     assert {use: backend_for(config, folder, use) for use in USES} == expected
-    with pytest.raises(ValueError, match="unknown use 'train': choose one of ask, serve, eval"):
+    with pytest.raises(
+        ValueError, match="unknown use 'train': choose one of ask, serve, eval, tune"
+    ):
         backend_for(config, folder, "train")
