@@ -283,7 +283,7 @@ class AnswerEngine:
             answer.answer, answer.refused = self.refusal, True
             return answer
         answer.claims = claims
-        if claims:  # else the text makes no claim (only markers, say): shown as written
+        if claims:  # else no claim and no quote (flag, or no candidate): shown as written
             answer.answer = render(claims)
         cited_text = {}
         for claim in claims:
