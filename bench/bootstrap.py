@@ -2,7 +2,7 @@
 and one paired difference per compared pair of modes, each over the report's questions, at the
 report's 2000 resamples (`eval.bootstrap`).
 
-    python bench/bootstrap.py [--questions 500] [--modes 4] [--metrics 10] [--smoke]
+    python bench/bootstrap.py [--questions 500] [--modes 4] [--smoke]
 
 Prints one row per kind of interval: how many, seconds in all, milliseconds each. The values
 are random (the interval's cost depends on the question count, not on the values).
@@ -17,9 +17,9 @@ import numpy as np
 from machine import OtherLoad
 
 from eval.bootstrap import bootstrap_ci, paired_difference_ci
-
-PAIRS = 3
-"""The report's compared pairs of modes: rag vs base, tuned vs base, rag+tuned vs rag."""
+from eval.metrics import METRICS
+from eval.report import comparison_pairs
+from retrieval.answer import MODES
 
 
 def timed(call, columns: list[list[float]]) -> float:
@@ -32,17 +32,18 @@ def timed(call, columns: list[list[float]]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=500)
-    parser.add_argument("--modes", type=int, default=4)
-    parser.add_argument("--metrics", type=int, default=10)
+    parser.add_argument("--modes", type=int, default=len(MODES), help="the first N of MODES")
     parser.add_argument("--smoke", action="store_true", help="50 questions: checks the script")
     args = parser.parse_args()
     questions = 50 if args.smoke else args.questions
     rng = np.random.default_rng(0)
     load = OtherLoad()
-    intervals = [rng.random(questions).tolist() for _ in range(args.modes * args.metrics)]
+    # What `eval.report` computes: each metric's interval per mode and per compared pair.
+    modes, metrics = MODES[: args.modes], len(METRICS)
+    intervals = [rng.random(questions).tolist() for _ in range(len(modes) * metrics)]
     pairs = [
         (rng.random(questions).tolist(), rng.random(questions).tolist())
-        for _ in range(PAIRS * args.metrics)
+        for _ in range(len(comparison_pairs(modes)) * metrics)
     ]
     rows = [
         ("mean, one mode", len(intervals), timed(bootstrap_ci, intervals)),

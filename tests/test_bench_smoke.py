@@ -220,5 +220,5 @@ def test_bootstrap_smoke_times_a_reports_intervals():
     """Imports no model library: fast enough for the fast tier."""
     out = run_smoke("bootstrap.py", timeout=120)
     mean, paired = cells(out, "mean, one mode"), cells(out, "paired difference")
-    assert number(mean[1]) == 40 and number(paired[1]) == 30
+    assert number(mean[1]) == 60 and number(paired[1]) == 90  # 15 metrics, 4 modes, 6 pairs
     assert number(mean[3]) > 0 and number(cells(out, "report")[2]) > 0
