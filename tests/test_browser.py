@@ -165,12 +165,14 @@ def test_ask_shows_the_answer_with_its_highlighted_source(page):
     assert "Replace the rotor after 12000 hours." in highlight.first.inner_text()
 
     open_page(page, "Compare modes")
-    question = page.get_by_label("Question")
+    # Until the page has switched, a loose "Question" label also matches the chat box
+    # ("Ask a question about your documents"): wait for the new page, match exactly.
+    page.get_by_role("heading", name="Compare answer modes").wait_for()
+    question = page.get_by_label("Question", exact=True)
     question.fill("rotor")
-    # Enter applies the text before the click; on a loaded machine the click's rerun could
-    # otherwise reach the server first and find the question still empty.
+    # Enter submits the form with the text just typed (a form's enter_to_submit). Clicking
+    # "Compare" as well would submit it a second time while the first run still streams.
     question.press("Enter")
-    page.get_by_role("button", name="Compare").click()
     columns = page.get_by_test_id("stColumn")
     expect(columns.nth(1)).to_contain_text("Replace the rotor after 12000 hours [1].")
     assert columns.count() == 2
