@@ -177,6 +177,18 @@ def test_quote_smoke_compares_every_selector_with_the_upper_bound():
 
 
 @pytest.mark.slow
+def test_refusals_smoke_asks_each_question_with_and_without_its_gold():
+    out = run_smoke("refusals.py")
+    assert "answerable questions with gold sources" in out
+    for name in ("correct, gold shown", "refused, gold shown", "refused, gold removed"):
+        assert 0 <= number(cells(out, name)[1]) <= 1
+    kinds = ("refused", "own answer", "quoted")
+    removed = [number(cells(out, f"{kind}, gold removed")[1]) for kind in kinds]
+    assert abs(sum(removed) - 1) < 0.002  # each answer is one of the three (3 decimals)
+    assert "refusal gap (removed - shown)" in out
+
+
+@pytest.mark.slow
 def test_own_answers_smoke_scores_both_rules_on_the_same_answers():
     out = run_smoke("own_answers.py")
     rows = {

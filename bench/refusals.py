@@ -1,0 +1,179 @@
+"""Refusal benchmark: does a mode refuse because the evidence is missing, or at random? Prints a
+table.
+
+A refusal is honest when the shown chunks lack the answer and a loss when they hold it. A gold
+question set of answerable questions only rewards never refusing, and one of unanswerable
+questions only rewards refusing, so this script asks every answerable gold question twice in
+each RAG mode, with the same engine and settings:
+
+- gold shown: retrieval as the engine does it (the gold document is usually among the chunks);
+- gold removed: the same search with every chunk of the question's gold documents left out, the
+  next chunks moved up (what the model sees when the corpus lacks the answer; another document
+  may still hold it, which the last column counts).
+
+Columns, per mode: correct and refused with the gold shown (`eval.metrics.score_answer`, the
+evaluation's own scoring), and with it removed: refused, answered in the model's own verified
+words, answered with a quote of a shown sentence, and answers that state the gold anyway. The
+last row per mode is the gap: refusals with the gold removed minus refusals with it shown, with
+a paired bootstrap interval; near 0 means the mode's refusals do not follow the evidence.
+
+Default: the sample corpus built with the embedded models and its 58 gold questions (a corpus
+written together with this code, whose questions are all answerable), or `--project DIR
+--questions FILE` (JSONL of question, answer, sources; a project's held-out
+`tune/eval_questions.jsonl` works). Questions without sources, and unanswerable ones, are
+skipped.
+
+--smoke: a tiny random generator on 4 documents of the sample corpus and their questions; its
+figures only show that the script works.
+
+Usage:
+    python bench/refusals.py [--project DIR] [--questions FILE] [--modes rag,rag+tuned] [--smoke]
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from smoke import TINY_LABEL, build_sample, project_parser, single_threaded, tiny_generator
+
+from builder.engine import open_engine
+from builder.project import open_project
+from builder.sample_corpus import load_sample_questions
+from eval.bootstrap import bootstrap_ci, paired_difference_ci
+from eval.grounding import same_source
+from eval.metrics import contains_gold, score_answer
+from eval.questions import EvalQuestion, read_eval_questions
+from eval.refusal import is_refusal
+from retrieval.answer import uses_retrieval
+
+OVERFETCH = 10
+"""Chunks searched per shown chunk in the gold-removed condition, so that a long gold document
+holding all the top chunks still leaves enough others."""
+GAP = "refusal gap (removed - shown)"
+COLUMNS = (
+    "correct, gold shown",
+    "refused, gold shown",
+    "refused, gold removed",
+    "own answer, gold removed",
+    "quoted, gold removed",
+    "states the gold anyway",
+)
+
+
+def read_questions(path: Path | None, docs: Path, refusal: str) -> tuple[list[EvalQuestion], int]:
+    """The answerable questions with gold sources, and how many others were skipped."""
+    if path is None:
+        rows = [item for item in load_sample_questions() if (docs / item["source"]).is_file()]
+        questions = [EvalQuestion(r["question"], r["answer"], [r["source"]]) for r in rows]
+    else:
+        questions = read_eval_questions(path)
+    usable = [q for q in questions if q.sources and not is_refusal(q.answer, refusal)]
+    return usable, len(questions) - len(usable)
+
+
+def without_gold(engine, questions: list[EvalQuestion]) -> list[list]:
+    """The chunks a RAG prompt would show with every chunk of the gold documents left out."""
+    shown = engine.documents
+    engine.documents = shown * OVERFETCH
+    try:
+        found = engine.retrieve([q.question for q in questions])
+    finally:
+        engine.documents = shown
+    return [
+        [h for h in hits if not any(same_source(h.source, gold) for gold in q.sources)][:shown]
+        for q, hits in zip(questions, found)
+    ]
+
+
+def answer_with(engine, questions: list[EvalQuestion], mode: str, hits: list[list]) -> list:
+    """The engine's answers in `mode` to prompts showing `hits` instead of its own search."""
+    engine.retrieve = lambda _questions: hits  # shadows the method for this one call
+    try:
+        return engine.answer_many([q.question for q in questions], mode)
+    finally:
+        del engine.retrieve
+
+
+def measure(engine, questions: list[EvalQuestion], mode: str, removed: list[list]) -> dict:
+    """{column: one value per question} for `mode`."""
+    refusal = engine.refusal
+    normal = engine.answer_many([q.question for q in questions], mode)
+    scored = [
+        score_answer(q, a, k=engine.documents, refusal=refusal) for q, a in zip(questions, normal)
+    ]
+    lacking = answer_with(engine, questions, mode, removed)
+    refused = [float(a.refused or is_refusal(a.answer, refusal)) for a in lacking]
+    quoted = [float(bool(a.quoted) and not r) for a, r in zip(lacking, refused)]
+    return {
+        "correct, gold shown": [s["correct"] for s in scored],
+        "refused, gold shown": [s["refusal"] for s in scored],
+        "refused, gold removed": refused,
+        "own answer, gold removed": [1.0 - r - q for r, q in zip(refused, quoted)],
+        "quoted, gold removed": quoted,
+        "states the gold anyway": [
+            0.0 if r else contains_gold(a.answer, q.answer)
+            for a, r, q in zip(lacking, refused, questions)
+        ],
+    }
+
+
+def main() -> None:
+    parser = project_parser(__doc__)
+    parser.add_argument("--modes", default="rag,rag+tuned", help="RAG modes, comma-separated")
+    args = parser.parse_args()
+    if args.smoke:
+        single_threaded()
+    with tempfile.TemporaryDirectory() as temporary:
+        root, settings = args.project, []
+        if args.smoke:
+            tiny = tiny_generator(Path(temporary) / "tiny-llama")
+            settings.append(f"generation.model={tiny}")
+        if root is None:
+            root = build_sample(Path(temporary), settings, args.smoke)
+        project = open_project(root, settings)
+        engine = open_engine(project)
+        questions, skipped = read_questions(args.questions, project.docs_dir, engine.refusal)
+        modes = [m for m in args.modes.split(",") if uses_retrieval(m) and m in engine.modes]
+        began = time.monotonic()
+        removed = without_gold(engine, questions)
+        results = {mode: measure(engine, questions, mode, removed) for mode in modes}
+        seconds = time.monotonic() - began
+    model = TINY_LABEL if args.smoke else project.config.generation.model
+    print(
+        f"\n{len(questions)} answerable questions with gold sources ({skipped} skipped), "
+        f"{engine.documents} chunks shown; generator {model}; {seconds:.0f} s\n"
+    )
+    width = max(len(c) for c in (*COLUMNS, GAP)) + 2
+    print(f"{'':<{width}}" + "".join(f"{mode:<26}" for mode in modes))
+    for column in COLUMNS:
+        cells = [cell(bootstrap_ci(results[mode][column]), "") for mode in modes]
+        print(f"{column:<{width}}" + "".join(f"{c:<26}" for c in cells))
+    gaps = [
+        cell(
+            paired_difference_ci(
+                results[mode]["refused, gold removed"], results[mode]["refused, gold shown"]
+            ),
+            "+",
+        )
+        for mode in modes
+    ]
+    print(f"{GAP:<{width}}" + "".join(f"{g:<26}" for g in gaps))
+
+
+def cell(interval, sign: str) -> str:
+    """'mean [low, high]' of a bootstrap interval or difference; 'n/a' when undefined."""
+    if interval.mean is None:
+        return "n/a"
+    if interval.low is None:
+        return f"{interval.mean:{sign}.3f}"
+    return f"{interval.mean:{sign}.3f} [{interval.low:{sign}.2f}, {interval.high:{sign}.2f}]"
+
+
+if __name__ == "__main__":
+    main()
