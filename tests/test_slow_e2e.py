@@ -19,7 +19,9 @@ def ragtune(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=900,
+        # A guard against a hang, not a speed check: a default tune of the sample took over
+        # 900 s on a 2-core machine shared with another run.
+        timeout=1800,
         check=False,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
     )
