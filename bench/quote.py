@@ -42,10 +42,9 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from smoke import TINY_LABEL, build_sample, project_parser, single_threaded, tiny_generator
+from smoke import TINY_LABEL, bench_project, project_parser, single_threaded
 
 from builder.engine import open_engine
-from builder.project import open_project
 from builder.sample_corpus import load_sample_questions
 from eval.grounding import same_source
 from eval.metrics import contains_gold
@@ -138,13 +137,7 @@ def main() -> None:
         single_threaded()
     with tempfile.TemporaryDirectory() as temporary:
         # The likelihood selectors score replies, which the llama.cpp backend cannot do.
-        root, settings = args.project, ["generation.backend=transformers"]
-        if args.smoke:
-            tiny = tiny_generator(Path(temporary) / "tiny-llama")
-            settings.append(f"generation.model={tiny}")
-        if root is None:
-            root = build_sample(Path(temporary), settings, args.smoke)
-        project = open_project(root, settings)
+        project = bench_project(args, Path(temporary), ["generation.backend=transformers"])
         questions = read_questions(args.questions, project.docs_dir)
         engine = open_engine(project)
         began = time.monotonic()

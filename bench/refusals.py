@@ -11,6 +11,8 @@ each RAG mode, with the same engine and settings:
   next chunks moved up (what the model sees when the corpus lacks the answer; another document
   may still hold it, which the last column counts).
 
+Answers come from the backend `ragtune eval` uses (`generation.backend` for `eval`).
+
 Columns, per mode: correct and refused with the gold shown (`eval.metrics.score_answer`, the
 evaluation's own scoring), and with it removed: refused, answered in the model's own verified
 words, answered with a quote of a shown sentence, and answers that state the gold anyway. The
@@ -40,10 +42,9 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from smoke import TINY_LABEL, build_sample, project_parser, single_threaded, tiny_generator
+from smoke import TINY_LABEL, bench_project, project_parser, single_threaded
 
 from builder.engine import open_engine
-from builder.project import open_project
 from builder.sample_corpus import load_sample_questions
 from eval.bootstrap import bootstrap_ci, paired_difference_ci
 from eval.grounding import same_source
@@ -130,14 +131,8 @@ def main() -> None:
     if args.smoke:
         single_threaded()
     with tempfile.TemporaryDirectory() as temporary:
-        root, settings = args.project, []
-        if args.smoke:
-            tiny = tiny_generator(Path(temporary) / "tiny-llama")
-            settings.append(f"generation.model={tiny}")
-        if root is None:
-            root = build_sample(Path(temporary), settings, args.smoke)
-        project = open_project(root, settings)
-        engine = open_engine(project)
+        project = bench_project(args, Path(temporary), [])
+        engine = open_engine(project, use="eval")  # the backend `ragtune eval` answers on
         questions, skipped = read_questions(args.questions, project.docs_dir, engine.refusal)
         modes = [m for m in args.modes.split(",") if uses_retrieval(m) and m in engine.modes]
         began = time.monotonic()

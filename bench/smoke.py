@@ -69,6 +69,18 @@ def build_sample(work: Path, settings: list[str], smoke: bool) -> Path:
     return root
 
 
+def bench_project(args: argparse.Namespace, work: Path, settings: list[str]):
+    """The project a benchmark of `project_parser` runs on, opened with `settings`: --project,
+    or else the sample corpus built in `work` (a few documents and the tiny generator with
+    --smoke)."""
+    from builder.project import open_project
+
+    if args.smoke:
+        settings = [*settings, f"generation.model={tiny_generator(work / 'tiny-llama')}"]
+    root = args.project or build_sample(work, settings, args.smoke)
+    return open_project(root, settings)
+
+
 def project_parser(doc: str) -> argparse.ArgumentParser:
     """The arguments of a benchmark over one project's gold questions."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
