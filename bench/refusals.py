@@ -105,11 +105,12 @@ def measure(engine, questions: list[EvalQuestion], mode: str, removed: list[list
     """{column: one value per question} for `mode`."""
     refusal = engine.refusal
     normal = engine.answer_many([q.question for q in questions], mode)
-    scored = [
-        score_answer(q, a, k=engine.documents, refusal=refusal) for q, a in zip(questions, normal)
-    ]
     lacking = answer_with(engine, questions, mode, removed)
-    refused = [float(a.refused or is_refusal(a.answer, refusal)) for a in lacking]
+    scored, scored_lacking = (
+        [score_answer(q, a, k=engine.documents, refusal=refusal) for q, a in zip(questions, got)]
+        for got in (normal, lacking)
+    )
+    refused = [s["refusal"] for s in scored_lacking]
     quoted = [float(bool(a.quoted) and not r) for a, r in zip(lacking, refused)]
     return {
         "correct, gold shown": [s["correct"] for s in scored],
