@@ -40,6 +40,7 @@ def extras(answer: Answer) -> dict:
             for n in answer.model_citations
         ],
         "quoted": answer.quoted,
+        "gated": answer.gated,
     }
 
 

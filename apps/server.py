@@ -15,8 +15,8 @@ Beyond the OpenAI schema, the completion object (and the final chunk of a stream
 `citations` (the verified citations: the shown chunks that support a sentence of the answer,
 each with n, source, page, section, chunk_id, score, snippet, text), `claims` (each sentence:
 text, cited, model_cited, supported, support, missing_facts), `model_citations` (the markers the
-model wrote itself), `quoted` and `refused`. The non-streamed content is the verified answer:
-each sentence carries the marker of the chunk that supports it. A stream sends the raw
+model wrote itself), `quoted`, `gated` and `refused`. The non-streamed content is the verified
+answer: each sentence carries the marker of the chunk that supports it. A stream sends the raw
 generated text as it comes; its final chunk adds `verified_content`, the verified answer.
 
 The transformers backend answers one request at a time; the llamacpp backend answers

@@ -176,6 +176,8 @@ def show_answer(answer: Answer) -> None:
         )
     if answer.quoted:
         st.caption("Quoted from the shown passage that best answers the question.")
+    if answer.gated:
+        st.caption("No shown passage was close enough to the question to quote (the quote gate).")
     show_details(answer)
 
 

@@ -36,10 +36,9 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from smoke import TINY_LABEL, build_sample, project_parser, single_threaded, tiny_generator
+from smoke import TINY_LABEL, bench_project, project_parser, single_threaded
 
 from builder.engine import open_engine
-from builder.project import open_project
 from builder.sample_corpus import SAMPLE_QUESTIONS_PATH
 from eval.metrics import score_answer
 from eval.questions import read_eval_questions
@@ -83,13 +82,7 @@ def main() -> None:
     if args.smoke:
         single_threaded()
     with tempfile.TemporaryDirectory() as temporary:
-        root, settings = args.project, []
-        if args.smoke:
-            tiny = tiny_generator(Path(temporary) / "tiny-llama")
-            settings += [f"generation.model={tiny}", "generation.backend=transformers"]
-        if root is None:
-            root = build_sample(Path(temporary), settings, args.smoke)
-        project = open_project(root, settings)
+        project = bench_project(args, Path(temporary), [])
         questions = read_eval_questions(args.questions or SAMPLE_QUESTIONS_PATH)
         if args.smoke:
             sources = {

@@ -19,6 +19,10 @@ words, answered with a quote of a shown sentence, and answers that state the gol
 last row per mode is the gap: refusals with the gold removed minus refusals with it shown, with
 a paired bootstrap interval; near 0 means the mode's refusals do not follow the evidence.
 
+The answers are generated without the quote gate (`answer.quote_gate`). When the adapter's run
+has calibrated bounds, a second column per mode ("MODE, gate") finishes the same generations
+with the gate: only a quote can change, into a refusal when no shown sentence reaches the bound.
+
 Default: the sample corpus built with the embedded models and its 58 gold questions (a corpus
 written together with this code, whose questions are all answerable), or `--project DIR
 --questions FILE` (JSONL of question, answer, sources; a project's held-out
@@ -92,22 +96,26 @@ def without_gold(engine, questions: list[EvalQuestion]) -> list[list]:
     ]
 
 
-def answer_with(engine, questions: list[EvalQuestion], mode: str, hits: list[list]) -> list:
-    """The engine's answers in `mode` to prompts showing `hits` instead of its own search."""
-    engine.retrieve = lambda _questions: hits  # shadows the method for this one call
+def gated(engine, answers: list, mode: str) -> list:
+    """The same answers as the quote gate would finish them: only a quote can change (into a
+    refusal, or back into the model's own supported answer), so the generations are shared."""
+    gate = engine.config.quote_gate
+    engine.config.quote_gate = True
     try:
-        return engine.answer_many([q.question for q in questions], mode)
+        return [
+            engine._finish(a.question, mode, a.retrieved, a.model_answer, a.seconds)
+            if a.quoted
+            else a
+            for a in answers
+        ]
     finally:
-        del engine.retrieve
+        engine.config.quote_gate = gate
 
 
-def measure(engine, questions: list[EvalQuestion], mode: str, removed: list[list]) -> dict:
-    """{column: one value per question} for `mode`."""
-    refusal = engine.refusal
-    normal = engine.answer_many([q.question for q in questions], mode)
-    lacking = answer_with(engine, questions, mode, removed)
+def columns(questions: list[EvalQuestion], normal: list, lacking: list, refusal: str, k: int):
+    """{column: one value per question} of one mode's answers."""
     scored, scored_lacking = (
-        [score_answer(q, a, k=engine.documents, refusal=refusal) for q, a in zip(questions, got)]
+        [score_answer(q, a, k=k, refusal=refusal) for q, a in zip(questions, got)]
         for got in (normal, lacking)
     )
     refused = [s["refusal"] for s in scored_lacking]
@@ -125,6 +133,25 @@ def measure(engine, questions: list[EvalQuestion], mode: str, removed: list[list
     }
 
 
+def measure(engine, questions: list[EvalQuestion], mode: str, removed: list[list]) -> dict:
+    """{column label: {column: one value per question}} for `mode` without the quote gate and,
+    when the adapter's run has bounds, with it."""
+    texts = [q.question for q in questions]
+    engine.config.quote_gate = False
+    normal = engine.answer_many(texts, mode)
+    lacking = engine.answer_many(texts, mode, hits=removed)
+    results = {mode: columns(questions, normal, lacking, engine.refusal, engine.documents)}
+    if engine.quote_bounds:
+        results[f"{mode}, gate"] = columns(
+            questions,
+            gated(engine, normal, mode),
+            gated(engine, lacking, mode),
+            engine.refusal,
+            engine.documents,
+        )
+    return results
+
+
 def main() -> None:
     parser = project_parser(__doc__)
     parser.add_argument("--modes", default="rag,rag+tuned", help="RAG modes, comma-separated")
@@ -138,7 +165,11 @@ def main() -> None:
         modes = [m for m in args.modes.split(",") if uses_retrieval(m) and m in engine.modes]
         began = time.monotonic()
         removed = without_gold(engine, questions)
-        results = {mode: measure(engine, questions, mode, removed) for mode in modes}
+        results = {
+            label: values
+            for mode in modes
+            for label, values in measure(engine, questions, mode, removed).items()
+        }
         seconds = time.monotonic() - began
     model = TINY_LABEL if args.smoke else project.config.generation.model
     print(
@@ -146,18 +177,16 @@ def main() -> None:
         f"{engine.documents} chunks shown; generator {model}; {seconds:.0f} s\n"
     )
     width = max(len(c) for c in (*COLUMNS, GAP)) + 2
-    print(f"{'':<{width}}" + "".join(f"{mode:<26}" for mode in modes))
+    print(f"{'':<{width}}" + "".join(f"{label:<26}" for label in results))
     for column in COLUMNS:
-        cells = [cell(bootstrap_ci(results[mode][column]), "") for mode in modes]
+        cells = [cell(bootstrap_ci(values[column]), "") for values in results.values()]
         print(f"{column:<{width}}" + "".join(f"{c:<26}" for c in cells))
     gaps = [
         cell(
-            paired_difference_ci(
-                results[mode]["refused, gold removed"], results[mode]["refused, gold shown"]
-            ),
+            paired_difference_ci(values["refused, gold removed"], values["refused, gold shown"]),
             "+",
         )
-        for mode in modes
+        for values in results.values()
     ]
     print(f"{GAP:<{width}}" + "".join(f"{g:<26}" for g in gaps))
 

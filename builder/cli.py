@@ -183,6 +183,8 @@ def _print_claims(out: Console, answer) -> None:
     """After a streamed answer: the verified version when it differs from what streamed."""
     if answer.quoted:
         out.print("[dim]quoted from the shown passage that best answers the question:[/]")
+    if answer.gated:
+        out.print("[dim]no shown passage was close enough to the question to quote:[/]")
     if answer.answer != answer.model_answer or answer.unsupported_claims:
         out.print(f"[bold]verified:[/] {escape(answer.marked_text())}")
 

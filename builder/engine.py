@@ -10,6 +10,7 @@ from builder.project import Project
 from builder.tune_layout import SELECTOR
 from retrieval.answer import AnswerEngine
 from retrieval.config import GenerationConfig
+from retrieval.generation import AdapterError
 from retrieval.models import EMBEDDED_GENERATOR
 from retrieval.search import Retriever
 
@@ -135,6 +136,14 @@ def open_engine(
         selector = load_encoder(
             str(selector_dir), config.embedding.device, config.embedding.batch_size
         )
+    quote_bounds = {}
+    if adapter_dir is not None:
+        from retrieval.quote_gate import QUOTE_GATE, read_bounds
+
+        try:
+            quote_bounds = read_bounds(adapter_dir.parent / QUOTE_GATE)
+        except ValueError as error:
+            raise AdapterError(str(error)) from None
     if backend_for(config, adapter_dir, use) == "llamacpp":
         generator = open_llamacpp_generator(config.generation, adapter_dir)
     else:
@@ -146,4 +155,5 @@ def open_engine(
         config.answer.documents,
         style=config.style,
         selector=selector,
+        quote_bounds=quote_bounds,
     )

@@ -10,6 +10,8 @@
     train       LoRA (or DoRA / full / QLoRA) with checkpoints; `--resume` continues a run
     check       general questions before and after tuning (catastrophic-forgetting guard)
     selector    the evidence selector the tuned modes quote with (`builder.tune_selector`)
+    quote gate  the bounds below which the engine refuses instead of quoting
+                (`builder.tune_gate`)
 
 Every stage records a hash of its inputs beside its outputs and is skipped when they did not
 change, so running `ragtune tune` twice trains once.
@@ -26,6 +28,7 @@ Layout under PROJECT/:
     adapters/run-<hash>/adapter/                  the peft adapter (safetensors) + tokenizer
     adapters/run-<hash>/run_card.json             base model, data hash, config, loss curve
     adapters/run-<hash>/selector/                 the evidence selector (sentence-transformers)
+    adapters/run-<hash>/quote_gate.json           the quote gate's calibrated bounds
     adapters/CURRENT                              the run the answer engine uses
 """
 
@@ -42,6 +45,7 @@ from builder.jobs import process_start_ticks
 from builder.project import Project
 from builder.stamps import digest, file_digest, read_json, up_to_date, write_json
 from builder.tune_format import format_examples
+from builder.tune_gate import calibrate_gate_stage
 from builder.tune_layout import (
     EVAL_QUESTIONS,
     PAIRS,
@@ -396,6 +400,7 @@ def tune(
             return report
         _check_forgetting(project, run_dir, report, status)
         train_selector_stage(project, run_dir, chunks, index_id, report, status)
+        calibrate_gate_stage(project, run_dir, chunks, index_id, report, status)
         write_json(run_dir / RUN_CARD, report.card)
         project.set_current_adapter(run_dir.name)
     except BaseException as error:

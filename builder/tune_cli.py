@@ -181,7 +181,23 @@ def _print_report(report) -> None:
             f"pairs{persona}, {selector['steps']} steps in {selector['seconds']:.0f}s (the tuned "
             "modes quote with it)"
         )
+    gate = card.get("quote_gate")
+    if gate is not None:
+        err.print(_quote_gate_line(gate))
     err.print(f"adapter: {escape(str(report.run_dir / 'adapter'))} (now the project's current)")
+
+
+def _quote_gate_line(bounds: dict) -> str:
+    """The quote gate's bounds and how they split the training pairs' cases."""
+    parts = [
+        f"{name} {b['bound']:.3f} (keeps {b['kept']:.0%} of {b['answerable']} answerable quotes, "
+        f"refuses {b['refused']:.0%} of {b['lacking']} with the document left out)"
+        for name, b in sorted(bounds.items())
+        if b
+    ]
+    if not parts:
+        return "quote gate: no bound (the training pairs did not tell the cases apart)"
+    return "quote gate: " + "; ".join(parts)
 
 
 def _own_answers_line(own: dict) -> str:

@@ -77,20 +77,7 @@ def format_examples(
         # A seeded sample keeps the default run within the laptop budget.
         pairs = sample_pairs(pairs, config.tune.max_examples, config.tune.balance, config.raft.seed)
         by_id = {c.chunk_id: c for c in chunks}
-        oracles = {
-            p.chunk_id: Hit(
-                source=c.source,
-                page=c.page,
-                section=c.section,
-                chunk_id=c.chunk_id,
-                score=1.0,
-                text=c.text,
-                title=c.title,
-                table_header=c.table_header,
-            )
-            for p in pairs
-            if (c := by_id.get(p.chunk_id)) is not None
-        }
+        oracles = {p.chunk_id: Hit.of(c) for p in pairs if (c := by_id.get(p.chunk_id)) is not None}
         usable = [p for p in pairs if p.chunk_id in oracles]
         synthesized, raft_report = raft_examples(
             usable,
@@ -155,9 +142,10 @@ def _with_context(
 
 
 def _checks(answer: AnswerConfig) -> dict:
-    """The answer settings an own answer's checks read: all but `own_answers`, which decides
-    at answer time whether an answer stands against the picked sentence, a check that training
-    targets do not go through (they must hold the pair's key fact instead)."""
+    """The answer settings an own answer's checks read: all but `own_answers` and
+    `quote_gate`, which decide at answer time whether an answer stands against the picked
+    sentence or a quote against the gate, checks that training targets do not go through (they
+    must hold the pair's key fact instead)."""
     settings = asdict(answer)
-    del settings["own_answers"]
+    del settings["own_answers"], settings["quote_gate"]
     return settings

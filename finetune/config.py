@@ -219,8 +219,11 @@ OWN_RETRIES = ("hint", "focused", "none")
 class RaftConfig:
     """How synthesized pairs become training conversations."""
 
-    without_oracle: float = 0.15
-    """Share of examples whose oracle chunk is left out (target: the refusal sentence)."""
+    without_oracle: float = 0.0
+    """Share of examples whose oracle chunk is left out (target: the refusal sentence). Off by
+    default: on the sample the 135M model learned to refuse more often, not when the chunks lack
+    the answer (`bench/refusals.py`, README "Refusals"); the engine's quote gate refuses on
+    the evidence instead (`answer.quote_gate`)."""
     closed_book: float = 0.15
     """Share of extra examples with the question alone (trains the `tuned` mode)."""
     oracle_place: str = "random"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from retrieval.answer_record import Answer, Citation, best_snippet
 from retrieval.attribution import (
@@ -29,7 +30,7 @@ from retrieval.attribution import (
 from retrieval.config import AnswerConfig, StyleConfig
 from retrieval.embeddings import Encoder
 from retrieval.generation import Generator
-from retrieval.persona import PersonaCard, identity
+from retrieval.persona import PERSONA_SOURCE, PersonaCard, identity
 from retrieval.prompt import (
     PromptDocument,
     closed_book_messages,
@@ -38,6 +39,7 @@ from retrieval.prompt import (
     rag_messages,
     refusal_sentence,
 )
+from retrieval.quote_gate import EMBEDDING_BOUND, SELECTOR_BOUND
 from retrieval.search import Hit, Retriever
 
 MODES = ("base", "rag", "tuned", "rag+tuned")
@@ -66,6 +68,16 @@ def quote_candidates(hits: Sequence[Hit]) -> list[tuple[str, int]]:
     return candidate_sentences([h.text for h in hits], [t for h in hits for t in h.headings()])
 
 
+@dataclass(frozen=True)
+class Pick:
+    """The shown sentence picked to quote, its chunk's number from 1, and whether it scored
+    below the quote gate's bound."""
+
+    sentence: str
+    number: int
+    below_bound: bool = False
+
+
 class AnswerEngine:
     """Answers questions in any of the four modes with one loaded model.
 
@@ -89,9 +101,11 @@ class AnswerEngine:
         documents: int = 3,
         style: StyleConfig | None = None,
         selector: Encoder | None = None,
+        quote_bounds: dict[str, float] | None = None,
     ) -> None:
         self.generator = generator
         self.selector = selector
+        self.quote_bounds = quote_bounds or {}
         self.retriever = retriever
         self.config = config
         self.documents = documents
@@ -202,23 +216,30 @@ class AnswerEngine:
             skip=self.is_refusal,
         )
 
-    def _pick(self, question: str, mode: str, hits: Sequence[Hit]) -> tuple[str, int] | None:
+    def _pick(self, question: str, mode: str, hits: Sequence[Hit]) -> Pick | None:
         """The shown sentence that best answers `question` (`AnswerConfig.quote_by`) and its
         chunk's number, or None when the chunks hold no candidate."""
         candidates = quote_candidates(hits)
         if not candidates:
             return None
         sentences = [sentence for sentence, _ in candidates]
+        bound = None
         if self.config.quote_by == "embedding" and self.retriever is not None:
             tuned = self.selector is not None and uses_adapter(mode)
             encode = self.selector.encode if tuned else self._embed
             vectors = encode([question, *sentences])  # unit rows: dot products are cosines
             scores = (vectors[1:] @ vectors[0]).tolist()
+            # The bounds are calibrated on the corpus's questions: a question the persona card
+            # answers ("who are you?") is not gated.
+            if self.config.quote_gate and not any(h.source == PERSONA_SOURCE for h in hits):
+                bound = self.quote_bounds.get(SELECTOR_BOUND if tuned else EMBEDDING_BOUND)
         else:
             scores = self.generator.score_replies(
                 self._messages(question, mode, hits), sentences, tuned=uses_adapter(mode)
             )
-        return candidates[max(range(len(candidates)), key=lambda i: scores[i])]
+        best = max(range(len(candidates)), key=lambda i: scores[i])
+        sentence, number = candidates[best]
+        return Pick(sentence, number, below_bound=bound is not None and scores[best] < bound)
 
     def _agrees(self, claims: Sequence[Claim], sentence: str) -> bool:
         """Whether every checkable claim is supported by `sentence` alone."""
@@ -269,10 +290,19 @@ class AnswerEngine:
             picked = None
             if unsupported or self.config.own_answers == "agreeing":
                 picked = self._pick(question, mode, hits)
-            if picked is not None and (unsupported or not self._agrees(claims, picked[0])):
-                sentence, number = picked
+            if picked is not None and picked.below_bound:
+                # No shown sentence is close enough to the question to answer it: an
+                # unsupported answer becomes a refusal, a supported one stands unchallenged.
+                if unsupported:
+                    answer.answer, answer.refused, answer.gated = self.refusal, True, True
+                    return answer
+                picked = None
+            if picked is not None and (unsupported or not self._agrees(claims, picked.sentence)):
                 quote = Claim(
-                    f"\u201c{sentence}\u201d", cited=[number], supported=True, support=1.0
+                    f"\u201c{picked.sentence}\u201d",
+                    cited=[picked.number],
+                    supported=True,
+                    support=1.0,
                 )
                 # The model's verdict ('Yes,', 'No.') stays before the quote that backs it:
                 # it claims nothing a chunk could confirm, and a quote alone has no verdict.
@@ -319,17 +349,25 @@ class AnswerEngine:
         questions: Sequence[str],
         mode: str | None = None,
         progress: Callable[[int, int], None] | None = None,
+        hits: Sequence[list[Hit]] | None = None,
     ) -> list[Answer]:
         """Answer many questions with one retrieval pass and batched generation.
 
-        Prompts are grouped by length so a batch wastes little work on padding.
+        Prompts are grouped by length so a batch wastes little work on padding. `hits`, one list
+        per question, replaces the engine's own search in RAG modes (a benchmark that shows
+        chosen chunks).
 
         Raises:
             ModeError: see `check_mode`.
         """
         mode = self.check_mode(mode)
         began = time.monotonic()
-        hits = self.retrieve(questions) if uses_retrieval(mode) else [[] for _ in questions]
+        if not uses_retrieval(mode):
+            hits = [[] for _ in questions]
+        elif hits is None:
+            hits = self.retrieve(questions)
+        elif len(hits) != len(questions):
+            raise ValueError(f"{len(hits)} hit lists for {len(questions)} questions")
         retrieval_seconds = (time.monotonic() - began) / max(len(questions), 1)
         answers: list[Answer | None] = [None] * len(questions)
         pending = []

@@ -58,6 +58,9 @@ class Answer:
     """Prompt tags (<document ...>) the model copied into its answer; removed."""
     quoted: bool = False
     """True when the answer is a quoted sentence of a shown chunk (answer.unsupported='quote')."""
+    gated: bool = False
+    """True when the answer is a refusal because no shown sentence was close enough to the
+    question to quote (`answer.quote_gate`)."""
 
     @property
     def unsupported_claims(self) -> list[Claim]:
@@ -86,6 +89,7 @@ class Answer:
             "model_citations": list(self.model_citations),
             "removed_markup": self.removed_markup,
             "quoted": self.quoted,
+            "gated": self.gated,
         }
         if with_retrieved:
             data["retrieved"] = [h.to_dict() for h in self.retrieved]

@@ -209,6 +209,12 @@ class AnswerConfig:
     cost of overruling a right answer whose sentence the selector does not rank first. Chosen
     by a rule fixed before measuring, on half of the sample's gold questions (README, "Own
     answers that agree")."""
+    quote_gate: bool = True
+    """Under 'quote' with quote_by 'embedding': refuse instead of quoting when even the best
+    shown sentence is less similar to the question than the bound `ragtune tune` calibrated on
+    the training pairs (`retrieval.quote_gate`; one bound for the embedding model, one for the
+    evidence selector, both saved beside the adapter). Without a tuned adapter there is no
+    bound and every quote stands. An own answer that stands is never gated."""
     support_threshold: float = 0.5
     """Share of a sentence's word weight (inverse document frequency) that one chunk must hold,
     with every number, date and code of the sentence, to support it."""

@@ -60,6 +60,20 @@ class Hit:
         """Its document's title and section title: lines of its text that name, not state."""
         return [name for name in (self.title, self.section) if name]
 
+    @classmethod
+    def of(cls, chunk: Chunk, score: float = 1.0) -> Hit:
+        """`chunk` shown as if retrieved with `score` (a training example's own chunk)."""
+        return cls(
+            source=chunk.source,
+            page=chunk.page,
+            section=chunk.section,
+            chunk_id=chunk.chunk_id,
+            score=score,
+            text=chunk.text,
+            title=chunk.title,
+            table_header=chunk.table_header,
+        )
+
 
 def tied_ranks(scored: Sequence[tuple[int, float]]) -> list[tuple[int, int]]:
     """(row, rank from 1) of rows sorted best first; rows with equal scores share the best rank

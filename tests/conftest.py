@@ -102,3 +102,15 @@ def project_factory(tmp_path: Path):
         return project
 
     return make
+
+
+def all_chunks(project: Project) -> list:
+    """Every chunk of the project's current index."""
+    from retrieval.config import IndexConfig
+    from retrieval.index import open_index
+
+    index = open_index(project.index_root, IndexConfig())
+    try:
+        return list(index.store.iter_chunks())
+    finally:
+        index.close()

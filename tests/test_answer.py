@@ -12,7 +12,10 @@ from builder.build import build
 from builder.engine import NO_ADAPTER, open_engine
 from retrieval.answer import ModeError
 from retrieval.answer_record import Answer
+from retrieval.generation import AdapterError
+from retrieval.persona import PERSONA_SOURCE
 from retrieval.prompt import NO_ANSWER, PromptDocument, parse_citations, rag_messages
+from retrieval.quote_gate import QUOTE_GATE, GateBound, write_bounds
 from retrieval.search import Hit
 
 
@@ -105,6 +108,17 @@ def test_citations_come_from_the_retrieved_chunks_only(project):
     assert answer.answer == "After 12000 hours [1]."
 
 
+def test_given_hits_replace_the_engines_own_search(project):
+    engine = open_engine(project, NO_ADAPTER)
+    question = "When is the rotor replaced?"
+    searched = engine.retrieve([question])[0]
+    chosen = [h for h in searched if h.source != "manuals/centrifuge.md"] or searched[-1:]
+    answer = engine.answer_many([question], "rag", hits=[chosen])[0]
+    assert [h.chunk_id for h in answer.retrieved] == [h.chunk_id for h in chosen]
+    with pytest.raises(ValueError, match="2 hit lists for 1 questions"):
+        engine.answer_many([question], "rag", hits=[chosen, chosen])
+
+
 def test_batched_answers_match_one_at_a_time(project):
     engine = open_engine(project, NO_ADAPTER)
     questions = ["When is the rotor replaced?", "How many vacation days?", "refund timing?"]
@@ -145,6 +159,20 @@ def test_the_project_current_adapter_is_picked_up(project, tiny_adapter):
     project.set_current_adapter("run-test")
     assert project.current_adapter() == run / "adapter"
     assert open_engine(project).default_mode == "rag+tuned"
+
+
+def test_the_quote_gate_bounds_beside_the_adapter_are_loaded(project, tiny_adapter):
+    import shutil
+
+    run = project.adapters_dir / "run-gate"
+    shutil.copytree(tiny_adapter, run / "adapter")
+    bound = GateBound(bound=0.42, answerable=10, lacking=10, kept=0.9, refused=0.6)
+    write_bounds(run / QUOTE_GATE, {"embedding": bound, "selector": None}, "digest")
+    assert open_engine(project, run / "adapter").quote_bounds == {"embedding": 0.42}
+    assert open_engine(project, NO_ADAPTER).quote_bounds == {}
+    (run / QUOTE_GATE).write_text("[1, 2]")
+    with pytest.raises(AdapterError, match="not a quote gate file"):
+        open_engine(project, run / "adapter")
 
 
 MX30 = Hit("mx30.md", 4, None, "id-30", 0.5, "The R-24A rotor must be retired after 9,000 runs.")
@@ -305,6 +333,43 @@ def test_reply_scores_with_a_shared_prompt_cache_equal_full_forward_passes(proje
         log_probs = torch.log_softmax(logits[len(prompt_ids) - 1 : -1], dim=-1)
         expected = log_probs.gather(1, torch.tensor(reply_ids)[:, None]).mean().item()
         assert score == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_quote_gate_refuses_when_no_shown_sentence_is_close_to_the_question(project):
+    engine = open_engine(project, NO_ADAPTER)
+    engine.config.unsupported, engine.config.quote_by = "quote", "embedding"
+    question, text = "When is the rotor retired?", "It lasts 5 years."
+
+    def finish():
+        return engine._finish(question, "rag", [MX30], text, 0.0)
+
+    assert finish().quoted  # no bound: every quote stands
+    engine.quote_bounds = {"embedding": 1.01}  # above any cosine similarity
+    gated = finish()
+    assert gated.refused and gated.gated and not gated.quoted
+    assert gated.answer == NO_ANSWER and gated.citations == []
+    assert gated.model_answer == text
+    engine.quote_bounds = {"selector": 1.01}  # the tuned modes' bound leaves `rag` alone
+    assert finish().quoted
+    engine.quote_bounds = {"embedding": -1.01}
+    assert finish().quoted
+    engine.quote_bounds, engine.config.quote_gate = {"embedding": 1.01}, False
+    assert finish().quoted
+    engine.config.quote_gate = True
+    card = Hit(PERSONA_SOURCE, None, None, "persona", 1.0, "I am Ada, the assistant of Orlenby.")
+    persona = engine._finish("Who are you?", "rag", [card, MX30], "Hello.", 0.0)
+    assert persona.quoted and not persona.gated  # the persona card's questions are not gated
+
+
+def test_the_quote_gate_never_overrules_a_supported_answer(project):
+    engine = open_engine(project, NO_ADAPTER)
+    engine.config.unsupported, engine.config.quote_by = "quote", "embedding"
+    engine.config.own_answers = "agreeing"
+    engine.quote_bounds = {"embedding": 1.01}
+    chunk = Hit("c.md", 2, None, "id-c", 0.5, "The warranty lasts two years. Rotors last long.")
+    text = "Rotors last long [1]."
+    answer = engine._finish("How long is the warranty?", "rag", [chunk], text, 0.0)
+    assert not answer.refused and not answer.quoted and answer.answer == text
 
 
 @pytest.mark.parametrize("rule", ["supported", "agreeing"])

@@ -3,10 +3,11 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import all_chunks
 
 from builder.build import BuildError, build
-from retrieval.config import IndexConfig, RetrievalConfig
-from retrieval.index import FORMAT_VERSION, IndexLayout, open_index
+from retrieval.config import RetrievalConfig
+from retrieval.index import FORMAT_VERSION, IndexLayout
 from retrieval.search import Retriever
 
 
@@ -16,14 +17,6 @@ def sources_for(project, encoder, question: str, k: int = 3) -> list[str]:
         return [hit.source for hit in retriever.search(question)]
     finally:
         retriever.close()
-
-
-def all_chunks(project):
-    index = open_index(project.index_root, IndexConfig())
-    try:
-        return list(index.store.iter_chunks())
-    finally:
-        index.close()
 
 
 def test_first_build_indexes_every_file(project_factory, encoder):

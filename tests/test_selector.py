@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import KeywordEncoder
+from conftest import KeywordEncoder, all_chunks
 from tiny_models import build_tiny_llama, build_tiny_sentence_encoder
 
 import retrieval.embeddings
@@ -95,7 +95,7 @@ def test_the_tune_stage_trains_once_and_saves_beside_the_adapter(
         overrides=[f"embedding.model={str(tiny_encoder)!r}", "embedding.device=cpu"]
     )
     build(project)
-    chunks = _chunks(project)
+    chunks = all_chunks(project)
     (rotor,) = [c for c in chunks if "rotor" in c.text]
     project.tune_dir.mkdir(parents=True)
     write_pairs_jsonl(
@@ -175,16 +175,6 @@ def test_the_tuned_modes_quote_with_the_selector_and_the_others_without(
     tuned = engine._finish(question, "rag+tuned", [warranty, rotor], unsupported, 0.0)
     assert [c.chunk_id for c in untuned.citations] == ["id-r"]
     assert [c.chunk_id for c in tuned.citations] == ["id-w"]
-
-
-def _chunks(project):
-    from builder.engine import open_retriever
-
-    retriever = open_retriever(project)
-    try:
-        return list(retriever.index.store.iter_chunks())
-    finally:
-        retriever.close()
 
 
 @pytest.mark.parametrize(
