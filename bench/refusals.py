@@ -21,7 +21,7 @@ a paired bootstrap interval; near 0 means the mode's refusals do not follow the 
 
 The answers are generated without the quote gate (`answer.quote_gate`). When the adapter's run
 has calibrated bounds, a second column per mode ("MODE, gate") finishes the same generations
-with the gate: only a quote can change, into a refusal when no shown sentence reaches the bound.
+with the gate: an answer becomes a refusal when no shown sentence reaches the bound.
 
 Default: the sample corpus built with the embedded models and its 58 gold questions (a corpus
 written together with this code, whose questions are all answerable), or `--project DIR
@@ -97,15 +97,15 @@ def without_gold(engine, questions: list[EvalQuestion]) -> list[list]:
 
 
 def gated(engine, answers: list, mode: str) -> list:
-    """The same answers as the quote gate would finish them: only a quote can change (into a
-    refusal, or back into the model's own supported answer), so the generations are shared."""
+    """The same answers as the quote gate would finish them (the gate acts after generation,
+    so the generations are shared); a refusal stays one."""
     gate = engine.config.quote_gate
     engine.config.quote_gate = True
     try:
         return [
-            engine._finish(a.question, mode, a.retrieved, a.model_answer, a.seconds)
-            if a.quoted
-            else a
+            a
+            if a.refused
+            else engine._finish(a.question, mode, a.retrieved, a.model_answer, a.seconds)
             for a in answers
         ]
     finally:

@@ -291,12 +291,10 @@ class AnswerEngine:
             if unsupported or self.config.own_answers == "agreeing":
                 picked = self._pick(question, mode, hits)
             if picked is not None and picked.below_bound:
-                # No shown sentence is close enough to the question to answer it: an
-                # unsupported answer becomes a refusal, a supported one stands unchallenged.
-                if unsupported:
-                    answer.answer, answer.refused, answer.gated = self.refusal, True, True
-                    return answer
-                picked = None
+                # No shown sentence is close enough to the question to answer it, so neither
+                # is an answer made of them, supported or not.
+                answer.answer, answer.refused, answer.gated = self.refusal, True, True
+                return answer
             if picked is not None and (unsupported or not self._agrees(claims, picked.sentence)):
                 quote = Claim(
                     f"\u201c{picked.sentence}\u201d",

@@ -213,8 +213,9 @@ class AnswerConfig:
     """Under 'quote' with quote_by 'embedding': refuse instead of quoting when even the best
     shown sentence is less similar to the question than the bound `ragtune tune` calibrated on
     the training pairs (`retrieval.quote_gate`; one bound for the embedding model, one for the
-    evidence selector, both saved beside the adapter). Without a tuned adapter there is no
-    bound and every quote stands. An own answer that stands is never gated."""
+    evidence selector, both saved beside the adapter); an own answer the picked sentence was
+    to check is refused too, since it is made of sentences that answer no better. Without a
+    tuned adapter there is no bound and every quote stands."""
     support_threshold: float = 0.5
     """Share of a sentence's word weight (inverse document frequency) that one chunk must hold,
     with every number, date and code of the sentence, to support it."""

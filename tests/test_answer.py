@@ -361,15 +361,21 @@ def test_the_quote_gate_refuses_when_no_shown_sentence_is_close_to_the_question(
     assert persona.quoted and not persona.gated  # the persona card's questions are not gated
 
 
-def test_the_quote_gate_never_overrules_a_supported_answer(project):
+def test_the_quote_gate_refuses_a_supported_answer_when_no_sentence_is_close_enough(project):
     engine = open_engine(project, NO_ADAPTER)
     engine.config.unsupported, engine.config.quote_by = "quote", "embedding"
     engine.config.own_answers = "agreeing"
-    engine.quote_bounds = {"embedding": 1.01}
     chunk = Hit("c.md", 2, None, "id-c", 0.5, "The warranty lasts two years. Rotors last long.")
     text = "Rotors last long [1]."
-    answer = engine._finish("How long is the warranty?", "rag", [chunk], text, 0.0)
-    assert not answer.refused and not answer.quoted and answer.answer == text
+
+    def finish():
+        return engine._finish("How long is the warranty?", "rag", [chunk], text, 0.0)
+
+    engine.quote_bounds = {"embedding": 1.01}
+    gated = finish()
+    assert gated.refused and gated.gated and gated.answer == NO_ANSWER
+    engine.config.own_answers = "supported"  # no sentence is picked to check it against
+    assert finish().answer == text
 
 
 @pytest.mark.parametrize("rule", ["supported", "agreeing"])
