@@ -39,7 +39,7 @@ from retrieval.prompt import (
     rag_messages,
     refusal_sentence,
 )
-from retrieval.quote_gate import EMBEDDING_BOUND, SELECTOR_BOUND
+from retrieval.quote_gate import EMBEDDING_BOUND, SELECTOR_BOUND, sentence_scores
 from retrieval.search import Hit, Retriever
 
 MODES = ("base", "rag", "tuned", "rag+tuned")
@@ -227,8 +227,7 @@ class AnswerEngine:
         if self.config.quote_by == "embedding" and self.retriever is not None:
             tuned = self.selector is not None and uses_adapter(mode)
             encode = self.selector.encode if tuned else self._embed
-            vectors = encode([question, *sentences])  # unit rows: dot products are cosines
-            scores = (vectors[1:] @ vectors[0]).tolist()
+            scores = sentence_scores(question, sentences, encode)
             # The bounds are calibrated on the corpus's questions: a question the persona card
             # answers ("who are you?") is not gated.
             if self.config.quote_gate and not any(h.source == PERSONA_SOURCE for h in hits):

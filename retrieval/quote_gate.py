@@ -47,6 +47,13 @@ class GateBound:
     refused: float
 
 
+def sentence_scores(question: str, sentences: Sequence[str], encode: Encode) -> list[float]:
+    """The cosine similarity of each sentence to the question (`encode` returns unit rows):
+    what the engine ranks quotes by and the gate compares with its bound."""
+    vectors = encode([question, *sentences])
+    return (vectors[1:] @ vectors[0]).tolist()
+
+
 def best_quote_scores(
     questions: Sequence[str], candidates: Sequence[Sequence[str]], encode: Encode
 ) -> list[float | None]:
@@ -57,8 +64,7 @@ def best_quote_scores(
         if not sentences:
             scores.append(None)
             continue
-        vectors = encode([question, *sentences])
-        scores.append(float((vectors[1:] @ vectors[0]).max()))
+        scores.append(float(max(sentence_scores(question, sentences, encode))))
     return scores
 
 
